@@ -1,0 +1,52 @@
+# bentohost: `make serve` and `make test` work on a fresh Debian/Ubuntu machine:
+# they install the system packages and a virtualenv (.venv) first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := build-essential libuv1-dev libcjson-dev libyaml-dev libssl-dev node-llhttp wrk
+PORT ?= 3000
+
+.PHONY: all deps venv host host-asan serve test test-fast bench clean
+
+all: host
+
+# System packages: only when a header or tool is missing, so repeated runs are quiet.
+.deps/apt:
+	@mkdir -p .deps
+	@if ! { [ -f /usr/include/uv.h ] && [ -f /usr/include/cjson/cJSON.h ] && [ -f /usr/include/yaml.h ] \
+	      && [ -f /usr/include/openssl/ssl.h ] && [ -f /usr/share/llhttp/llhttp.c ] && command -v wrk >/dev/null; }; then \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+	@touch $@
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+
+.deps/venv: $(PY) tests/requirements.txt
+	$(PY) -m pip install -q -r tests/requirements.txt
+	@mkdir -p .deps && touch $@
+
+deps: .deps/apt .deps/venv
+
+host: deps
+	$(PY) setup.py -q build_host
+
+host-asan: deps
+	$(PY) setup.py -q build_host --sanitize
+
+serve: host
+	$(PY) -m bentohost serve examples/quickstart/service.py:IrisClassifier --port $(PORT) --workers 2
+
+test: host
+	$(PY) -m pytest -q tests
+
+test-fast: host
+	BENTOHOST_SKIP_VENV_TEST=1 $(PY) -m pytest -q -m "not slow" tests
+
+bench: host
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build bentohost/_bin .deps

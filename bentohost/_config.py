@@ -1,0 +1,139 @@
+"""The service description that the C host reads (routes, workers, threads, ...)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+from ._service import Service
+
+__all__ = ["service_config_json", "service_config", "cpu_count", "resolve_workers"]
+
+DEFAULT_TRAFFIC: dict[str, Any] = {"timeout": 60.0}
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_v2_dirs(root: str, proc_cgroup: str) -> list[str]:
+    """The process's cgroup v2 directory and its ancestors, innermost first."""
+    rel = None
+    text = _read(proc_cgroup)
+    if text:
+        for line in text.splitlines():
+            if line.startswith("0::"):
+                rel = line[3:].strip()
+                break
+    dirs = []
+    if rel:
+        parts = [p for p in rel.split("/") if p]
+        for i in range(len(parts), 0, -1):
+            dirs.append(os.path.join(root, *parts[:i]))
+    dirs.append(root)
+    return dirs
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """CPU quota from cgroup v2 ``cpu.max`` (tightest ancestor) or v1 CFS quota; None if unlimited."""
+    limit: float | None = None
+    for d in _cgroup_v2_dirs(root, proc_cgroup):
+        text = _read(os.path.join(d, "cpu.max"))
+        if not text:
+            continue
+        parts = text.split()
+        if len(parts) >= 1 and parts[0] != "max":
+            try:
+                quota = float(parts[0])
+                period = float(parts[1]) if len(parts) > 1 else 100000.0
+            except ValueError:
+                continue
+            if quota > 0 and period > 0:
+                value = quota / period
+                limit = value if limit is None else min(limit, value)
+    if limit is not None:
+        return limit
+    for sub in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        q = _read(os.path.join(root, sub, "cpu.cfs_quota_us"))
+        p = _read(os.path.join(root, sub, "cpu.cfs_period_us"))
+        if q is None or p is None:
+            continue
+        try:
+            quota, period = float(q), float(p)
+        except ValueError:
+            continue
+        if quota > 0 and period > 0:
+            return quota / period
+        return None
+    return None
+
+
+def cpu_count(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> int:
+    """Usable CPUs: the cgroup quota (rounded down), capped by the affinity mask, at least 1."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 1
+    limit = cgroup_cpu_limit(root, proc_cgroup)
+    if limit is not None:
+        available = min(available, math.floor(limit))
+    return max(1, available)
+
+
+def resolve_workers(value: Any) -> int:
+    if value is None:
+        return 1
+    if value == "cpu_count":
+        return cpu_count()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"workers must be a positive int or 'cpu_count', got {value!r}")
+    return value
+
+
+def _threads(value: Any) -> int:
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"threads must be a positive int, got {value!r}")
+    return value
+
+
+def service_config(svc: Service[Any]) -> dict[str, Any]:
+    """The dict serialised by :func:`service_config_json`; ``apis`` order is the wire index."""
+    cfg = svc.config
+    traffic = {**DEFAULT_TRAFFIC, **{k: v for k, v in (cfg.get("traffic") or {}).items() if v is not None}}
+    resources = {k: v for k, v in (cfg.get("resources") or {}).items() if v is not None}
+    apis = []
+    for m in svc.apis.values():
+        apis.append(
+            {
+                "name": m.name,
+                "route": svc.path_prefix + m.route,
+                "is_async": m.is_async,
+                "is_stream": m.is_stream,
+                "batchable": m.batchable,
+                "batch_dim": list(m.batch_dim),
+                "max_batch_size": m.max_batch_size,
+                "max_latency_ms": m.max_latency_ms,
+            }
+        )
+    return {
+        "name": svc.name,
+        "workers": resolve_workers(cfg.get("workers")),
+        "threads": _threads(cfg.get("threads")),
+        "traffic": traffic,
+        "resources": resources,
+        "envs": list(svc.envs),
+        "apis": apis,
+    }
+
+
+def service_config_json(svc: Service[Any]) -> str:
+    """Compact JSON for the C host: name, workers, threads, traffic, resources, envs, apis."""
+    return json.dumps(service_config(svc), separators=(",", ":"))

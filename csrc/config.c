@@ -1,0 +1,82 @@
+/* The service configuration as reported by the first worker (JSON, read with cJSON).
+ * Both the supervisor (worker count) and each worker (routes) read it. */
+#include "bh.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *dup_string(const cJSON *item, const char *fallback) {
+  const char *s = cJSON_IsString(item) ? item->valuestring : fallback;
+  return s ? strdup(s) : NULL;
+}
+
+static int int_field(const cJSON *obj, const char *key, int fallback) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+  return cJSON_IsNumber(item) ? item->valueint : fallback;
+}
+
+static int bool_field(const cJSON *obj, const char *key) {
+  return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
+}
+
+void bh_config_free(bh_service_config_t *cfg) {
+  for (size_t i = 0; i < cfg->napis; i++) {
+    free(cfg->apis[i].name);
+    free(cfg->apis[i].route);
+  }
+  free(cfg->apis);
+  free(cfg->name);
+  memset(cfg, 0, sizeof(*cfg));
+}
+
+int bh_config_parse(bh_service_config_t *cfg, const char *json, size_t len) {
+  memset(cfg, 0, sizeof(*cfg));
+  cJSON *root = cJSON_ParseWithLength(json, len);
+  if (root == NULL || !cJSON_IsObject(root))
+    goto invalid;
+
+  cfg->name = dup_string(cJSON_GetObjectItemCaseSensitive(root, "name"), "Service");
+  cfg->workers = int_field(root, "workers", 1);
+  cfg->threads = int_field(root, "threads", 1);
+  if (cfg->workers < 1)
+    cfg->workers = 1;
+  if (cfg->threads < 1)
+    cfg->threads = 1;
+
+  const cJSON *apis = cJSON_GetObjectItemCaseSensitive(root, "apis");
+  int n = cJSON_IsArray(apis) ? cJSON_GetArraySize(apis) : 0;
+  if (n > 0) {
+    cfg->apis = calloc((size_t)n, sizeof(bh_api_t));
+    if (cfg->apis == NULL)
+      goto nomem;
+  }
+  const cJSON *item;
+  cJSON_ArrayForEach(item, apis) {
+    bh_api_t *api = &cfg->apis[cfg->napis];
+    api->index = (int)cfg->napis;
+    api->name = dup_string(cJSON_GetObjectItemCaseSensitive(item, "name"), "api");
+    api->route = dup_string(cJSON_GetObjectItemCaseSensitive(item, "route"), "/");
+    cfg->napis++;
+    if (api->name == NULL || api->route == NULL)
+      goto nomem;
+    api->route_len = strlen(api->route);
+    api->is_async = bool_field(item, "is_async");
+    api->is_stream = bool_field(item, "is_stream");
+    api->batchable = bool_field(item, "batchable");
+  }
+  if (cfg->name == NULL)
+    goto nomem;
+  cJSON_Delete(root);
+  return 0;
+
+nomem:
+  cJSON_Delete(root);
+  bh_config_free(cfg);
+  return -ENOMEM;
+invalid:
+  cJSON_Delete(root);
+  bh_config_free(cfg);
+  return -EINVAL;
+}

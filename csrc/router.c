@@ -1,0 +1,150 @@
+/* Routing, admission and the responses C gives without asking Python.
+ * Runs on the I/O thread only; reads the worker's flags with atomics because
+ * the Python side flips them. */
+#include "http.h"
+
+#include <errno.h>
+#include <string.h>
+#include <llhttp.h>
+
+#define JSON "application/json"
+#define TEXT "text/plain; charset=utf-8"
+#define STR(s) s, sizeof(s) - 1
+
+static int path_is(const char *path, size_t len, const char *lit, size_t litlen) {
+  return len == litlen && memcmp(path, lit, len) == 0;
+}
+
+void bh_router_match(const bh_worker_t *w, int method, const char *path,
+                     size_t len, bh_route_t *out) {
+  int get_like = method == HTTP_GET || method == HTTP_HEAD;
+  size_t i;
+
+  out->api_index = -1;
+  out->allow = NULL;
+
+  if (path_is(path, len, STR("/livez")) || path_is(path, len, STR("/healthz"))) {
+    out->kind = get_like ? BH_ROUTE_LIVEZ : BH_ROUTE_METHOD_NOT_ALLOWED;
+    out->allow = "GET, HEAD";
+    return;
+  }
+  if (path_is(path, len, STR("/readyz"))) {
+    out->kind = get_like ? BH_ROUTE_READYZ : BH_ROUTE_METHOD_NOT_ALLOWED;
+    out->allow = "GET, HEAD";
+    return;
+  }
+
+  /* A handful of APIs per service: a linear scan beats hashing here. */
+  for (i = 0; i < w->config.napis; i++) {
+    const bh_api_t *api = &w->config.apis[i];
+    size_t rlen;
+    if (api->route == NULL)
+      continue;
+    rlen = api->route_len ? api->route_len : strlen(api->route);
+    if (path_is(path, len, api->route, rlen)) {
+      if (method == HTTP_POST) {
+        out->kind = BH_ROUTE_API;
+        out->api_index = api->index;
+      } else {
+        out->kind = BH_ROUTE_METHOD_NOT_ALLOWED;
+        out->allow = "POST";
+      }
+      return;
+    }
+  }
+  out->kind = BH_ROUTE_NOT_FOUND;
+}
+
+void bh_router_error(int status, bh_builtin_resp_t *out) {
+  out->status = status;
+  out->content_type = JSON;
+  out->allow = NULL;
+  switch (status) {
+  case 400: out->body = "{\"error\":\"Bad Request\"}"; break;
+  case 404: out->body = "{\"error\":\"Not Found\"}"; break;
+  case 405: out->body = "{\"error\":\"Method Not Allowed\"}"; break;
+  case 413: out->body = "{\"error\":\"Request Entity Too Large\"}"; break;
+  case 431: out->body = "{\"error\":\"Request Header Fields Too Large\"}"; break;
+  case 503: out->body = "{\"error\":\"Service Busy\"}"; break;
+  default:
+    out->status = 500;
+    out->body = "{\"error\":\"Internal Server Error\"}";
+    break;
+  }
+  out->body_len = strlen(out->body);
+}
+
+void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
+                       bh_builtin_resp_t *out) {
+  out->content_type = TEXT;
+  out->allow = NULL;
+  switch (r->kind) {
+  case BH_ROUTE_LIVEZ:
+    if (atomic_load_explicit(&w->alive, memory_order_relaxed)) {
+      out->status = 200;
+      out->body = "\n";
+    } else {
+      out->status = 503;
+      out->body = "Service is dead because .__is_alive__() returns False.";
+    }
+    break;
+  case BH_ROUTE_READYZ:
+    if (atomic_load_explicit(&w->ready, memory_order_relaxed)) {
+      out->status = 200;
+      out->body = "\n";
+    } else {
+      out->status = 503;
+      out->body = "Service is not ready.\n";
+    }
+    break;
+  case BH_ROUTE_METHOD_NOT_ALLOWED:
+    bh_router_error(405, out);
+    out->allow = r->allow;
+    return;
+  case BH_ROUTE_NOT_FOUND:
+  default:
+    bh_router_error(404, out);
+    return;
+  }
+  out->body_len = strlen(out->body);
+}
+
+int bh_router_admit(bh_worker_t *w, bh_req_t *req) {
+  return bh_bridge_submit(&w->bridge, req);
+}
+
+const char *bh_http_reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 304: return "Not Modified";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 413: return "Request Entity Too Large";
+  case 415: return "Unsupported Media Type";
+  case 422: return "Unprocessable Entity";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  default: return status < 300 ? "OK" : status < 400 ? "Redirect"
+                : status < 500 ? "Client Error" : "Server Error";
+  }
+}

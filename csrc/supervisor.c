@@ -1,0 +1,440 @@
+/* The supervisor: binds the listening socket, forks the workers, learns the
+ * service configuration from the first one, respawns workers that die and drains
+ * them on SIGTERM/SIGINT.
+ *
+ * It never initialises Python and deliberately does not use libuv either: libuv
+ * keeps process-global signal state that a forked child would inherit, so the
+ * supervisor runs a small poll() loop over a signalfd and the status pipe. */
+#include "bh.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_START_FAILURES 3      /* before any worker was ever ready: give up */
+#define MAX_BACKOFF_S 30.0
+
+enum worker_state { W_EMPTY, W_WAITING, W_LOADING, W_READY };
+
+typedef struct sup_worker {
+  enum worker_state state;
+  pid_t pid;
+  double started_at;
+  double respawn_at;         /* when W_WAITING */
+  int failures;              /* consecutive quick deaths */
+} sup_worker_t;
+
+typedef struct sup {
+  const bh_options_t *opts;
+  int listen_fd;
+  int signal_fd;
+  int status_rd, status_wr;
+  pid_t pid;
+
+  int have_config;
+  bh_service_config_t config;
+  int nworkers;
+  sup_worker_t *workers;     /* [0] unused: indices are 1-based */
+  int ever_ready;
+  int listening_logged;
+  int start_failures;
+
+  int shutting_down;
+  double kill_at;            /* graceful deadline once shutting down */
+  int exit_code;
+
+  char *line_buf;
+  size_t line_len, line_cap;
+} sup_t;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int bind_listener(const bh_options_t *opts, int *out_fd) {
+  struct addrinfo hints, *res = NULL, *ai;
+  char port[16];
+  int fd = -1, err = 0;
+
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  snprintf(port, sizeof(port), "%d", opts->port);
+  int gai = getaddrinfo(opts->host, port, &hints, &res);
+  if (gai != 0) {
+    bh_log("error: cannot resolve --host '%s': %s", opts->host, gai_strerror(gai));
+    return -EINVAL;
+  }
+  for (ai = res; ai != NULL; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) {
+      err = -errno;
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, opts->backlog) == 0)
+      break;
+    err = -errno;
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) {
+    bh_log("error: cannot listen on %s:%d: %s", opts->host, opts->port, strerror(-err));
+    return err ? err : -EADDRNOTAVAIL;
+  }
+  *out_fd = fd;
+  return 0;
+}
+
+static const char *signal_name(int sig) {
+  const char *s = strsignal(sig);
+  return s ? s : "unknown signal";
+}
+
+static void spawn_worker(sup_t *s, int index) {
+  sup_worker_t *w = &s->workers[index];
+  int reporter = !s->have_config;
+  pid_t pid = fork();
+  if (pid < 0) {
+    bh_log("error: fork failed for worker %d: %s; retrying", index, strerror(errno));
+    w->state = W_WAITING;
+    w->respawn_at = now_s() + 1.0;
+    return;
+  }
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    close(s->signal_fd);
+    close(s->status_rd);
+    signal(SIGCHLD, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Workers never outlive the supervisor. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != s->pid)
+      _exit(1);
+    bh_worker_t worker;
+    memset(&worker, 0, sizeof(worker));
+    worker.index = index;
+    worker.listen_fd = s->listen_fd;
+    worker.status_fd = s->status_wr;
+    worker.reporter = reporter;
+    worker.opts = s->opts;
+    bh_worker_main(&worker);
+    _exit(1);
+  }
+  w->pid = pid;
+  w->state = W_LOADING;
+  w->started_at = now_s();
+  bh_log("worker %d (pid %d) loading %s", index, (int)pid, s->opts->target);
+}
+
+static void kill_all(sup_t *s, int sig) {
+  for (int i = 1; i <= s->nworkers; i++)
+    if (s->workers[i].state == W_LOADING || s->workers[i].state == W_READY)
+      kill(s->workers[i].pid, sig);
+}
+
+static int live_workers(const sup_t *s) {
+  int n = 0;
+  for (int i = 1; i <= s->nworkers; i++)
+    n += s->workers[i].state == W_LOADING || s->workers[i].state == W_READY;
+  return n;
+}
+
+static void begin_shutdown(sup_t *s, int exit_code) {
+  if (s->shutting_down)
+    return;
+  s->shutting_down = 1;
+  s->exit_code = exit_code;
+  /* The workers keep their own copy of the socket until they have drained. */
+  close(s->listen_fd);
+  s->listen_fd = -1;
+  for (int i = 1; i <= s->nworkers; i++)
+    if (s->workers[i].state == W_WAITING)
+      s->workers[i].state = W_EMPTY;
+  kill_all(s, SIGTERM);
+  s->kill_at = now_s() + s->opts->graceful_timeout_s;
+}
+
+static int grow_workers(sup_t *s, int n) {
+  sup_worker_t *ws = realloc(s->workers, sizeof(sup_worker_t) * (size_t)(n + 1));
+  if (ws == NULL)
+    return -ENOMEM;
+  for (int i = s->nworkers + 1; i <= n; i++)
+    memset(&ws[i], 0, sizeof(ws[i]));
+  s->workers = ws;
+  s->nworkers = n;
+  return 0;
+}
+
+static void on_config(sup_t *s, const char *json, size_t len) {
+  if (s->have_config)
+    return;
+  if (bh_config_parse(&s->config, json, len) != 0) {
+    bh_log("error: the worker reported an unreadable service configuration");
+    begin_shutdown(s, 1);
+    return;
+  }
+  s->have_config = 1;
+  int n = s->opts->workers_override > 0 ? s->opts->workers_override : s->config.workers;
+  bh_log("service %s: %d worker%s, %d thread%s each, %zu api%s", s->config.name, n,
+         n == 1 ? "" : "s", s->config.threads, s->config.threads == 1 ? "" : "s",
+         s->config.napis, s->config.napis == 1 ? "" : "s");
+  int old = s->nworkers;
+  if (grow_workers(s, n) != 0) {
+    bh_log("error: out of memory");
+    begin_shutdown(s, 1);
+    return;
+  }
+  for (int i = old + 1; i <= n; i++)
+    spawn_worker(s, i);
+}
+
+static void on_ready(sup_t *s, int index, pid_t pid) {
+  if (index < 1 || index > s->nworkers || s->workers[index].pid != pid)
+    return;
+  sup_worker_t *w = &s->workers[index];
+  if (w->state != W_LOADING)
+    return;
+  w->state = W_READY;
+  s->ever_ready = 1;
+  bh_log("worker %d (pid %d) ready in %.2fs", index, (int)pid, now_s() - w->started_at);
+  if (!s->listening_logged && s->have_config) {
+    for (int i = 1; i <= s->nworkers; i++)
+      if (s->workers[i].state != W_READY)
+        return;
+    s->listening_logged = 1;
+    bh_log("listening on http://%s:%d", s->opts->host, s->opts->port);
+  }
+}
+
+/* One message per line: "<kind> <index> <pid> [payload]". */
+static void on_status_line(sup_t *s, char *line, size_t len) {
+  char kind[16];
+  int index, pid, consumed = 0;
+  line[len] = '\0';
+  if (sscanf(line, "%15s %d %d%n", kind, &index, &pid, &consumed) != 3)
+    return;
+  const char *payload = line + consumed;
+  if (*payload == ' ')
+    payload++;
+  if (strcmp(kind, "config") == 0)
+    on_config(s, payload, len - (size_t)(payload - line));
+  else if (strcmp(kind, "ready") == 0)
+    on_ready(s, index, (pid_t)pid);
+}
+
+static void read_status(sup_t *s) {
+  for (;;) {
+    if (s->line_cap - s->line_len < 4096) {
+      size_t cap = s->line_cap ? s->line_cap * 2 : 16384;
+      char *buf = realloc(s->line_buf, cap);
+      if (buf == NULL)
+        return;
+      s->line_buf = buf;
+      s->line_cap = cap;
+    }
+    ssize_t n = read(s->status_rd, s->line_buf + s->line_len, s->line_cap - s->line_len - 1);
+    if (n <= 0)
+      break;
+    s->line_len += (size_t)n;
+  }
+  size_t start = 0;
+  for (size_t i = 0; i < s->line_len; i++) {
+    if (s->line_buf[i] == '\n') {
+      on_status_line(s, s->line_buf + start, i - start);
+      start = i + 1;
+    }
+  }
+  memmove(s->line_buf, s->line_buf + start, s->line_len - start);
+  s->line_len -= start;
+}
+
+static double backoff_s(int failures) {
+  if (failures <= 0)
+    return 0;
+  double d = 0.25;
+  for (int i = 1; i < failures && d < MAX_BACKOFF_S; i++)
+    d *= 2;
+  return d < MAX_BACKOFF_S ? d : MAX_BACKOFF_S;
+}
+
+static void on_worker_exit(sup_t *s, pid_t pid, int status) {
+  int index = 0;
+  for (int i = 1; i <= s->nworkers; i++)
+    if (s->workers[i].pid == pid && s->workers[i].state != W_EMPTY)
+      index = i;
+  if (index == 0)
+    return;
+  sup_worker_t *w = &s->workers[index];
+  int was_ready = w->state == W_READY;
+  double uptime = now_s() - w->started_at;
+  char reason[96];
+  if (WIFSIGNALED(status))
+    snprintf(reason, sizeof(reason), "was killed by signal %d (%s)", WTERMSIG(status),
+             signal_name(WTERMSIG(status)));
+  else
+    snprintf(reason, sizeof(reason), "exited with code %d", WEXITSTATUS(status));
+  w->state = W_EMPTY;
+  w->pid = 0;
+
+  if (s->shutting_down) {
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+      bh_log("worker %d (pid %d) %s during shutdown", index, (int)pid, reason);
+    return;
+  }
+  if (!s->have_config) {
+    /* The first worker could not even import the service: its traceback is
+     * above, and restarting it would only print it again. */
+    bh_log("error: could not load service '%s': worker %d %s (see the traceback above)",
+           s->opts->target, index, reason);
+    begin_shutdown(s, 1);
+    return;
+  }
+  if (!was_ready) {
+    s->start_failures++;
+    if (!s->ever_ready && s->start_failures >= MAX_START_FAILURES) {
+      bh_log("error: no worker could start: worker %d %s during start-up, %d times in a row; "
+             "giving up", index, reason, s->start_failures);
+      begin_shutdown(s, 1);
+      return;
+    }
+  }
+  w->failures = (was_ready && uptime > 5.0) ? 0 : w->failures + 1;
+  double delay = backoff_s(w->failures);
+  bh_log("worker %d (pid %d) %s%s; respawning %s%.2fs", index, (int)pid, reason,
+         was_ready ? "" : " during start-up", delay > 0 ? "in " : "after ", delay);
+  w->state = W_WAITING;
+  w->respawn_at = now_s() + delay;
+}
+
+static void reap(sup_t *s) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+    on_worker_exit(s, pid, status);
+}
+
+static void on_signal(sup_t *s) {
+  struct signalfd_siginfo si;
+  while (read(s->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+    switch (si.ssi_signo) {
+    case SIGCHLD:
+      reap(s);
+      break;
+    case SIGTERM:
+    case SIGINT:
+      if (s->shutting_down) {
+        if (si.ssi_signo == SIGINT) {
+          bh_log("second interrupt: killing the workers now");
+          kill_all(s, SIGKILL);
+        }
+      } else {
+        bh_log("shutting down: draining in-flight requests (up to %.0fs)",
+               s->opts->graceful_timeout_s);
+        begin_shutdown(s, 0);
+      }
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+static int next_timeout_ms(const sup_t *s) {
+  double t = now_s(), next = t + 3600;
+  for (int i = 1; i <= s->nworkers; i++)
+    if (s->workers[i].state == W_WAITING && s->workers[i].respawn_at < next)
+      next = s->workers[i].respawn_at;
+  if (s->shutting_down && s->kill_at < next)
+    next = s->kill_at;
+  double ms = (next - t) * 1000.0;
+  return ms < 0 ? 0 : (int)ms + 1;
+}
+
+static void run_timers(sup_t *s) {
+  double t = now_s();
+  if (s->shutting_down && t >= s->kill_at && live_workers(s) > 0) {
+    bh_log("graceful shutdown timed out: killing %d worker(s)", live_workers(s));
+    kill_all(s, SIGKILL);
+    s->kill_at = t + 3600;
+  }
+  for (int i = 1; i <= s->nworkers; i++)
+    if (!s->shutting_down && s->workers[i].state == W_WAITING && t >= s->workers[i].respawn_at)
+      spawn_worker(s, i);
+}
+
+int bh_supervisor_run(const bh_options_t *opts) {
+  sup_t s;
+  memset(&s, 0, sizeof(s));
+  s.opts = opts;
+  s.pid = getpid();
+  s.listen_fd = -1;
+
+  if (bind_listener(opts, &s.listen_fd) != 0)
+    return 1;
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  s.signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  int pipefd[2];
+  if (s.signal_fd < 0 || pipe2(pipefd, O_CLOEXEC) != 0) {
+    bh_log("error: cannot set up the supervisor: %s", strerror(errno));
+    return 1;
+  }
+  s.status_rd = pipefd[0];
+  s.status_wr = pipefd[1];
+  fcntl(s.status_rd, F_SETFL, O_NONBLOCK);
+
+  if (grow_workers(&s, 1) != 0)
+    return 1;
+  bh_log("bentohost %s: supervisor pid %d", BH_VERSION, (int)s.pid);
+  spawn_worker(&s, 1);
+
+  for (;;) {
+    if (s.shutting_down && live_workers(&s) == 0)
+      break;
+    struct pollfd pfds[2] = {
+        {.fd = s.signal_fd, .events = POLLIN},
+        {.fd = s.status_rd, .events = POLLIN},
+    };
+    int n = poll(pfds, 2, next_timeout_ms(&s));
+    if (n < 0 && errno != EINTR) {
+      bh_log("error: poll: %s", strerror(errno));
+      break;
+    }
+    if (pfds[1].revents & POLLIN)
+      read_status(&s);
+    if (pfds[0].revents & POLLIN)
+      on_signal(&s);
+    run_timers(&s);
+  }
+  /* Late status lines (a ready message racing shutdown) are irrelevant now. */
+  if (s.exit_code == 0)
+    bh_log("stopped");
+  bh_config_free(&s.config);
+  free(s.workers);
+  free(s.line_buf);
+  return s.exit_code;
+}

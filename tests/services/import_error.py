@@ -1,0 +1,12 @@
+"""Deliberately broken: raises while being imported."""
+
+import bentohost
+
+raise RuntimeError("import-boom-marker-5c2a")
+
+
+@bentohost.service
+class Broken:
+    @bentohost.api
+    def f(self) -> str:
+        return "never"

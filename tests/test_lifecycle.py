@@ -1,0 +1,253 @@
+"""Start-up, readiness, hooks, graceful shutdown and start-up failures (behaviour §1.1, §5, §7)."""
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import Server, wait_for
+
+
+# ----------------------------------------------------------------- graceful shutdown
+
+
+def test_sigterm_drains_in_flight_requests(server_factory, tmp_path):
+    mark_dir = tmp_path / "marks"
+    mark_dir.mkdir()
+    srv = server_factory("basic.py:Basic", "--workers", "2", env={"BH_TEST_MARK_DIR": mark_dir})
+    n = 8
+    results = [None] * n
+    done_at = [None] * n
+
+    def call(i):
+        try:
+            r = requests.post(srv.url + "/asleep", json={"seconds": 3.0}, timeout=30)
+            results[i] = (r.status_code, r.json() if r.status_code == 200 else r.text)
+        except Exception as exc:  # noqa: BLE001
+            results[i] = ("error", repr(exc))
+        done_at[i] = time.monotonic()
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    # every call has reached Python
+    wait_for(lambda: len(os.listdir(mark_dir)) >= n, 10, what="8 in-flight requests")
+    srv.signal(signal.SIGTERM)
+    sigterm_at = time.monotonic()
+
+    # new connections are refused while the old requests drain
+    refused_at = None
+    while time.monotonic() - sigterm_at < 2.5:
+        try:
+            s = socket.create_connection((srv.host, srv.port), timeout=1)
+            s.close()
+        except ConnectionRefusedError:
+            refused_at = time.monotonic()
+            break
+        except OSError:
+            pass
+        time.sleep(0.02)
+
+    for t in threads:
+        t.join(30)
+    assert all(r is not None and r[0] == 200 for r in results), results
+    code = srv.wait_exit(30)
+    assert code == 0, srv.log()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((srv.host, srv.port), timeout=2)
+    assert refused_at is not None, "new connections were still accepted during the drain"
+    assert refused_at < min(done_at), "listening socket closed only after the in-flight requests finished"
+
+
+def test_sigterm_idle_server_exits_zero_quickly(server_factory):
+    srv = server_factory("basic.py:Basic", "--workers", "2")
+    srv.wait_all_workers(2)
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(15) == 0, srv.log()
+    assert time.monotonic() - t0 < 5
+    # no worker is left behind
+    wait_for(lambda: not srv.worker_pids(), 5, what="workers to be gone")
+
+
+def test_sigint_also_shuts_down(server_factory):
+    srv = server_factory("basic.py:Basic", "--workers", "1")
+    srv.signal(signal.SIGINT)
+    assert srv.wait_exit(15) == 0, srv.log()
+
+
+def test_graceful_shutdown_timeout_kills_long_requests(server_factory, tmp_path):
+    mark_dir = tmp_path / "marks"
+    mark_dir.mkdir()
+    srv = server_factory("basic.py:Basic", "--workers", "1", "--timeout-graceful-shutdown", "1",
+                         env={"BH_TEST_MARK_DIR": mark_dir})
+    t = threading.Thread(target=lambda: requests.post(srv.url + "/asleep", json={"seconds": 60}, timeout=70),
+                         daemon=True)
+    t.start()
+    wait_for(lambda: os.listdir(mark_dir), 10, what="the long request to start")
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    srv.wait_exit(20)
+    assert time.monotonic() - t0 < 10
+
+
+# ----------------------------------------------------------------- hooks and readiness
+
+
+def test_startup_and_shutdown_hooks(server_factory, tmp_path):
+    hooks_log = tmp_path / "hooks.log"
+    srv = server_factory("hooks.py:Hooks", "--workers", "1", env={"HOOKS_LOG": hooks_log})
+    # ready means: instance created and every on_startup hook has run
+    r = srv.post("/events_seen", {})
+    assert r.status_code == 200, r.text
+    assert r.json() == ["init", "startup-async", "startup-sync"]
+    events = [line.split()[0] for line in hooks_log.read_text().splitlines()]
+    assert events[0] == "init"
+    assert sorted(events) == ["init", "startup-async", "startup-sync"]
+    for line in hooks_log.read_text().splitlines():
+        assert line.split()[1] == "1", line  # worker_index is set while hooks run
+
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(20) == 0, srv.log()
+    events = [line.split()[0] for line in hooks_log.read_text().splitlines()]
+    assert "shutdown-sync" in events and "shutdown-async" in events, events
+    assert events.count("shutdown-sync") == 1 and events.count("shutdown-async") == 1
+
+
+def test_hooks_run_once_per_worker(server_factory, tmp_path):
+    hooks_log = tmp_path / "hooks.log"
+    srv = server_factory("hooks.py:Hooks", "--workers", "2", env={"HOOKS_LOG": hooks_log})
+
+    def both_started():
+        lines = hooks_log.read_text().splitlines()
+        return sorted(l.split()[1] for l in lines if l.startswith("startup-sync")) == ["1", "2"]
+
+    wait_for(both_started, 20, what="startup hooks in both workers")
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(20) == 0, srv.log()
+    lines = hooks_log.read_text().splitlines()
+    for ev in ("init", "startup-sync", "startup-async", "shutdown-sync", "shutdown-async"):
+        assert sorted(l.split()[1] for l in lines if l.split()[0] == ev) == ["1", "2"], (ev, lines)
+
+
+def test_readyz_answers_503_while_init_is_loading(server_factory):
+    srv = server_factory("slow_init.py:SlowInit", "--workers", "1",
+                         env={"SLOW_INIT_SECONDS": "4"}, wait_ready=False)
+    statuses = []
+    slowest_503 = 0.0
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        assert srv.proc.poll() is None, srv.log()
+        t0 = time.monotonic()
+        try:
+            r = requests.get(srv.url + "/readyz", timeout=5)
+        except requests.ConnectionError:
+            time.sleep(0.05)
+            continue
+        except requests.Timeout:
+            srv.fail("/readyz did not answer within 5s while the service was loading")
+        took = time.monotonic() - t0
+        statuses.append(r.status_code)
+        if r.status_code == 503:
+            slowest_503 = max(slowest_503, took)
+        if r.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert statuses and statuses[-1] == 200, (statuses, srv.log())
+    assert 503 in statuses, f"never saw 503 during the 4 s __init__: {statuses}\n{srv.log()}"
+    assert set(statuses) <= {503, 200}, statuses
+    assert slowest_503 < 1.0, f"/readyz took {slowest_503:.2f}s to answer 503"
+    # the liveness probe is not the readiness probe
+    assert requests.get(srv.url + "/livez", timeout=5).status_code == 200
+    assert srv.post("/ping", {}).text == "pong"
+
+
+def test_livez_answers_while_loading(server_factory):
+    srv = server_factory("slow_init.py:SlowInit", "--workers", "1",
+                         env={"SLOW_INIT_SECONDS": "4"}, wait_ready=False)
+
+    def livez():
+        r = requests.get(srv.url + "/livez", timeout=2)
+        return r
+
+    r = wait_for(livez, 15, what="/livez to answer")
+    assert r.status_code == 200
+    assert requests.get(srv.url + "/readyz", timeout=2).status_code == 503
+
+
+# ----------------------------------------------------------------- start-up failures
+
+
+def test_port_in_use_is_one_clear_error(server_factory):
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    try:
+        srv = server_factory("basic.py:Basic", port=port, start=False)
+        t0 = time.monotonic()
+        srv.start(wait_ready=False)
+        code = srv.wait_exit(15)
+        log = srv.log()
+        assert code == 1, log
+        assert time.monotonic() - t0 < 10
+        assert "Traceback" not in log, log
+        errors = [l for l in log.splitlines() if str(port) in l and "in use" in l.lower()]
+        assert len(errors) == 1, log
+    finally:
+        blocker.close()
+
+
+@pytest.mark.parametrize(
+    "target,marker",
+    [("syntax_error.py:Broken", "SyntaxError"), ("import_error.py:Broken", "RuntimeError: import-boom-marker-5c2a")],
+    ids=["syntax-error", "raises-at-import"],
+)
+def test_broken_service_file_fails_fast_with_one_traceback(server_factory, target, marker):
+    srv = server_factory(target, "--workers", "2", start=False)
+    t0 = time.monotonic()
+    srv.start(wait_ready=False)
+    code = srv.wait_exit(20)
+    elapsed = time.monotonic() - t0
+    log = srv.log()
+    assert code != 0, log
+    assert elapsed < 10, f"took {elapsed:.1f}s to give up\n{log}"
+    assert log.count(marker) >= 1, log
+    assert log.count("Traceback (most recent call last)") == 1, log
+    assert target.split(":")[0] in log  # the file name appears in the traceback
+    assert not srv.worker_pids()
+
+
+def test_missing_class_fails_fast(server_factory):
+    srv = server_factory("basic.py:NoSuchClass", start=False)
+    srv.start(wait_ready=False)
+    code = srv.wait_exit(20)
+    log = srv.log()
+    assert code != 0, log
+    assert "NoSuchClass" in log
+
+
+def test_missing_file_fails_fast(server_factory, tmp_path):
+    srv = server_factory(f"{tmp_path}/nope.py:Svc", start=False)
+    srv.start(wait_ready=False)
+    code = srv.wait_exit(20)
+    assert code != 0, srv.log()
+    assert "nope.py" in srv.log()
+
+
+def test_init_always_raising_gives_up(server_factory):
+    srv = server_factory("init_fails.py:InitFails", "--workers", "1", start=False)
+    t0 = time.monotonic()
+    srv.start(wait_ready=False)
+    code = srv.wait_exit(40)
+    elapsed = time.monotonic() - t0
+    log = srv.log()
+    assert code != 0, log
+    assert elapsed < 20, f"took {elapsed:.1f}s to give up\n{log}"
+    assert "init-boom-marker-77e0" in log
+    last = [l for l in log.splitlines() if l.strip()][-3:]
+    assert any("error" in l.lower() or "giving up" in l.lower() for l in last), log
