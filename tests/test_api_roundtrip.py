@@ -176,3 +176,20 @@ def test_async_calls_run_concurrently(basic_server):
     elapsed = time.monotonic() - t0
     assert codes == [200] * 8
     assert elapsed < 6.0, f"8 concurrent 1 s async calls took {elapsed:.1f}s"
+
+
+def test_context_parameter_is_not_an_input_and_sets_status(basic_server):
+    r = basic_server.post("/with_ctx", {"x": 7})
+    assert r.status_code == 201, r.text
+    assert r.json() == 7
+
+
+def test_pydantic_field_defaults_and_constraints(basic_server):
+    r = basic_server.post("/field_default", {})
+    assert r.status_code == 200, r.text
+    assert r.json() == 10
+    r = basic_server.post("/field_default", {"n": -1})
+    assert r.status_code == 400, r.text
+    d = r.json()["detail"][0]
+    assert d["loc"] == ["n"] and d["type"] == "greater_than_equal"
+

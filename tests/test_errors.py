@@ -117,3 +117,32 @@ def test_health_endpoints(basic_server, path):
     r = requests.head(basic_server.url + path, timeout=30)
     assert r.status_code == 200
     assert r.content == b""
+
+
+def test_async_user_exception_is_500(basic_server):
+    r = basic_server.post("/aboom", {})
+    assert r.status_code == 500, r.text
+    assert _assert_json(r) == GENERIC_500
+    wait_for(lambda: "async-kaboom-marker-31b9" in basic_server.log(), 10, what="the traceback in the log")
+
+
+def test_nested_validation_error_loc(basic_server):
+    r = basic_server.post("/model_in", {"item": {"name": "a", "size": "zz"}})
+    d = _assert_validation_error(r, ["item", "size"], "int_parsing")
+    assert "integer" in d["msg"]
+
+
+def test_malformed_json_is_pydantic_style_400(basic_server):
+    r = requests.post(basic_server.url + "/add", data=b"[1, 2",
+                      headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 400, r.text
+    body = _assert_json(r)
+    assert body["error"] == "1 validation error for Input"
+    assert body["detail"][0]["type"] == "json_invalid"
+    assert set(body["detail"][0]) == {"type", "loc", "msg", "url"}
+
+
+def test_query_string_does_not_change_routing(basic_server):
+    r = basic_server.post("/echo?x=1&y=2", {"text": "q"})
+    assert r.status_code == 200, r.text
+    assert r.text == "q"

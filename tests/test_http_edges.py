@@ -222,3 +222,89 @@ def test_http10_request(edge_server):
         assert r.status == 200, r
         assert r.body == b"\n"
         assert c.wait_closed(timeout=5)
+
+
+def test_expect_100_continue_over_limit_gets_413_not_100(edge_server):
+    with edge_server.conn(timeout=10) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (MAX_BODY * 4))
+        r = c.read_response()
+        assert r.status == 413, r
+
+
+def test_many_pipelined_requests_in_one_write(edge_server):
+    n = 100
+    with edge_server.conn(timeout=20) as c:
+        c.send(b"".join(raw_request("POST", "/add", json.dumps({"a": i, "b": 0})) for i in range(n)))
+        got = [c.read_response() for _ in range(n)]
+        assert [r.status for r in got] == [200] * n
+        assert [int(r.body) for r in got] == list(range(n))
+
+
+def test_request_split_across_many_writes(edge_server):
+    req = echo_req("trickled in")
+    with edge_server.conn() as c:
+        for i in range(0, len(req), 5):
+            c.send(req[i:i + 5])
+            time.sleep(0.002)
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.body == b"trickled in"
+
+
+def test_error_response_then_connection_still_usable_or_closed(edge_server):
+    """After an API-level 400 (validation), keep-alive continues normally."""
+    with edge_server.conn() as c:
+        c.send(raw_request("POST", "/add", "{}"))
+        r = c.read_response()
+        assert r.status == 400, r
+        c.send(raw_request("POST", "/add", json.dumps({"a": 1})))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"3", r
+
+
+@pytest.mark.parametrize("path,status", [("/echo", 405), ("/no/such/path", 404)])
+def test_head_on_error_routes_has_no_body(edge_server, path, status):
+    with edge_server.conn() as c:
+        c.send(raw_request("HEAD", path))
+        r = c.read_response(head=True)
+        assert r.status == status, r
+        c.send(raw_request("GET", "/livez"))
+        r2 = c.read_response()
+        assert r2.status == 200 and r2.body == b"\n", r2
+
+
+def test_client_disconnect_mid_request_is_harmless(edge_server):
+    for path in ("/asleep", "/sleep"):
+        c = edge_server.conn()
+        c.send(raw_request("POST", path, json.dumps({"seconds": 0.3})))
+        c.close()
+    # half-sent request, then gone
+    c = edge_server.conn()
+    c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"te")
+    c.close()
+    time.sleep(0.5)
+    with edge_server.conn() as c:
+        c.send(echo_req("still fine"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"still fine", r
+    assert edge_server.proc.poll() is None
+
+
+def test_health_probes_answer_while_sync_api_is_busy(edge_server):
+    """threads=1: a running sync call must not block /livez or /readyz (answered by the I/O thread)."""
+    import threading
+
+    t = threading.Thread(target=lambda: edge_server.post("/sleep", {"seconds": 2.0}, timeout=30))
+    t.start()
+    try:
+        time.sleep(0.3)
+        for path in ("/livez", "/readyz"):
+            with edge_server.conn(timeout=5) as c:
+                t0 = time.monotonic()
+                c.send(raw_request("GET", path))
+                r = c.read_response()
+                assert r.status == 200, r
+                assert time.monotonic() - t0 < 0.5, f"{path} waited for the busy worker"
+    finally:
+        t.join(30)

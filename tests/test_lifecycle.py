@@ -63,6 +63,25 @@ def test_sigterm_drains_in_flight_requests(server_factory, tmp_path):
     assert refused_at < min(done_at), "listening socket closed only after the in-flight requests finished"
 
 
+def test_drained_keep_alive_response_closes_the_connection(server_factory, tmp_path):
+    import json
+
+    from conftest import raw_request
+
+    mark_dir = tmp_path / "marks"
+    mark_dir.mkdir()
+    srv = server_factory("basic.py:Basic", "--workers", "1", env={"BH_TEST_MARK_DIR": mark_dir})
+    with srv.conn(timeout=15) as c:
+        c.send(raw_request("POST", "/asleep", json.dumps({"seconds": 1.5})))
+        wait_for(lambda: os.listdir(mark_dir), 10, what="the request to start")
+        srv.signal(signal.SIGTERM)
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.headers.get("connection", "").lower() == "close", r
+        assert c.wait_closed(5)
+    assert srv.wait_exit(15) == 0, srv.log()
+
+
 def test_sigterm_idle_server_exits_zero_quickly(server_factory):
     srv = server_factory("basic.py:Basic", "--workers", "2")
     srv.wait_all_workers(2)
@@ -85,14 +104,25 @@ def test_graceful_shutdown_timeout_kills_long_requests(server_factory, tmp_path)
     mark_dir.mkdir()
     srv = server_factory("basic.py:Basic", "--workers", "1", "--timeout-graceful-shutdown", "1",
                          env={"BH_TEST_MARK_DIR": mark_dir})
-    t = threading.Thread(target=lambda: requests.post(srv.url + "/asleep", json={"seconds": 60}, timeout=70),
-                         daemon=True)
+    outcome = []
+
+    def long_call():
+        try:
+            outcome.append(requests.post(srv.url + "/asleep", json={"seconds": 60}, timeout=70).status_code)
+        except requests.RequestException as exc:
+            outcome.append(type(exc).__name__)
+
+    t = threading.Thread(target=long_call, daemon=True)
     t.start()
     wait_for(lambda: os.listdir(mark_dir), 10, what="the long request to start")
     t0 = time.monotonic()
     srv.signal(signal.SIGTERM)
     srv.wait_exit(20)
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 10, "--timeout-graceful-shutdown 1 was not enforced"
+    t.join(10)
+    # the request that could not finish is cut off, not answered 200
+    assert outcome and outcome[0] != 200, outcome
+    assert not srv.worker_pids()
 
 
 # ----------------------------------------------------------------- hooks and readiness
@@ -164,6 +194,31 @@ def test_readyz_answers_503_while_init_is_loading(server_factory):
     # the liveness probe is not the readiness probe
     assert requests.get(srv.url + "/livez", timeout=5).status_code == 200
     assert srv.post("/ping", {}).text == "pong"
+
+
+def test_readyz_waits_for_slow_async_on_startup_hook(server_factory, tmp_path):
+    hooks_log = tmp_path / "hooks.log"
+    srv = server_factory("hooks.py:Hooks", "--workers", "1", wait_ready=False,
+                         env={"HOOKS_LOG": hooks_log, "HOOKS_STARTUP_DELAY": "3"})
+    # wait until __init__ ran: from here on, readiness depends only on the hooks
+    wait_for(lambda: hooks_log.exists() and "init" in hooks_log.read_text(), 20, what="__init__ to run")
+    r = requests.get(srv.url + "/readyz", timeout=5)
+    if "startup-async" not in hooks_log.read_text():
+        assert r.status_code == 503, r.text
+    srv.wait_ready()
+    assert "startup-async" in hooks_log.read_text()
+    assert srv.post("/events_seen", {}).json() == ["init", "startup-async", "startup-sync"]
+
+
+def test_idle_keep_alive_connection_does_not_delay_shutdown(server_factory):
+    srv = server_factory("basic.py:Basic", "--workers", "1", "--timeout-keep-alive", "30")
+    with requests.Session() as s:
+        assert s.post(srv.url + "/add", json={"a": 1}, timeout=10).status_code == 200
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(20) == 0, srv.log()
+        elapsed = time.monotonic() - t0
+    assert elapsed < 5, f"an idle keep-alive connection held the shutdown for {elapsed:.1f}s"
 
 
 def test_livez_answers_while_loading(server_factory):

@@ -88,7 +88,9 @@ def test_kill_9_respawns_with_same_index(two_workers):
     assert srv.proc.poll() is None
     # the supervisor says what happened
     log = srv.log()
-    assert str(victim) in log
+    assert re.search(rf"\b{victim}\b.*(killed|signal|9)", log), log
+    assert re.search(rf"\b{victim_index}\b.*\b{new_pid}\b.*load", log, re.I), log
+    assert re.search(rf"\b{victim_index}\b.*\b{new_pid}\b.*ready", log, re.I), log
 
 
 def test_all_workers_killed_are_all_replaced(two_workers):
@@ -113,3 +115,36 @@ def test_bentoml_style_service(server_factory):
     seen = srv.wait_all_workers(2)
     assert set(seen) == {1, 2}
     assert len(srv.worker_pids()) == 2
+
+
+def test_workers_exit_when_supervisor_is_killed(two_workers):
+    """No orphans: a SIGKILLed supervisor takes its workers with it."""
+    srv = two_workers
+    kids = list(srv.index_to_pid.values())
+    os.kill(srv.pid, signal.SIGKILL)
+    srv.proc.wait(10)
+    wait_for(lambda: all(pid_dead(p) for p in kids), 10, what=f"orphaned workers {kids} to exit")
+
+
+def test_many_simultaneous_connections(two_workers):
+    import json
+
+    from conftest import raw_request
+
+    srv = two_workers
+    conns = [srv.conn(timeout=30) for _ in range(300)]
+    try:
+        for i, c in enumerate(conns):
+            c.send(raw_request("POST", "/add", json.dumps({"a": i, "b": 0})))
+        for i, c in enumerate(conns):
+            r = c.read_response()
+            assert r.status == 200 and int(r.body) == i, r
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_workers_flag_overrides_decorator(server_factory):
+    srv = server_factory("bentoml_style.py:Summarizer", "--workers", "1")
+    assert len(srv.worker_pids()) == 1
+    assert srv.whoami()["worker_index"] == 1

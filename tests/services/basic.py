@@ -9,7 +9,7 @@ import time
 import uuid
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import bentohost
 from bentohost.exceptions import InvalidArgument, NotFound, ServiceUnavailable
@@ -89,6 +89,10 @@ class Basic:
         raise ValueError("kaboom-marker-8d1f")
 
     @bentohost.api
+    async def aboom(self) -> str:
+        raise KeyError("async-kaboom-marker-31b9")
+
+    @bentohost.api
     def bad_arg(self) -> str:
         raise InvalidArgument("x")
 
@@ -119,6 +123,15 @@ class Basic:
         _mark("asleep")
         await asyncio.sleep(seconds)
         return {"slept": seconds, "pid": os.getpid()}
+
+    @bentohost.api
+    def with_ctx(self, x: int, ctx: bentohost.Context) -> int:
+        ctx.response.status_code = 201
+        return x
+
+    @bentohost.api
+    def field_default(self, n: int = Field(default=5, ge=0)) -> int:
+        return n * 2
 
     @bentohost.api
     def whoami(self) -> dict:

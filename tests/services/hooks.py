@@ -26,7 +26,7 @@ class Hooks:
 
     @bentohost.on_startup
     async def start_async(self) -> None:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(float(os.environ.get("HOOKS_STARTUP_DELAY", "0.01")))
         self.events.append("startup-async")
         _record("startup-async")
 
