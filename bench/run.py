@@ -507,7 +507,7 @@ def bench_server(server: str, args) -> dict:
             log(f"  run {i + 1}/{args.runs}: {r['rps']:,.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
                 f"p99 {r['p99_us'] / 1000:.2f} ms  errors {r['errors']}  "
                 f"server CPU {r['server_cpu_s']:.2f} s ({r['server_cpu_util']:.0%} of a core)  "
-                f"{r['cpu_ms_per_1k']:.1f} CPU-ms/1k  wrk CPU {r['client_cpu_util']:.0%}")
+                f"{r['cpu_ms_per_1k']:.1f} CPU-ms/1k  wrk CPU {r['client_cpu_util']:.0%}{wrk_bound(r)}")
         res["runs"] = runs
         res["rejected_runs"] = rejected
         res["hello"] = summarize(runs)
@@ -535,7 +535,7 @@ def bench_server(server: str, args) -> dict:
             res["livez"] = r
             log(f"  GET /livez: {r['rps']:,.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
                 f"p99 {r['p99_us'] / 1000:.2f} ms  errors {r['errors']}  "
-                f"{r['cpu_ms_per_1k']:.1f} CPU-ms/1k  wrk CPU {r['client_cpu_util']:.0%}")
+                f"{r['cpu_ms_per_1k']:.1f} CPU-ms/1k  wrk CPU {r['client_cpu_util']:.0%}{wrk_bound(r)}")
 
         errors = sum(r["errors"] for r in runs) + res.get("livez", {}).get("errors", 0) \
             + res.get("warmup", {}).get("errors", 0)
@@ -550,6 +550,11 @@ def bench_server(server: str, args) -> dict:
         stop_server(proc)
         res["stop_s"] = round(time.monotonic() - t, 3)
     return res
+
+
+def wrk_bound(r) -> str:
+    """A note when the load generator, not the server, was the limit."""
+    return " (wrk saturated: req/s is a lower bound)" if r["client_cpu_util"] >= 0.9 else ""
 
 
 def disturbed(args, r) -> str | None:
@@ -797,7 +802,8 @@ def render_table(results: dict, imports: dict, args) -> str:
         ("PSS per worker (MB)", lambda r: fmt(r.get("worker_pss_mb"), "{:.1f}")),
         ("arbiter/supervisor RSS (MB)", lambda r: fmt(r.get("other_rss_mb"), "{:.1f}")),
         ("exec → first 200 /readyz (s)", lambda r: fmt(r.get("ready_s"), "{:.3f}")),
-        ("GET /livez req/s", lambda r: fmt(r.get("livez", {}).get("rps"))),
+        ("GET /livez req/s", lambda r: fmt(r.get("livez", {}).get("rps")) + (
+            " (wrk-bound)" if r.get("livez") and r["livez"]["client_cpu_util"] >= 0.9 else "")),
         ("GET /livez p99 (ms)", lambda r: fmt(r.get("livez", {}).get("p99_us", 0) / 1000 if r.get("livez") else None,
                                               "{:.2f}")),
     ]
@@ -811,7 +817,7 @@ def render_table(results: dict, imports: dict, args) -> str:
     return "\n".join(lines)
 
 
-def render_ratios(ratios: dict) -> str:
+def render_ratios(ratios: dict, endpoint: str = "hello") -> str:
     lines = []
     for base in ("bentoml", "bentoml-lean"):
         r = ratios.get(f"vs_{base}")
@@ -825,7 +831,7 @@ def render_ratios(ratios: dict) -> str:
                      f"total RSS {fmt(r['total_rss_ratio'], '{:.2f}')}, "
                      f"ready time {fmt(r['ready_time_ratio'], '{:.3f}')}")
     if ratios.get("bentohost_hello_over_livez_rps") is not None:
-        lines.append(f"bentohost hello ÷ /livez throughput: {ratios['bentohost_hello_over_livez_rps']:.2f} "
+        lines.append(f"bentohost {endpoint} ÷ /livez throughput: {ratios['bentohost_hello_over_livez_rps']:.2f} "
                      "(how close the Python path is to the C-only ceiling)")
     return "\n".join(lines)
 
@@ -861,7 +867,8 @@ def parse_args(argv=None):
     ap.add_argument("--client-cpu", default="1", help="CPU for wrk ('' = no pinning)")
     ap.add_argument("--ready-timeout", type=float, default=120.0)
     ap.add_argument("--retries", type=int, default=2,
-                    help="redo a run when other processes used more than 5%% of a CPU during it (2)")
+                    help="redo a run disturbed by other processes (over 5%% of the server's CPU, or of "
+                         "wrk's CPU when wrk is busy), up to this many times (2)")
     ap.add_argument("--quiet-wait", type=float, default=30.0,
                     help="before each measured run, wait up to this many seconds for both CPUs "
                          "to be idle (other builds/tests skew the numbers); 0 = do not wait (30)")
@@ -892,6 +899,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     if not Path(args.wrk).exists():
@@ -939,7 +947,7 @@ def main(argv=None) -> int:
 
     ratios = compute_ratios(results)
     table = render_table(results, imports, args)
-    ratio_text = render_ratios(ratios)
+    ratio_text = render_ratios(ratios, args.endpoint)
     log("\n" + table + "\n")
     if ratio_text:
         log(ratio_text)
@@ -949,7 +957,7 @@ def main(argv=None) -> int:
                                              for k, v in vars(args).items()},
                "setup": setup_text(args), "import_times": imports, "servers": results, "ratios": ratios}
         (args.out / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
-        md = (f"# bentohost vs BentoML: hello-JSON, 1 worker\n\n"
+        md = (f"# bentohost vs BentoML: `{args.endpoint}` (hello-JSON), 1 worker\n\n"
               f"{info['date']} · {info['cpu']} · {info['ncpu']} CPUs · Linux {info['kernel']} · "
               f"Python {info['python']} · {info.get('bentoml_venv', {}).get('versions', '')} · "
               f"bentohost {info['git_commit'] or '(uncommitted)'}{' (dirty)' if info['git_dirty'] else ''}\n\n"
