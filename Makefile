@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := build-essential libuv1-dev libcjson-dev libyaml-dev libssl-dev node-llhttp wrk
+# only for the test suite: the web page is tested in headless Chromium
+APT_TEST_PACKAGES := chromium
 PORT ?= 3000
 
 .PHONY: all deps venv host host-asan serve test test-fast bench clean
@@ -28,6 +30,13 @@ $(PY):
 	$(PY) -m pip install -q -r tests/requirements.txt
 	@mkdir -p .deps && touch $@
 
+.deps/apt-test: .deps/apt
+	@if ! command -v chromium >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES) \
+	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES); }; \
+	fi
+	@touch $@
+
 deps: .deps/apt .deps/venv
 
 host: deps
@@ -39,7 +48,7 @@ host-asan: deps
 serve: host
 	$(PY) -m bentohost serve examples/quickstart/service.py:IrisClassifier --port $(PORT) --workers 2
 
-test: host
+test: host .deps/apt-test
 	$(PY) -m pytest -q tests
 
 test-fast: host

@@ -11,7 +11,7 @@ from ._service import Service
 
 __all__ = ["service_config_json", "service_config", "cpu_count", "resolve_workers"]
 
-DEFAULT_TRAFFIC: dict[str, Any] = {"timeout": 60.0}
+DEFAULT_TRAFFIC: dict[str, Any] = {"timeout": 60.0, "max_concurrency": None, "concurrency": None}
 
 
 def _read(path: str) -> str | None:
@@ -104,29 +104,73 @@ def _threads(value: Any) -> int:
     return value
 
 
+def effective_threads(threads: Any, concurrency: Any, workers: int) -> int:
+    """Size of a worker's pool of Python threads for sync APIs.
+
+    ``threads`` when the service sets it; otherwise, when ``traffic.concurrency`` is
+    set, ``ceil(concurrency / workers)`` (each worker then runs its share of the
+    wanted concurrency in parallel); otherwise 1, BentoML's default of one sync call
+    at a time per worker.
+    """
+    if threads is not None:
+        return _threads(threads)
+    if concurrency is not None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"traffic.concurrency must be a positive int, got {concurrency!r}")
+        return max(1, math.ceil(concurrency / max(1, workers)))
+    return 1
+
+
+def _batch_location(m: Any) -> tuple[str | None, bool]:
+    """Where the batchable input lives in a JSON body: ``(field, is_root)``."""
+    if not m.batchable:
+        return None, False
+    import inspect
+
+    params = [
+        p
+        for p in list(inspect.signature(m.func).parameters.values())[1:]
+        if p.name != m.ctx_param
+    ]
+    if m.input_spec is not None:
+        fields = list(m.input_spec.model_fields)
+        return (fields[0] if len(fields) == 1 else None), False
+    if len(params) == 1 and params[0].kind is inspect.Parameter.POSITIONAL_ONLY:
+        return None, True
+    if len(params) == 1:
+        return params[0].name, False
+    return None, False
+
+
 def service_config(svc: Service[Any]) -> dict[str, Any]:
     """The dict serialised by :func:`service_config_json`; ``apis`` order is the wire index."""
     cfg = svc.config
     traffic = {**DEFAULT_TRAFFIC, **{k: v for k, v in (cfg.get("traffic") or {}).items() if v is not None}}
+    traffic["timeout"] = float(traffic["timeout"])
     resources = {k: v for k, v in (cfg.get("resources") or {}).items() if v is not None}
+    workers = resolve_workers(cfg.get("workers"))
     apis = []
     for m in svc.apis.values():
+        field, root = _batch_location(m)
         apis.append(
             {
                 "name": m.name,
                 "route": svc.path_prefix + m.route,
                 "is_async": m.is_async,
                 "is_stream": m.is_stream,
+                "needs_request": m.ctx_param is not None,
                 "batchable": m.batchable,
                 "batch_dim": list(m.batch_dim),
+                "batch_field": field,
+                "batch_root": root,
                 "max_batch_size": m.max_batch_size,
                 "max_latency_ms": m.max_latency_ms,
             }
         )
     return {
         "name": svc.name,
-        "workers": resolve_workers(cfg.get("workers")),
-        "threads": _threads(cfg.get("threads")),
+        "workers": workers,
+        "threads": effective_threads(cfg.get("threads"), traffic.get("concurrency"), workers),
         "traffic": traffic,
         "resources": resources,
         "envs": list(svc.envs),

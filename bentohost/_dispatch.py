@@ -1,6 +1,7 @@
 """Per-API request handling: decode the body, call the method, encode the result.
 
-Nothing here needs the C host, so it can be unit-tested in plain Python.
+Nothing here needs the C host, so it can be unit-tested in plain Python. The
+streaming and batching drivers that talk to the host live in ``_worker``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 from ._api import APIMethod
 from ._context import Context
 from ._io import (
-    APPLICATION_JSON,
     InputSpec,
     Response,
+    build_headers,
     build_input,
     error_response,
     make_encoder,
@@ -24,22 +25,13 @@ from ._io import (
 )
 from ._service import Service
 
-__all__ = ["Endpoint", "build_endpoints", "handle_request", "handle_request_async"]
+__all__ = ["Endpoint", "build_endpoints", "handle_request", "handle_request_async", "concat_batch", "split_batch"]
 
-_PICKLE = "application/vnd.bentoml+pickle"
-_PICKLE_REFUSED: Response = (
-    415,
-    APPLICATION_JSON,
-    b'[{"error":"application/vnd.bentoml+pickle is not allowed in main server"}]',
-)
-_MULTIPART_REFUSED: Response = (
-    415,
-    APPLICATION_JSON,
-    b'[{"error":"multipart and form bodies are not supported by bentohost yet"}]',
-)
+# Framing headers belong to the C host.
+_RESERVED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "content-type"})
 
 
-def _return_annotation(method: APIMethod) -> Any:
+def return_annotation(method: APIMethod) -> Any:
     if method.output_spec is not None:
         return method.output_spec
     try:
@@ -64,6 +56,11 @@ class Endpoint:
         "ctx_param",
         "call",
         "is_async",
+        "is_stream",
+        "plain",
+        "return_annotation",
+        "batch_field",
+        "batch_dim",
     )
 
     def __init__(self, method: APIMethod, index: int) -> None:
@@ -79,16 +76,24 @@ class Endpoint:
         else:
             self.mode = "sync"
         self.is_async = method.is_async
+        self.is_stream = method.is_stream
         self.ctx_param = method.ctx_param
         self.input: InputSpec = build_input(method.func, method.input_spec, method.ctx_param)
+        self.batch_field: str | None = None
+        self.batch_dim = method.batch_dim
         if method.batchable and self.input.kind != "none":
-            n = 1 if self.input.kind != "object" else len(self.input.model.model_fields)  # type: ignore[union-attr]
-            if n != 1:
-                raise TypeError(f"batchable API {method.name!r} must take exactly one input parameter")
-        ret = _return_annotation(method)
+            if self.input.kind == "object":
+                names = list(self.input.model.model_fields)  # type: ignore[union-attr]
+                if len(names) != 1:
+                    raise TypeError(f"batchable API {method.name!r} must take exactly one input parameter")
+                self.batch_field = names[0]
+        ret = return_annotation(method)
+        self.return_annotation = ret
         self.encode = make_encoder(ret)
         self.encode_item = make_item_encoder()
         self.stream_ct = stream_content_type(ret)
+        #: JSON requests need no Context and no temporary files: the fast path
+        self.plain = self.ctx_param is None and not self.input.needs_scope
         self.call: Callable[..., Any] = _unbound
 
     def bind(self, instance: object) -> Endpoint:
@@ -96,59 +101,212 @@ class Endpoint:
         self.call = self.method.func.__get__(instance, type(instance))
         return self
 
-    def _check_content_type(self, content_type: str) -> Response | None:
-        ct = content_type.split(";", 1)[0].strip().lower()
-        if ct == _PICKLE:
-            return _PICKLE_REFUSED
-        if ct in ("multipart/form-data", "application/x-www-form-urlencoded") and self.input.kind == "object":
-            return _MULTIPART_REFUSED
-        return None
+    # -- decoding
 
-    def run_sync(self, body: bytes, content_type: str | None) -> Response:
-        """Handle a request to a ``def`` (or sync generator) API; never raises."""
+    def prepare(
+        self, body: bytes | None, content_type: str | None, meta: Any
+    ) -> tuple[tuple[Any, ...], dict[str, Any], Context]:
+        """Decode a request that is not on the fast path; returns the call arguments and its Context.
+
+        The caller must ``ctx.close()`` the context after the response (temp files).
+        """
+        ctx = Context(meta)
         try:
-            if content_type is not None and not content_type.startswith("application/json"):
-                refused = self._check_content_type(content_type)
-                if refused is not None:
-                    return refused
-            args, kwargs = self.input.decode(body)
-            ctx = None
-            if self.ctx_param is not None:
-                kwargs[self.ctx_param] = ctx = Context()
-            result = self.call(*args, **kwargs)
-            if self.mode == "gen":
-                enc = self.encode_item
-                out = b"".join([enc(item) for item in result])
-                return _status(ctx), self.stream_ct, out
-            ctype, out = self.encode(result)
-            return _status(ctx), ctype, out
+            if body is not None and (content_type is None or content_type.startswith("application/json")):
+                if self.input.needs_scope:
+                    args, kwargs = self.input.decode_other(body, content_type, meta, ctx)
+                else:
+                    args, kwargs = self.input.decode(body)
+            else:
+                args, kwargs = self.input.decode_other(body, content_type, meta, ctx)
+        except BaseException:
+            ctx.close()
+            raise
+        if self.ctx_param is not None:
+            kwargs[self.ctx_param] = ctx
+        return args, kwargs, ctx
+
+    def finish(self, ctx: Context, result: Any) -> Response:
+        """Encode ``result`` and apply what the API set on ``ctx.response``."""
+        try:
+            ctype, out, headers = self.encode(result)
+            status, ctype, headers = self.apply_context(ctx, ctype, headers)
+            return status, ctype, out, headers
+        finally:
+            ctx.close()
+
+    def apply_context(self, ctx: Context, ctype: str, headers: str | None) -> tuple[int, str, str | None]:
+        """Status, content type and extra header lines after ``ctx.response`` is applied."""
+        if self.ctx_param is None:
+            return 200, ctype, headers
+        resp = ctx.response
+        pairs = ctx.response_headers()
+        if not pairs:
+            return int(resp.status_code), ctype, headers
+        extra = []
+        for name, value in pairs:
+            lname = name.lower()
+            if lname in _RESERVED_HEADERS:
+                if lname == "content-type":
+                    ctype = str(value)
+                continue
+            extra.append((name, value))
+        built = build_headers(extra)
+        if headers and built:
+            # user headers override generated ones of the same name
+            names = {n.lower() for n, _ in extra}
+            kept = "".join(
+                line + "\r\n"
+                for line in headers.split("\r\n")
+                if line and line.split(":", 1)[0].strip().lower() not in names
+            )
+            built = kept + built
+        elif headers:
+            built = headers
+        return int(resp.status_code), ctype, built
+
+    # -- calls
+
+    def run_sync(self, body: bytes | None, content_type: str | None = None, meta: Any = None) -> Response:
+        """Handle a request to a ``def`` API; never raises."""
+        try:
+            if self.plain and meta is None and (content_type is None or content_type.startswith("application/json")):
+                args, kwargs = self.input.decode(body)  # type: ignore[arg-type]
+                ctype, out, headers = self.encode(self.call(*args, **kwargs))
+                return 200, ctype, out, headers
+            args, kwargs, ctx = self.prepare(body, content_type, meta)
         except Exception as exc:  # every request gets an answer
             return error_response(exc)
-
-    async def run_async(self, body: bytes, content_type: str | None) -> Response:
-        """Handle a request to an ``async def`` (or async generator) API; never raises."""
         try:
-            if content_type is not None and not content_type.startswith("application/json"):
-                refused = self._check_content_type(content_type)
-                if refused is not None:
-                    return refused
-            args, kwargs = self.input.decode(body)
-            ctx = None
-            if self.ctx_param is not None:
-                kwargs[self.ctx_param] = ctx = Context()
-            if self.mode == "agen":
-                enc = self.encode_item
-                out = b"".join([enc(item) async for item in self.call(*args, **kwargs)])
-                return _status(ctx), self.stream_ct, out
-            result = await self.call(*args, **kwargs)
-            ctype, out = self.encode(result)
-            return _status(ctx), ctype, out
+            result = self.call(*args, **kwargs)
+            return self.finish(ctx, result)
         except Exception as exc:
+            ctx.close()
             return error_response(exc)
 
+    async def run_async(self, body: bytes | None, content_type: str | None = None, meta: Any = None) -> Response:
+        """Handle a request to an ``async def`` API; never raises (but may be cancelled)."""
+        try:
+            if self.plain and meta is None and (content_type is None or content_type.startswith("application/json")):
+                args, kwargs = self.input.decode(body)  # type: ignore[arg-type]
+                ctype, out, headers = self.encode(await self.call(*args, **kwargs))
+                return 200, ctype, out, headers
+            args, kwargs, ctx = self.prepare(body, content_type, meta)
+        except Exception as exc:
+            return error_response(exc)
+        try:
+            result = await self.call(*args, **kwargs)
+            return self.finish(ctx, result)
+        except Exception as exc:
+            return error_response(exc)
+        finally:
+            ctx.close()
 
-def _status(ctx: Context | None) -> int:
-    return 200 if ctx is None else int(ctx.response.status_code)
+    def open_stream(self, body: bytes | None, content_type: str | None, meta: Any) -> tuple[Any, Context]:
+        """Decode and call a generator API: ``(generator, ctx)``; raises on bad input."""
+        args, kwargs, ctx = self.prepare(body, content_type, meta)
+        try:
+            return self.call(*args, **kwargs), ctx
+        except BaseException:
+            ctx.close()
+            raise
+
+    def stream_head(self, ctx: Context) -> tuple[int, str, str | None]:
+        """Status, media type and extra headers of a stream (after its first item)."""
+        return self.apply_context(ctx, self.stream_ct, None)
+
+    # -- batches
+
+    def decode_member(self, body: bytes, content_type: str | None) -> Any:
+        """The batchable input value of one batch member (raises on bad input)."""
+        if content_type is None or content_type.startswith("application/json"):
+            args, kwargs = self.input.decode(body)
+        else:
+            args, kwargs, ctx = self.prepare(body, content_type, None)
+            ctx.close()
+        if args:
+            return args[0]
+        if self.batch_field is not None:
+            return kwargs[self.batch_field]
+        raise TypeError(f"batchable API {self.name!r} has no input")
+
+    def call_batch(self, value: Any) -> Any:
+        """Call the user function with the concatenated input (sync APIs; async ones are awaited by the caller)."""
+        if self.batch_field is not None:
+            kwargs: dict[str, Any] = {self.batch_field: value}
+            if self.ctx_param is not None:
+                kwargs[self.ctx_param] = Context()
+            return self.call(**kwargs)
+        if self.ctx_param is not None:
+            return self.call(value, **{self.ctx_param: Context()})
+        return self.call(value)
+
+
+def batch_size(value: Any, axis: int) -> int:
+    if isinstance(value, (list, tuple)):
+        return len(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        try:
+            return int(shape[axis])
+        except (IndexError, TypeError):
+            return 1
+    return 1
+
+
+def concat_batch(values: list[Any], axis: int) -> tuple[Any, list[int]]:
+    """Concatenate members' inputs along ``axis``; returns the batch and each member's size."""
+    counts = [batch_size(v, axis) for v in values]
+    first = values[0]
+    if isinstance(first, (list, tuple)):
+        out: list[Any] = []
+        for v in values:
+            out.extend(v)
+        return out, counts
+    cls = type(first)
+    if cls.__module__ == "numpy" and cls.__name__ == "ndarray":
+        import numpy as np
+
+        return np.concatenate(values, axis=axis), counts
+    if cls.__name__ == "DataFrame" and cls.__module__.startswith("pandas"):
+        import pandas as pd
+
+        return pd.concat(values, ignore_index=True), counts
+    if cls.__name__ == "Tensor" and cls.__module__.startswith("torch"):
+        import torch
+
+        return torch.cat(values, dim=axis), counts
+    return list(values), [1] * len(values)
+
+
+def split_batch(output: Any, counts: list[int], axis: int) -> list[Any]:
+    """Split a batch output back into one value per member (by their sizes along ``axis``)."""
+    total = sum(counts)
+    parts: list[Any] = []
+    start = 0
+    if isinstance(output, (list, tuple)):
+        if len(output) != total:
+            raise ValueError(f"batch output has {len(output)} items, expected {total}")
+        for c in counts:
+            parts.append(output[start : start + c])
+            start += c
+        return parts
+    shape = getattr(output, "shape", None)
+    if shape is not None and hasattr(output, "iloc"):
+        for c in counts:
+            parts.append(output.iloc[start : start + c].reset_index(drop=True))
+            start += c
+        return parts
+    if shape is not None:
+        if int(shape[axis]) != total:
+            raise ValueError(f"batch output has {shape[axis]} items along axis {axis}, expected {total}")
+        for c in counts:
+            index = [slice(None)] * len(shape)
+            index[axis] = slice(start, start + c)
+            parts.append(output[tuple(index)])
+            start += c
+        return parts
+    raise TypeError(f"cannot split a batch output of type {type(output).__name__}")
 
 
 def _unbound(*args: Any, **kwargs: Any) -> Any:
@@ -164,14 +322,63 @@ def build_endpoints(svc: Service[Any], instance: object | None = None) -> list[E
     return eps
 
 
-def handle_request(api: Endpoint, body: bytes, content_type: str | None = None) -> Response:
-    """``(status, content_type, body)`` for one request (async APIs run on a fresh loop)."""
-    if api.is_async:
-        return asyncio.run(api.run_async(body, content_type))
-    return api.run_sync(body, content_type)
+def _collect_sync(api: Endpoint, body: bytes | None, content_type: str | None, meta: Any) -> Response:
+    try:
+        gen, ctx = api.open_stream(body, content_type, meta)
+    except Exception as exc:
+        return error_response(exc)
+    try:
+        out = b"".join(_as_bytes(api.encode_item(item)) for item in gen)
+        status, ctype, headers = api.stream_head(ctx)
+        return status, ctype, out, headers
+    except Exception as exc:
+        return error_response(exc)
+    finally:
+        ctx.close()
 
 
-async def handle_request_async(api: Endpoint, body: bytes, content_type: str | None = None) -> Response:
+async def _collect_async(api: Endpoint, body: bytes | None, content_type: str | None, meta: Any) -> Response:
+    try:
+        agen, ctx = api.open_stream(body, content_type, meta)
+    except Exception as exc:
+        return error_response(exc)
+    try:
+        out = b"".join([_as_bytes(api.encode_item(item)) async for item in agen])
+        status, ctype, headers = api.stream_head(ctx)
+        return status, ctype, out, headers
+    except Exception as exc:
+        return error_response(exc)
+    finally:
+        ctx.close()
+
+
+def _as_bytes(data: bytes | str) -> bytes:
+    return data.encode() if isinstance(data, str) else data
+
+
+def handle_request(
+    api: Endpoint, body: bytes | None, content_type: str | None = None, meta: Any = None
+) -> Response:
+    """``(status, content_type, body, headers)`` for one request, without a server.
+
+    Async APIs run on a fresh event loop; streams are collected into one body.
+    """
+    if api.mode == "gen":
+        return _collect_sync(api, body, content_type, meta)
+    if api.mode == "agen":
+        return asyncio.run(_collect_async(api, body, content_type, meta))
     if api.is_async:
-        return await api.run_async(body, content_type)
-    return api.run_sync(body, content_type)
+        return asyncio.run(api.run_async(body, content_type, meta))
+    return api.run_sync(body, content_type, meta)
+
+
+async def handle_request_async(
+    api: Endpoint, body: bytes | None, content_type: str | None = None, meta: Any = None
+) -> Response:
+    if api.mode == "agen":
+        return await _collect_async(api, body, content_type, meta)
+    if api.mode == "gen":
+        return _collect_sync(api, body, content_type, meta)
+    if api.is_async:
+        return await api.run_async(body, content_type, meta)
+    return api.run_sync(body, content_type, meta)

@@ -1,23 +1,54 @@
-"""Input models inferred from signatures, request decoding, output encoding, error bodies."""
+"""Input models inferred from signatures, request decoding, output encoding, error bodies.
+
+Request bodies (BentoML 1.4 wire format, plus one bentohost extension):
+
+* ``application/json`` (or no/unknown content type): an object with one key per
+  parameter, or the bare value for a positional-only (root) parameter.
+* ``multipart/form-data``: the C host has already parsed the parts; file parts become
+  ``pathlib.Path`` / ``PIL.Image.Image`` values, every other part is ``json.loads``-ed
+  with a fallback to the raw string; list fields take all parts, others the first.
+* Root ``str``/``bytes``/file/image inputs take the raw body.
+* **numpy fast path** (bentohost extension): an ``np.ndarray`` input (a root input, or
+  the only parameter of the API) may be sent as ``application/octet-stream`` (the raw
+  buffer of the declared dtype, reshaped to the declared ``Shape`` or 1-D) or as
+  ``application/x-npy`` (``np.save`` bytes). The array is ``np.frombuffer`` over the
+  body handed over by C -- no JSON and no copy -- and is therefore read-only.
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
 import logging
+import mimetypes
 import os
-import sys
+import tempfile
 import typing
+import urllib.parse
 from collections.abc import Callable
-from typing import Annotated, Any, get_args, get_origin
+from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, PlainValidator, RootModel, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 from pydantic.errors import PydanticSchemaGenerationError
 from pydantic_core import to_jsonable_python
 
+from ._types import (
+    OCTET_STREAM,
+    TypeKind,
+    Upload,
+    adapt,
+    classify,
+    content_type_matches,
+    content_type_of,
+    contains_kind,
+    is_list_annotation,
+    is_str_annotation,
+    load_npy_or_raw,
+    strip_annotated,
+    validation_error,
+)
 from .exceptions import BentoMLException
-from .validators import ContentType, DType, Shape
 
 __all__ = [
     "InputSpec",
@@ -25,6 +56,8 @@ __all__ = [
     "make_encoder",
     "make_item_encoder",
     "error_response",
+    "build_headers",
+    "Refused",
     "TEXT_PLAIN",
     "APPLICATION_JSON",
     "EVENT_STREAM",
@@ -35,29 +68,65 @@ logger = logging.getLogger("bentohost")
 TEXT_PLAIN = "text/plain; charset=utf-8"
 APPLICATION_JSON = "application/json"
 EVENT_STREAM = "text/event-stream; charset=utf-8"
-OCTET_STREAM = "application/octet-stream"
+NPY = "application/x-npy"
+PICKLE = "application/vnd.bentoml+pickle"
+MULTIPART = "multipart/form-data"
+URLENCODED = "application/x-www-form-urlencoded"
 
 _GENERIC_500 = b'{"error":"An unexpected error has occurred, please check the server log."}'
 _AUTH_ERROR = b'{"error":"Authorization error"}'
 
-Response = tuple[int, str, bytes]
+#: ``(status, content_type, body, extra_headers or None)``
+Response = tuple[int, str, bytes, "str | None"]
 
 _EMPTY = inspect.Parameter.empty
-_CTX_NAMES = ("ctx", "context")
+_FILE_KINDS = frozenset({"file", "image"})
+
+
+class Refused(Exception):
+    """Raised while decoding to answer with a fixed response (e.g. 415)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response[2])
+        self.response = response
+
+
+_PICKLE_REFUSED: Response = (
+    415,
+    APPLICATION_JSON,
+    b'[{"error":"application/vnd.bentoml+pickle is not allowed in main server"}]',
+    None,
+)
 
 
 # --------------------------------------------------------------------------- inputs
 
 
 class InputSpec:
-    """How to turn a request body into call arguments for one API.
+    """How to turn a request into call arguments for one API.
 
-    ``kind`` is ``"none"`` (no parameters), ``"root"`` (the body is the bare value of
-    one positional-only parameter), ``"raw"`` (root ``str``/``bytes``: the body itself,
-    validated in python mode) or ``"object"`` (a JSON object, one key per parameter).
+    ``kind``: ``"none"`` (no parameters), ``"object"`` (one key per parameter),
+    ``"raw"`` (root ``str``/``bytes``: the body itself), ``"root"`` (root value as JSON),
+    ``"root_tensor"`` (root ndarray: JSON or the numpy fast path), ``"root_file"`` (root
+    ``Path``: the body written to a temporary file) or ``"root_image"`` (root PIL image).
     """
 
-    __slots__ = ("model", "kind", "var_positional", "var_keyword", "param_names", "simple")
+    __slots__ = (
+        "model",
+        "kind",
+        "var_positional",
+        "var_keyword",
+        "param_names",
+        "simple",
+        "needs_scope",
+        "list_fields",
+        "str_fields",
+        "tensor_field",
+        "root_info",
+        "root_ct",
+        "fields",
+        "field_kinds",
+    )
 
     def __init__(
         self,
@@ -73,34 +142,160 @@ class InputSpec:
         self.var_positional = var_positional
         self.var_keyword = var_keyword
         self.simple = var_positional is None and var_keyword is None
+        self.needs_scope = kind == "root_file"
+        self.list_fields: frozenset[str] = frozenset()
+        self.str_fields: frozenset[str] = frozenset()
+        self.tensor_field: tuple[str, TypeKind] | None = None
+        self.root_info: TypeKind | None = None
+        self.root_ct: str | None = None
+        #: parameter name -> original annotation (for schemas and multipart)
+        self.fields: dict[str, Any] = {}
+        #: parameter names whose type is a file or an image (or a list/Optional of them)
+        self.field_kinds: dict[str, str] = {}
+
+    # -- JSON (the hot path)
 
     def decode(self, body: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Validate ``body``; returns ``(args, kwargs)`` for the call (self excluded).
+        """Validate a JSON ``body``; returns ``(args, kwargs)`` for the call (self excluded).
 
         Raises pydantic ``ValidationError`` on bad input (malformed JSON included).
         """
         kind = self.kind
+        if kind == "object":
+            m = self.model.model_validate_json(body or b"{}")  # type: ignore[union-attr]
+            if self.simple:
+                return (), dict(m.__dict__)
+            return self._spread(dict(m.__dict__))
         if kind == "none":
             return (), {}
         model = self.model
         assert model is not None
-        if kind == "object":
-            m = model.model_validate_json(body or b"{}")
-            values = m.__dict__
-            if self.simple:
-                return (), dict(values)
-            kwargs = dict(values)
-            args: tuple[Any, ...] = ()
-            if self.var_positional is not None:
-                args = tuple(kwargs.pop(self.var_positional))
-                # positional parameters before *args must then go by position
-                args = tuple(kwargs.pop(n) for n in self.param_names) + args
-            if self.var_keyword is not None:
-                kwargs.update(kwargs.pop(self.var_keyword))
-            return args, kwargs
-        if kind == "raw":
+        if kind == "raw" or kind == "root_image":
             return (model.model_validate(body).root,), {}  # type: ignore[attr-defined]
         return (model.model_validate_json(body).root,), {}  # type: ignore[attr-defined]
+
+    def _spread(self, kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args: tuple[Any, ...] = ()
+        if self.var_positional is not None:
+            args = tuple(kwargs.pop(self.var_positional))
+            # positional parameters before *args must then go by position
+            args = tuple(kwargs.pop(n) for n in self.param_names) + args
+        if self.var_keyword is not None:
+            kwargs.update(kwargs.pop(self.var_keyword))
+        return args, kwargs
+
+    # -- everything else
+
+    def decode_other(
+        self, body: bytes | None, content_type: str | None, meta: Any, scope: Any
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Decode a non-JSON request (multipart, raw files, numpy buffers, ...).
+
+        ``scope`` provides ``temp_dir`` for files that must be written to disk.
+        """
+        mt = content_type.split(";", 1)[0].strip().lower() if content_type else APPLICATION_JSON
+        if mt == PICKLE:
+            raise Refused(_PICKLE_REFUSED)
+        if body is None or mt == MULTIPART or mt == URLENCODED:
+            parts = meta[3] if meta is not None and len(meta) > 3 else None
+            if parts is None:
+                parts = [
+                    (k, None, None, None, v.encode())
+                    for k, v in urllib.parse.parse_qsl((body or b"").decode("latin-1"), keep_blank_values=True)
+                ]
+            return self.decode_parts(parts, scope)
+        kind = self.kind
+        if kind == "root_file":
+            if mt != APPLICATION_JSON and not content_type_matches(self.root_ct, mt):
+                raise validation_error((), f"Invalid content type {mt!r}, expected {self.root_ct!r}")
+            return (self._write_temp(body, mt, None, scope),), {}
+        if mt == OCTET_STREAM or mt == NPY:
+            if kind == "root_tensor":
+                info = self.root_info
+                assert info is not None
+                return (self._fast_array(body, info, mt, ()),), {}
+            if self.tensor_field is not None:
+                name, info = self.tensor_field
+                return (), {name: self._fast_array(body, info, mt, (name,))}
+        return self.decode(body)
+
+    @staticmethod
+    def _fast_array(body: bytes, info: TypeKind, mt: str, loc: tuple[Any, ...]) -> Any:
+        try:
+            return load_npy_or_raw(body, info.dtype, info.shape, mt)
+        except ValueError as e:
+            raise validation_error(loc, str(e)) from None
+
+    @staticmethod
+    def _write_temp(data: bytes, content_type: str | None, filename: str | None, scope: Any) -> Any:
+        from pathlib import Path
+
+        suffix = ""
+        if filename:
+            suffix = os.path.splitext(os.path.basename(filename))[1]
+        elif content_type:
+            suffix = mimetypes.guess_extension(content_type) or ""
+        fd, path = tempfile.mkstemp(suffix=suffix, dir=scope.temp_dir)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return Path(path)
+
+    def decode_parts(self, parts: list[Any], scope: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        kind = self.kind
+        if kind == "none":
+            return (), {}
+        if kind != "object":
+            return self._decode_root_part(parts, scope)
+        values: dict[str, Any] = {}
+        lists = self.list_fields
+        strs = self.str_fields
+        for name, filename, ctype, path, data in parts:
+            if path is not None or filename is not None:
+                value: Any = Upload(path, filename, ctype, data)
+            else:
+                text = (data or b"").decode("utf-8", "replace")
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    value = text
+                if name in strs and not isinstance(value, str):
+                    value = text
+            if name in lists:
+                values.setdefault(name, []).append(value)
+            elif name not in values:
+                values[name] = value
+        for name in lists:
+            got = values.get(name)
+            if got is not None and len(got) == 1 and isinstance(got[0], list):
+                values[name] = got[0]  # one JSON-encoded list (what the BentoML client sends)
+        m = self.model.model_validate(values)  # type: ignore[union-attr]
+        return self._spread(dict(m.__dict__))
+
+    def _decode_root_part(self, parts: list[Any], scope: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if not parts:
+            raise validation_error((), "the multipart body has no part")
+        _name, filename, ctype, path, data = parts[0]
+        kind = self.kind
+        model = self.model
+        assert model is not None
+        if kind == "root_file":
+            if not content_type_matches(self.root_ct, ctype):
+                raise validation_error((), f"Invalid content type {ctype or OCTET_STREAM!r}, expected {self.root_ct!r}")
+            if path is not None:
+                from pathlib import Path
+
+                return (Path(path),), {}
+            return (self._write_temp(data or b"", ctype, filename, scope),), {}
+        if kind == "root_image":
+            return (model.model_validate(Upload(path, filename, ctype, data)).root,), {}  # type: ignore[attr-defined]
+        raw = data if data is not None else Upload(path, filename, ctype, data).read()
+        if kind == "raw":
+            return (model.model_validate(raw).root,), {}  # type: ignore[attr-defined]
+        if kind == "root_tensor" and (ctype in (OCTET_STREAM, NPY) or raw[:6] == b"\x93NUMPY"):
+            info = self.root_info
+            assert info is not None
+            return (self._fast_array(raw, info, ctype or NPY, ()),), {}
+        return (model.model_validate_json(raw).root,), {}  # type: ignore[attr-defined]
 
 
 def _resolved_hints(func: Callable[..., Any]) -> dict[str, Any]:
@@ -119,31 +314,48 @@ def build_input(
     params = list(inspect.signature(func).parameters.values())[1:]
     params = [p for p in params if p.name != ctx_param]
     if input_spec is not None:
-        return InputSpec(input_spec, "object", tuple(input_spec.model_fields))
+        spec = InputSpec(input_spec, "object", tuple(input_spec.model_fields))
+        _describe_fields(spec, {n: f.annotation for n, f in input_spec.model_fields.items()})
+        return spec
     if not params:
         return InputSpec(None, "none")
     hints = _resolved_hints(func)
     positional_only = [p for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY]
     if positional_only:
         if len(params) != 1:
-            raise TypeError(
-                f"{func.__qualname__}: a positional-only (root) input must be the only parameter"
-            )
+            raise TypeError(f"{func.__qualname__}: a positional-only (root) input must be the only parameter")
         p = positional_only[0]
         ann = hints.get(p.name, Any)
-        root_type = _adapt(ann)
+        root_type = adapt(ann)
         ns: dict[str, Any] = {"__module__": __name__, "__annotations__": {"root": root_type}}
         if p.default is not _EMPTY:
             ns["root"] = p.default
         model = _make_model(lambda cfg: type("Input", (RootModel,), {**ns, "model_config": cfg}))
-        base = _strip_annotated(ann)
-        kind = "raw" if base in (str, bytes) else "root"
-        return InputSpec(model, kind)
+        info = classify(ann)
+        base = strip_annotated(ann)
+        if base in (str, bytes):
+            kind = "raw"
+        elif info.kind in ("tensor",):
+            kind = "root_tensor"
+        elif info.kind == "file":
+            kind = "root_file"
+        elif info.kind == "image":
+            kind = "root_image"
+        else:
+            kind = "root"
+        spec = InputSpec(model, kind)
+        spec.root_info = info
+        spec.root_ct = content_type_of(ann) or info.content_type
+        spec.fields = {p.name: ann}
+        return spec
     fields: dict[str, Any] = {}
     var_positional = var_keyword = None
     plain: list[str] = []
+    originals: dict[str, Any] = {}
     for p in params:
-        ann = _adapt(hints.get(p.name, Any))
+        raw_ann = hints.get(p.name, Any) if p.annotation is not _EMPTY else Any
+        ann = adapt(raw_ann)
+        originals[p.name] = raw_ann
         if p.kind is inspect.Parameter.VAR_POSITIONAL:
             var_positional = p.name
             fields[p.name] = (list[ann], [])  # type: ignore[valid-type]
@@ -157,7 +369,25 @@ def build_input(
         fields[p.name] = (ann, ... if p.default is _EMPTY else p.default)
     model = _make_model(lambda cfg: pydantic.create_model("Input", __config__=cfg, **fields))
     names = tuple(plain) if var_positional is not None else tuple(fields)
-    return InputSpec(model, "object", names, var_positional, var_keyword)
+    spec = InputSpec(model, "object", names, var_positional, var_keyword)
+    _describe_fields(spec, originals)
+    return spec
+
+
+def _describe_fields(spec: InputSpec, annotations: dict[str, Any]) -> None:
+    spec.fields = dict(annotations)
+    spec.list_fields = frozenset(n for n, a in annotations.items() if is_list_annotation(a))
+    spec.str_fields = frozenset(n for n, a in annotations.items() if is_str_annotation(a))
+    for n, a in annotations.items():
+        if contains_kind(a, frozenset({"image"})):
+            spec.field_kinds[n] = "image"
+        elif contains_kind(a, frozenset({"file"})):
+            spec.field_kinds[n] = "file"
+    if len(annotations) == 1 and spec.simple:
+        ((name, ann),) = annotations.items()
+        info = classify(ann)
+        if info.kind == "tensor":
+            spec.tensor_field = (name, info)
 
 
 def _make_model(factory: Callable[[ConfigDict], type[BaseModel]]) -> type[BaseModel]:
@@ -165,76 +395,6 @@ def _make_model(factory: Callable[[ConfigDict], type[BaseModel]]) -> type[BaseMo
         return factory(ConfigDict())
     except PydanticSchemaGenerationError:
         return factory(ConfigDict(arbitrary_types_allowed=True))
-
-
-def _strip_annotated(ann: Any) -> Any:
-    while get_origin(ann) is Annotated:
-        ann = get_args(ann)[0]
-    return ann
-
-
-def _content_type_of(ann: Any) -> str | None:
-    if get_origin(ann) is Annotated:
-        for meta in ann.__metadata__:
-            if isinstance(meta, ContentType):
-                return meta.content_type
-    return None
-
-
-def _adapt(ann: Any) -> Any:
-    """Map tensor annotations to validators that build arrays from nested lists."""
-    if ann is _EMPTY:
-        return Any
-    meta: tuple[Any, ...] = ()
-    base = ann
-    if get_origin(ann) is Annotated:
-        base, *rest = get_args(ann)
-        meta = tuple(rest)
-    origin = get_origin(base) or base
-    np = sys.modules.get("numpy")
-    if np is not None and origin is np.ndarray:
-        dtype: Any = None
-        shape: tuple[int, ...] | None = None
-        for m in meta:
-            if isinstance(m, DType):
-                dtype = m.dtype
-            elif isinstance(m, Shape):
-                shape = tuple(m.dimensions)
-        if dtype is None:
-            args = get_args(base)
-            if len(args) == 2 and get_args(args[1]):
-                dtype = get_args(args[1])[0]
-        return Annotated[
-            Any,
-            PlainValidator(_ndarray_validator(np, dtype, shape)),
-            WithJsonSchema({"type": "tensor", "format": "numpy-array"}),
-        ]
-    if isinstance(origin, type) and origin.__name__ == "Tensor" and origin.__module__.startswith("torch"):
-        torch = sys.modules["torch"]
-        return Annotated[
-            Any,
-            PlainValidator(lambda v: v if isinstance(v, torch.Tensor) else torch.tensor(v)),
-            WithJsonSchema({"type": "tensor", "format": "torch-tensor"}),
-        ]
-    return ann
-
-
-def _ndarray_validator(np: Any, dtype: Any, shape: tuple[int, ...] | None) -> Callable[[Any], Any]:
-    def validate(value: Any) -> Any:
-        try:
-            arr = np.asarray(value, dtype=dtype)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"cannot convert input to a numpy array: {e}") from None
-        if arr.dtype == object:
-            raise ValueError("input is not a numeric array")
-        if shape is not None:
-            try:
-                arr = arr.reshape(shape)
-            except ValueError as e:
-                raise ValueError(str(e)) from None
-        return arr
-
-    return validate
 
 
 # --------------------------------------------------------------------------- outputs
@@ -247,6 +407,9 @@ def _json_default(obj: Any) -> Any:
             obj = obj.detach().cpu()
             tolist = obj.tolist
         return tolist()
+    to_dict = getattr(obj, "to_dict", None)
+    if to_dict is not None and _is_dataframe(obj):
+        return to_dict(orient="records")
     return to_jsonable_python(obj)
 
 
@@ -262,41 +425,65 @@ def dumps_json(value: Any) -> bytes:
 
 _PLAIN_JSON = frozenset({list, dict, int, float, bool, type(None), tuple})
 
+Encoded = tuple[str, bytes, "str | None"]
 
-def make_encoder(return_annotation: Any) -> Callable[[Any], tuple[str, bytes]]:
-    """Encoder ``value -> (content_type, body)`` for an API's declared return type."""
-    declared = _content_type_of(return_annotation)
+
+def _is_dataframe(value: Any) -> bool:
+    cls = type(value)
+    return cls.__name__ == "DataFrame" and cls.__module__.startswith("pandas")
+
+
+def _is_pil(value: Any) -> bool:
+    import sys
+
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(value, pil.Image)
+
+
+def make_encoder(return_annotation: Any) -> Callable[[Any], Encoded]:
+    """Encoder ``value -> (content_type, body, extra_headers)`` for an API's declared return type."""
+    declared = content_type_of(return_annotation)
+    info = classify(return_annotation)
     json_ct = declared or APPLICATION_JSON
     text_ct = declared or TEXT_PLAIN
     bytes_ct = declared or TEXT_PLAIN
+    orient = info.orient if info.kind == "dataframe" else "records"
+    file_ct = declared or info.content_type
 
-    def encode(value: Any) -> tuple[str, bytes]:
+    def encode(value: Any) -> Encoded:
         cls = type(value)
         if cls is str:
-            return text_ct, value.encode()
-        if cls is bytes:
-            return bytes_ct, value
+            return text_ct, value.encode(), None
         if cls in _PLAIN_JSON:
-            return json_ct, _dumps(value).encode()
+            return json_ct, _dumps(value).encode(), None
+        if cls is bytes:
+            return bytes_ct, value, None
         if isinstance(value, BaseModel):
-            return json_ct, value.model_dump_json().encode()
+            return json_ct, value.model_dump_json().encode(), None
         if isinstance(value, (str, bytes, bytearray, memoryview)):
             if isinstance(value, str):
-                return text_ct, value.encode()
-            return bytes_ct, bytes(value)
-        if _is_path(value):
-            return _encode_path(value, declared)
-        return json_ct, _dumps(value).encode()
+                return text_ct, value.encode(), None
+            return bytes_ct, bytes(value), None
+        if isinstance(value, os.PathLike):
+            return encode_path(value, file_ct)
+        if _is_dataframe(value):
+            return json_ct, _dumps(value.to_dict(orient="list" if orient == "columns" else "records")).encode(), None
+        if _is_pil(value):
+            return encode_image(value, declared)
+        return json_ct, _dumps(value).encode(), None
 
     return encode
 
 
-def make_item_encoder() -> Callable[[Any], bytes]:
-    """Encoder of one streamed item: str/bytes raw, anything else JSON."""
+def make_item_encoder() -> Callable[[Any], bytes | str]:
+    """Encoder of one streamed item: str/bytes raw (``str`` is handed to C as is), anything else JSON."""
 
-    def encode_item(value: Any) -> bytes:
+    def encode_item(value: Any) -> bytes | str:
+        cls = type(value)
+        if cls is str or cls is bytes:
+            return value
         if isinstance(value, str):
-            return value.encode()
+            return str(value)
         if isinstance(value, (bytes, bytearray, memoryview)):
             return bytes(value)
         return dumps_json(value)
@@ -304,31 +491,80 @@ def make_item_encoder() -> Callable[[Any], bytes]:
     return encode_item
 
 
-def _is_path(value: Any) -> bool:
-    return isinstance(value, os.PathLike)
+def _disposition(kind: str, filename: str) -> str:
+    safe = "".join(ch for ch in filename if ch >= " " and ch != "\x7f").replace("\\", "\\\\").replace('"', '\\"')
+    try:
+        safe.encode("ascii")
+        return f'{kind}; filename="{safe}"'
+    except UnicodeEncodeError:
+        ascii_name = safe.encode("ascii", "replace").decode().replace("?", "_")
+        quoted = urllib.parse.quote(filename, safe="")
+        return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quoted}"
 
 
-def _encode_path(value: Any, declared: str | None) -> tuple[str, bytes]:
-    import mimetypes
-
+def encode_path(value: Any, declared: str | None) -> Encoded:
     path = os.fspath(value)
     with open(path, "rb") as f:
         data = f.read()
     guessed = mimetypes.guess_type(path)[0]
-    return (guessed or declared or OCTET_STREAM), data
+    ctype = guessed or declared or OCTET_STREAM
+    kind = "inline" if ctype.startswith("image/") else "attachment"
+    return ctype, data, "content-disposition: " + _disposition(kind, os.path.basename(path)) + "\r\n"
+
+
+_PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF"}
+
+
+def encode_image(img: Any, declared: str | None) -> Encoded:
+    import io
+
+    fmt = img.format or "PNG"
+    if declared and declared.startswith("image/"):
+        sub = declared.split("/", 1)[1].split(";", 1)[0].strip().lower()
+        fmt = _PIL_FORMATS.get(sub, fmt)
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt)
+    except (OSError, KeyError, ValueError):
+        buf = io.BytesIO()
+        fmt = "PNG"
+        img.save(buf, format=fmt)
+    return f"image/{fmt.lower()}", buf.getvalue(), None
 
 
 def stream_content_type(return_annotation: Any) -> str:
     """Media type of a streaming API: a ``ContentType`` on the item type, else SSE."""
-    ann = return_annotation
-    origin = get_origin(_strip_annotated(ann))
-    if origin is not None:
-        args = get_args(_strip_annotated(ann))
+    base = strip_annotated(return_annotation)
+    if typing.get_origin(base) is not None:
+        args = typing.get_args(base)
         if args:
-            declared = _content_type_of(args[0])
+            declared = content_type_of(args[0])
             if declared:
                 return declared
-    return _content_type_of(ann) or EVENT_STREAM
+    return content_type_of(return_annotation) or EVENT_STREAM
+
+
+# --------------------------------------------------------------------------- headers
+
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def header_line(name: str, value: Any) -> str:
+    """``"Name: value\\r\\n"``; ``ValueError`` on names that are not tokens or values with CR/LF/NUL."""
+    name = str(name)
+    value = str(value)
+    if not name or any(ch not in _TOKEN_CHARS for ch in name):
+        raise ValueError(f"invalid header name {name!r}")
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise ValueError(f"invalid header value for {name!r}: CR, LF and NUL are not allowed")
+    return f"{name}: {value.strip()}\r\n"
+
+
+def build_headers(pairs: Any) -> str | None:
+    """Header lines from ``(name, value)`` pairs; None when there are none."""
+    out = "".join(header_line(n, v) for n, v in pairs)
+    return out or None
 
 
 # --------------------------------------------------------------------------- errors
@@ -345,16 +581,21 @@ def validation_error_body(exc: ValidationError) -> bytes:
 
 
 def error_response(exc: BaseException) -> Response:
-    """Map an exception raised while serving a request to ``(status, content_type, body)``."""
+    """Map an exception raised while serving a request to ``(status, content_type, body, None)``."""
     if isinstance(exc, ValidationError):
-        return 400, APPLICATION_JSON, validation_error_body(exc)
+        return 400, APPLICATION_JSON, validation_error_body(exc), None
+    if isinstance(exc, Refused):
+        return exc.response
     if isinstance(exc, BentoMLException):
         code = int(exc.error_code)
         if code in (401, 403):
-            return code, APPLICATION_JSON, _AUTH_ERROR
+            return code, APPLICATION_JSON, _AUTH_ERROR, None
         if 400 <= code < 500:
-            return code, APPLICATION_JSON, _compact([{"error": exc.message or str(exc)}])
+            return code, APPLICATION_JSON, _compact([{"error": exc.message or str(exc)}]), None
         logger.error("Exception on request (status %d)", code, exc_info=exc)
-        return code if code >= 500 else 500, APPLICATION_JSON, _GENERIC_500
+        return (code if code >= 500 else 500), APPLICATION_JSON, _GENERIC_500, None
     logger.error("Exception on request", exc_info=exc)
-    return 500, APPLICATION_JSON, _GENERIC_500
+    return 500, APPLICATION_JSON, _GENERIC_500, None
+
+
+INTERNAL_ERROR: Response = (500, APPLICATION_JSON, _GENERIC_500, None)

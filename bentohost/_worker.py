@@ -1,16 +1,28 @@
 """Worker runtime: called by the C host (``main()``) after Python is initialised.
 
-The C built-in module ``_bentohost`` hands requests over in batches (``take()``),
-woken through an eventfd; answers go back with ``complete()`` from any thread.
+The C built-in module ``_bentohost`` hands entries over in batches (``take()``),
+woken through an eventfd. Each entry is a 5-tuple ``(handle, index, a, b, c)``:
+
+* ``index >= 0`` and ``a`` bytes/None: a request ``(handle, api, body, content_type, meta)``;
+* ``index >= 0`` and ``a`` a list: an adaptive batch ``(head, api, bodies, content_types, handles)``;
+* ``index == -1``: the request was cancelled (timeout answered by C, or client gone);
+* ``index == -2``: a paused stream may be written again.
+
+Answers go back with ``complete()`` or ``stream_start``/``stream_write``/``stream_end``
+from any thread; every handle gets exactly one final message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import faulthandler
+import functools
 import inspect
 import logging
+import os
 import queue
+import signal
 import sys
 import threading
 import traceback
@@ -19,8 +31,8 @@ from typing import Any, Protocol
 
 from ._config import service_config, service_config_json
 from ._context import Context, server_context
-from ._dispatch import Endpoint, build_endpoints, handle_request, handle_request_async
-from ._io import APPLICATION_JSON, Response
+from ._dispatch import Endpoint, build_endpoints, concat_batch, handle_request, handle_request_async, split_batch
+from ._io import INTERNAL_ERROR, Response, error_response
 from ._loader import TargetError, guess_service_name, load_service
 from ._service import Service
 
@@ -31,18 +43,20 @@ logger = logging.getLogger("bentohost")
 EXIT_IMPORT_ERROR = 3
 EXIT_STARTUP_ERROR = 4
 HEALTH_POLL_S = 1.0
+HEARTBEAT_S = 0.5
 
-_INTERNAL_ERROR: Response = (
-    500,
-    APPLICATION_JSON,
-    b'{"error":"An unexpected error has occurred, please check the server log."}',
-)
+CANCEL = -1
+WRITABLE = -2
 
-Job = tuple[int, Endpoint, bytes, "str | None"]
+_INTERNAL_ERROR: Response = INTERNAL_ERROR
+_CANCELLED: Response = (503, "application/json", b'{"error":"request cancelled"}', None)
+
+#: ``(fn, handle, x, body, content_type, meta)``: the pool calls ``fn(handle, x, body, content_type, meta)``
+Job = tuple[Callable[..., None], int, Any, Any, Any, Any]
 
 
 class Host(Protocol):
-    """What the worker needs from the C module ``_bentohost``."""
+    """What the worker needs from the C module ``_bentohost`` (contract v2)."""
 
     worker_index: int
     target: str
@@ -52,21 +66,24 @@ class Host(Protocol):
     def set_ready(self, flag: bool) -> None: ...
     def set_alive(self, flag: bool) -> None: ...
     def eventfd(self) -> int: ...
-    def take(self) -> list[tuple[int, int, bytes, str | None]] | None: ...
-    def complete(self, handle: int, status: int, content_type: str, body: bytes) -> None: ...
+    def take(self) -> list[tuple[int, int, Any, Any, Any]] | None: ...
+    def complete(self, handle: int, status: int, content_type: str, body: bytes, headers: str | None = None) -> None: ...
+    def stream_start(self, handle: int, status: int, content_type: str, headers: str | None = None) -> None: ...
+    def stream_write(self, handle: int, data: bytes | str) -> int: ...
+    def stream_end(self, handle: int) -> None: ...
 
 
 class ThreadPool:
-    """``threads`` Python threads running sync APIs.
+    """``threads`` Python threads running sync work (sync APIs, generator steps, batches).
 
     A drained batch goes in with one ``deque.extend`` and at most ``min(len, threads)``
     wake-ups (one with the default single thread); each woken thread keeps taking
-    jobs until the deque is empty.
+    jobs until the deque is empty. A job is ``(fn, *args)``; ``fn`` must answer its
+    handle itself (exceptions are logged).
     """
 
-    def __init__(self, size: int, complete: Callable[[int, int, str, bytes], None]) -> None:
+    def __init__(self, size: int) -> None:
         self.size = max(1, size)
-        self._complete = complete
         self._jobs: collections.deque[Job] = collections.deque()
         self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._threads = [
@@ -81,6 +98,14 @@ class ThreadPool:
         for _ in range(min(len(jobs), self.size)):
             put(True)
 
+    def submit(self, job: Job) -> None:
+        self._jobs.append(job)
+        self._wake.put(True)
+
+    def busy(self) -> bool:
+        """True when jobs are waiting for a thread."""
+        return bool(self._jobs)
+
     def stop(self) -> None:
         for _ in self._threads:
             self._wake.put(False)
@@ -93,22 +118,16 @@ class ThreadPool:
         jobs = self._jobs
         popleft = jobs.popleft
         wait = self._wake.get
-        complete = self._complete
         while wait():
             while True:
                 try:
-                    handle, ep, body, ctype = popleft()
+                    fn, handle, x, body, ctype, meta = popleft()
                 except IndexError:
                     break
                 try:
-                    status, rtype, out = ep.run_sync(body, ctype)
-                except BaseException:  # noqa: BLE001 - the handle must still be answered
-                    logger.exception("request handling failed")
-                    status, rtype, out = _INTERNAL_ERROR
-                try:
-                    complete(handle, status, rtype, out)
-                except Exception:
-                    logger.exception("complete() failed")
+                    fn(handle, x, body, ctype, meta)
+                except BaseException:  # noqa: BLE001 - keep the thread alive
+                    logger.exception("job failed")
 
 
 async def run_hooks(instance: object, names: list[str]) -> None:
@@ -122,6 +141,39 @@ async def run_hooks(instance: object, names: list[str]) -> None:
         result = hook(Context()) if nparams >= 1 else hook()
         if inspect.isawaitable(result):
             await result
+
+
+class _Stream:
+    """State of one streaming response."""
+
+    __slots__ = (
+        "handle",
+        "ep",
+        "gen",
+        "ctx",
+        "started",
+        "cancelled",
+        "paused",
+        "writable_pending",
+        "lock",
+        "task",
+        "waiter",
+        "done",
+    )
+
+    def __init__(self, handle: int, ep: Endpoint) -> None:
+        self.handle = handle
+        self.ep = ep
+        self.gen: Any = None
+        self.ctx: Context | None = None
+        self.started = False
+        self.cancelled = False
+        self.paused = False
+        self.writable_pending = False
+        self.lock = threading.Lock()
+        self.task: asyncio.Task[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.done = False
 
 
 class WorkerRuntime:
@@ -141,10 +193,13 @@ class WorkerRuntime:
         self.instance = instance
         self.endpoints = endpoints
         self.loop = loop
-        self.pool = ThreadPool(threads, host.complete)
+        self.pool = ThreadPool(threads)
         self._tasks: set[asyncio.Task[None]] = set()
+        #: handle -> asyncio task or _Stream, for cancel and writable events
+        self._active: dict[int, Any] = {}
         self._stopping = False
         self._fd = -1
+        self._heartbeat: Callable[[], Any] | None = getattr(host, "heartbeat", None)
         self._health: list[tuple[Callable[[], Any], Callable[[bool], None], str]] = []
         for attr, setter in (("__is_ready__", host.set_ready), ("__is_alive__", host.set_alive)):
             fn = getattr(instance, attr, None)
@@ -152,6 +207,17 @@ class WorkerRuntime:
                 self._health.append((fn, setter, attr))
         self._health_busy = False
         self._health_warned: set[str] = set()
+        # per API: (endpoint, pool function or None for async ones, coroutine function or None)
+        self._routes: list[tuple[Endpoint, Any, Any]] = []
+        for ep in endpoints:
+            if ep.mode == "sync":
+                self._routes.append((ep, self._sync_job, None))
+            elif ep.mode == "gen":
+                self._routes.append((ep, self._gen_open_job, None))
+            elif ep.mode == "agen":
+                self._routes.append((ep, None, self._run_agen))
+            else:
+                self._routes.append((ep, None, self._run_async))
 
     # -- health -------------------------------------------------------------------
 
@@ -193,13 +259,26 @@ class WorkerRuntime:
             self._health_warned.add(attr)
             logger.exception("%s() raised; reporting False", attr)
 
+    def _beat(self) -> None:
+        """Loop timer: tells the supervisor that the loop thread makes progress."""
+        if self._stopping and not self._tasks:
+            return
+        self.loop.call_later(HEARTBEAT_S, self._beat)
+        if self._heartbeat is not None:
+            try:
+                self._heartbeat()
+            except Exception:  # noqa: BLE001
+                logger.exception("heartbeat() failed")
+                self._heartbeat = None
+
     # -- requests -----------------------------------------------------------------
 
     def drain(self) -> None:
         take = self.host.take
-        eps = self.endpoints
-        n_eps = len(eps)
-        create_task = self.loop.create_task
+        routes = self._routes
+        n_eps = len(routes)
+        if self._heartbeat is not None:
+            self._heartbeat()
         while True:
             batch = take()
             if batch is None:
@@ -208,27 +287,350 @@ class WorkerRuntime:
             if not batch:
                 return
             sync_jobs: list[Job] = []
-            for handle, index, body, ctype in batch:
-                if index < 0 or index >= n_eps:
-                    self.host.complete(handle, *_INTERNAL_ERROR)
-                    continue
-                ep = eps[index]
-                if ep.is_async:
-                    task = create_task(self._run_async(handle, ep, body, ctype))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                else:
-                    sync_jobs.append((handle, ep, body, ctype))
+            for handle, index, body, ctype, meta in batch:
+                if index >= 0:
+                    if index >= n_eps:
+                        self._answer_bad_index(handle, body, meta)
+                        continue
+                    ep, pool_fn, coro_fn = routes[index]
+                    if body.__class__ is list:
+                        self._batch(ep, handle, body, ctype, meta)
+                    elif pool_fn is not None:
+                        sync_jobs.append((pool_fn, handle, ep, body, ctype, meta))
+                    else:
+                        task = self.loop.create_task(coro_fn(handle, ep, body, ctype, meta))
+                        self._active[handle] = task
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+                elif index == CANCEL:
+                    self._cancel(handle)
+                elif index == WRITABLE:
+                    self._writable(handle)
             if sync_jobs:
                 self.pool.submit_many(sync_jobs)
 
-    async def _run_async(self, handle: int, ep: Endpoint, body: bytes, ctype: str | None) -> None:
+    def _answer_bad_index(self, handle: int, body: Any, members: Any) -> None:
+        if body.__class__ is list:
+            for h in members:
+                self.host.complete(h, *_INTERNAL_ERROR[:3])
+        else:
+            self.host.complete(handle, *_INTERNAL_ERROR[:3])
+
+    def _complete(self, handle: int, resp: Response) -> None:
+        status, ctype, out, headers = resp
+        if headers is None:
+            self.host.complete(handle, status, ctype, out)
+        else:
+            self.host.complete(handle, status, ctype, out, headers)
+
+    # sync APIs (pool threads)
+
+    def _sync_job(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
         try:
-            status, rtype, out = await ep.run_async(body, ctype)
+            status, rtype, out, headers = ep.run_sync(body, ctype, meta)
+        except BaseException:  # noqa: BLE001 - the handle must still be answered
+            logger.exception("request handling failed")
+            status, rtype, out, headers = _INTERNAL_ERROR
+        if headers is None:
+            self.host.complete(handle, status, rtype, out)
+        else:
+            self.host.complete(handle, status, rtype, out, headers)
+
+    # async APIs (loop)
+
+    async def _run_async(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
+        try:
+            resp = await ep.run_async(body, ctype, meta)
+        except asyncio.CancelledError:
+            resp = _CANCELLED
         except BaseException:
             logger.exception("request handling failed")
-            status, rtype, out = _INTERNAL_ERROR
-        self.host.complete(handle, status, rtype, out)
+            resp = _INTERNAL_ERROR
+        self._active.pop(handle, None)
+        self._complete(handle, resp)
+
+    def _cancel(self, handle: int) -> None:
+        entry = self._active.get(handle)
+        if entry is None:
+            return  # a sync call cannot be interrupted: it answers when it returns
+        if isinstance(entry, _Stream):
+            self._cancel_stream(entry)
+        else:
+            entry.cancel()
+            # a task cancelled before it ran never answers by itself
+            entry.add_done_callback(functools.partial(self._answer_if_pending, handle))
+
+    def _answer_if_pending(self, handle: int, _task: Any) -> None:
+        entry = self._active.get(handle)
+        if entry is not None and not isinstance(entry, _Stream):
+            del self._active[handle]
+            self._complete(handle, _CANCELLED)
+
+    def _writable(self, handle: int) -> None:
+        st = self._active.get(handle)
+        if not isinstance(st, _Stream):
+            return
+        if st.task is not None:  # async generator: wake the writer
+            w = st.waiter
+            if w is not None and not w.done():
+                w.set_result(None)
+            else:
+                st.writable_pending = True
+            return
+        with st.lock:
+            if st.paused:
+                st.paused = False
+                resume = True
+            else:
+                st.writable_pending = True
+                resume = False
+        if resume:
+            self.pool.submit((self._gen_step_job, st.handle, st, None, None, None))
+
+    # streams ----------------------------------------------------------------------
+
+    def _stream_begin(self, st: _Stream) -> None:
+        ep = st.ep
+        assert st.ctx is not None
+        status, ctype, headers = ep.stream_head(st.ctx)
+        if headers is None:
+            self.host.stream_start(st.handle, status, ctype)
+        else:
+            self.host.stream_start(st.handle, status, ctype, headers)
+        st.started = True
+
+    def _stream_finish(self, st: _Stream) -> None:
+        """The final message of a stream (exactly once) and its clean-up."""
+        if st.done:
+            return
+        st.done = True
+        self._active.pop(st.handle, None)
+        try:
+            if st.started:
+                self.host.stream_end(st.handle)
+            else:
+                self._complete(st.handle, _CANCELLED if st.cancelled else (200, st.ep.stream_ct, b"", None))
+        finally:
+            if st.ctx is not None:
+                st.ctx.close()
+
+    def _stream_fail(self, st: _Stream, exc: BaseException) -> None:
+        if st.started:
+            logger.error("Exception in stream after the first chunk; ending the stream", exc_info=exc)
+            self._stream_finish(st)
+            return
+        st.done = True
+        self._active.pop(st.handle, None)
+        try:
+            self._complete(st.handle, error_response(exc))
+        finally:
+            if st.ctx is not None:
+                st.ctx.close()
+
+    def _gen_open_job(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
+        """Pool: call a sync generator API and stream it."""
+        st = _Stream(handle, ep)
+        try:
+            st.gen, st.ctx = ep.open_stream(body, ctype, meta)
+        except BaseException as exc:  # noqa: BLE001
+            st.done = True
+            self._complete(handle, error_response(exc) if isinstance(exc, Exception) else _INTERNAL_ERROR)
+            return
+        self._active[handle] = st  # dict ops are atomic under the GIL
+        self._gen_step_job(handle, st, None, None, None)
+
+    def _gen_step_job(self, handle: int, st: _Stream, _a: Any, _b: Any, _c: Any) -> None:
+        """Pool: advance a sync generator while its items can be written.
+
+        Keeps the thread while no other job waits; otherwise yields the thread after
+        one item (the stream goes to the back of the queue). Stops on a full socket
+        buffer until C reports the handle writable again.
+        """
+        gen = st.gen
+        encode = st.ep.encode_item
+        write = self.host.stream_write
+        pool = self.pool
+        while True:
+            if st.cancelled:
+                self._close_sync(st)
+                return
+            try:
+                item = next(gen)
+            except StopIteration:
+                self._stream_finish(st)
+                return
+            except Exception as exc:
+                self._stream_fail(st, exc)
+                return
+            if not st.started:
+                try:
+                    self._stream_begin(st)
+                except Exception as exc:  # bad headers set on ctx.response
+                    self._close_sync(st, answer=False)
+                    self._stream_fail(st, exc)
+                    return
+            try:
+                data = encode(item)
+            except Exception as exc:
+                self._close_sync(st, answer=False)
+                self._stream_fail(st, exc)
+                return
+            rc = write(handle, data)
+            if rc < 0:
+                st.cancelled = True
+                self._close_sync(st)
+                return
+            if rc > 0:
+                with st.lock:
+                    if st.writable_pending:
+                        st.writable_pending = False
+                    elif not st.cancelled:
+                        st.paused = True
+                        return
+            if pool.busy():
+                pool.submit((self._gen_step_job, handle, st, None, None, None))
+                return
+
+    def _close_sync(self, st: _Stream, answer: bool = True) -> None:
+        try:
+            st.gen.close()
+        except Exception:  # noqa: BLE001
+            logger.exception("closing the generator failed")
+        if answer:
+            self._stream_finish(st)
+
+    def _cancel_stream(self, st: _Stream) -> None:
+        if st.task is not None:
+            st.cancelled = True
+            st.task.cancel()
+            return
+        with st.lock:
+            st.cancelled = True
+            resume = st.paused
+            st.paused = False
+        if resume:  # nobody runs it: close it on a pool thread
+            self.pool.submit((self._gen_step_job, st.handle, st, None, None, None))
+
+    async def _run_agen(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
+        """Loop: stream an async generator API (its items are awaited on the loop)."""
+        st = _Stream(handle, ep)
+        st.task = self._active.get(handle)  # type: ignore[assignment]
+        self._active[handle] = st
+        try:
+            st.gen, st.ctx = ep.open_stream(body, ctype, meta)
+        except Exception as exc:
+            st.done = True
+            self._active.pop(handle, None)
+            self._complete(handle, error_response(exc))
+            return
+        agen = st.gen
+        write = self.host.stream_write
+        encode = ep.encode_item
+        try:
+            while True:
+                try:
+                    item = await agen.__anext__()
+                except StopAsyncIteration:
+                    break
+                if not st.started:
+                    self._stream_begin(st)
+                rc = write(handle, encode(item))
+                if rc < 0:
+                    st.cancelled = True
+                    break
+                if rc > 0:
+                    if st.writable_pending:
+                        st.writable_pending = False
+                    else:
+                        st.waiter = self.loop.create_future()
+                        await st.waiter
+                        st.waiter = None
+        except asyncio.CancelledError:
+            st.cancelled = True
+        except Exception as exc:
+            await self._aclose(agen)
+            self._stream_fail(st, exc)
+            return
+        await self._aclose(agen)
+        self._stream_finish(st)
+
+    @staticmethod
+    async def _aclose(agen: Any) -> None:
+        try:
+            await agen.aclose()
+        except BaseException:  # noqa: BLE001
+            logger.exception("closing the async generator failed")
+
+    # batches -----------------------------------------------------------------------
+
+    def _batch(self, ep: Endpoint, head: int, bodies: list[bytes], ctypes: list[Any], handles: list[int]) -> None:
+        if ep.is_async:
+            task = self.loop.create_task(self._run_batch_async(ep, bodies, ctypes, handles))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self.pool.submit((self._batch_job, head, ep, bodies, ctypes, handles))
+
+    def _batch_decode(
+        self, ep: Endpoint, bodies: list[bytes], ctypes: list[Any], handles: list[int]
+    ) -> tuple[list[Any], list[int]]:
+        """Members' inputs; a member whose body is invalid is answered now and left out."""
+        values: list[Any] = []
+        ok: list[int] = []
+        for h, body, ct in zip(handles, bodies, ctypes):
+            try:
+                values.append(ep.decode_member(body, ct))
+                ok.append(h)
+            except Exception as exc:
+                self._complete(h, error_response(exc))
+        return values, ok
+
+    def _batch_answer(self, ep: Endpoint, output: Any, counts: list[int], ok: list[int]) -> None:
+        try:
+            parts = split_batch(output, counts, ep.batch_dim[1])
+        except Exception as exc:
+            logger.error("cannot split the output of batch API %s", ep.name, exc_info=exc)
+            for h in ok:
+                self._complete(h, _INTERNAL_ERROR)
+            return
+        for h, part in zip(ok, parts):
+            try:
+                ctype, out, headers = ep.encode(part)
+                self._complete(h, (200, ctype, out, headers))
+            except Exception as exc:
+                self._complete(h, error_response(exc))
+
+    def _batch_job(self, head: int, ep: Endpoint, bodies: Any, ctypes: Any, handles: Any) -> None:
+        values, ok = self._batch_decode(ep, bodies, ctypes, handles)
+        if not ok:
+            return
+        try:
+            batch, counts = concat_batch(values, ep.batch_dim[0])
+            output = ep.call_batch(batch)
+        except Exception as exc:
+            resp = error_response(exc)
+            for h in ok:
+                self._complete(h, resp)
+            return
+        self._batch_answer(ep, output, counts, ok)
+
+    async def _run_batch_async(self, ep: Endpoint, bodies: Any, ctypes: Any, handles: Any) -> None:
+        values, ok = self._batch_decode(ep, bodies, ctypes, handles)
+        if not ok:
+            return
+        try:
+            batch, counts = concat_batch(values, ep.batch_dim[0])
+            output = await ep.call_batch(batch)
+        except Exception as exc:
+            resp = error_response(exc)
+            for h in ok:
+                self._complete(h, resp)
+            return
+        except asyncio.CancelledError:
+            for h in ok:
+                self._complete(h, _CANCELLED)
+            return
+        self._batch_answer(ep, output, counts, ok)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -264,6 +666,7 @@ class WorkerRuntime:
         self._fd = self.host.eventfd()
         self.loop.add_reader(self._fd, self.drain)
         self.loop.call_soon(self.drain)  # requests that arrived before the reader was attached
+        self.loop.call_soon(self._beat)
 
     def serve(self) -> int:
         self.start()
@@ -283,6 +686,55 @@ def _setup_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _print_user_traceback() -> None:
+    """Print the current exception without bentohost's and importlib's own frames:
+    the user wants to see where their file failed, not how it was loaded."""
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return
+    tbe = traceback.TracebackException.from_exception(exc)
+    kept = [
+        frame
+        for frame in tbe.stack
+        if not frame.filename.startswith(_PACKAGE_DIR)
+        and not frame.filename.startswith("<frozen importlib")
+        and not frame.filename.endswith(os.path.join("importlib", "__init__.py"))
+    ]
+    tbe.stack = traceback.StackSummary.from_list(kept)
+    text = "".join(tbe.format())
+    if not kept:  # e.g. a SyntaxError in the user's file: no frame of theirs, keep the usual header
+        text = "Traceback (most recent call last):\n" + text
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _setup_faulthandler() -> None:
+    """SIGUSR1 writes every thread's stack to stderr (the supervisor asks before killing a hung worker)."""
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (AttributeError, ValueError, RuntimeError, OSError):  # pragma: no cover - not on this platform
+        pass
+
+
+def _register_documents(host: Any, svc: Service[Any], endpoints: list[Endpoint]) -> None:
+    """``/schema.json``, ``/docs.json`` and the web page, served by C from memory."""
+    set_document = getattr(host, "set_document", None)
+    if set_document is None:
+        return
+    from ._schema import documents
+
+    try:
+        docs = documents(svc, endpoints)
+    except Exception:  # noqa: BLE001 - a schema problem must not stop serving
+        logger.exception("cannot build the discovery documents")
+        return
+    for path, ctype, body in docs:
+        set_document(path, ctype, body)
+
+
 def _setup_context(host: Host) -> None:
     server_context.worker_index = int(host.worker_index)
     server_context.service_name = guess_service_name(host.target)
@@ -294,6 +746,7 @@ def main() -> int:
     import _bentohost as host  # type: ignore[import-not-found]  # built into the C host
 
     _setup_logging()
+    _setup_faulthandler()
     _setup_context(host)
     try:
         svc = load_service(host.target)
@@ -304,12 +757,12 @@ def main() -> int:
         print(f"bentohost: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_IMPORT_ERROR
     except BaseException:
-        traceback.print_exc()
-        sys.stderr.flush()
+        _print_user_traceback()
         return EXIT_IMPORT_ERROR
     server_context.service_name = svc.name
     server_context.bento_name = svc.name
     server_context.service_routes = [a["route"] for a in config["apis"]]
+    _register_documents(host, svc, endpoints)
     host.publish(config_json)
 
     loop = asyncio.new_event_loop()
@@ -320,8 +773,7 @@ def main() -> int:
             ep.bind(instance)
         loop.run_until_complete(run_hooks(instance, svc.startup_hooks))
     except BaseException:
-        traceback.print_exc()
-        sys.stderr.flush()
+        _print_user_traceback()
         return EXIT_STARTUP_ERROR
     runtime = WorkerRuntime(host, svc, instance, endpoints, config["threads"], loop)
     try:

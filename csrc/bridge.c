@@ -1,16 +1,19 @@
 /* The bridge between the I/O thread and the Python side of a worker.
  *
- * Towards Python: a single-producer single-consumer ring of bh_req_t pointers.
+ * Towards Python: a single-producer single-consumer ring of bh_in_t entries
+ * (a request and what happened to it).
  * The I/O thread is the only producer, the Python main thread the only consumer.
  * The consumer is woken through an eventfd, but only when it announced that it
  * is about to sleep (consumer_sleeping), so a busy consumer costs the producer
  * no system call.
  *
- * Back to the I/O thread: any Python thread appends to a mutex-protected list
- * and pokes a uv_async_t; libuv coalesces the pokes, so one loop iteration
- * handles every completion that arrived in the meantime.
+ * Back to the I/O thread: any Python thread appends a bh_out_t message to a
+ * mutex-protected list and pokes a uv_async_t; libuv coalesces the pokes, so
+ * one loop iteration handles every message that arrived in the meantime, in
+ * the order they were posted.
  */
 #include "bh.h"
+#include "multipart.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -19,30 +22,89 @@
 #include <sys/eventfd.h>
 
 void bh_req_free(bh_req_t *req) {
+  size_t i;
+
   if (req == NULL)
     return;
   free(req->body);
   free(req->content_type);
-  free(req->resp_content_type);
-  free(req->resp_body);
+  free(req->head);
+  for (i = 0; i < req->nparts; i++) {
+    bh_part_t *p = &req->parts[i];
+    free(p->name);
+    free(p->filename);
+    free(p->content_type);
+    free(p->path);
+    free(p->data);
+  }
+  free(req->parts);
+  /* Recursively: Python may have added files of its own. */
+  if (req->temp_dir != NULL) {
+    bh_rmtree(req->temp_dir);
+    free(req->temp_dir);
+  }
   free(req);
+}
+
+bh_out_t *bh_out_new(bh_req_t *req, bh_out_kind_t kind, int status,
+                     const char *content_type, size_t content_type_len,
+                     const char *headers, size_t headers_len,
+                     const char *data, size_t len) {
+  size_t ct = content_type != NULL ? content_type_len + 1 : 0;
+  size_t total = sizeof(bh_out_t) + ct + headers_len + len;
+  bh_out_t *msg;
+  char *p;
+
+  if (total < sizeof(bh_out_t) + len) /* overflow */
+    return NULL;
+  msg = malloc(total);
+  if (msg == NULL)
+    return NULL;
+  p = (char *)(msg + 1);
+  msg->next = NULL;
+  msg->req = req;
+  msg->kind = kind;
+  msg->status = status;
+  msg->content_type = NULL;
+  msg->headers = NULL;
+  msg->headers_len = 0;
+  msg->data = NULL;
+  msg->len = 0;
+  if (content_type != NULL) {
+    memcpy(p, content_type, content_type_len);
+    p[content_type_len] = '\0';
+    msg->content_type = p;
+    p += ct;
+  }
+  if (headers != NULL && headers_len > 0) {
+    memcpy(p, headers, headers_len);
+    msg->headers = p;
+    msg->headers_len = headers_len;
+    p += headers_len;
+  }
+  if (data != NULL && len > 0) {
+    memcpy(p, data, len);
+    msg->data = p;
+    msg->len = len;
+  }
+  return msg;
 }
 
 static void bridge_on_async(uv_async_t *handle) {
   bh_bridge_t *b = handle->data;
-  bh_req_t *list;
+  bh_out_t *list;
 
   pthread_mutex_lock(&b->done_lock);
   list = b->done_head;
   b->done_head = b->done_tail = NULL;
   pthread_mutex_unlock(&b->done_lock);
 
-  if (list != NULL && b->on_complete != NULL)
-    b->on_complete(list, b->on_complete_arg);
+  if (list != NULL && b->on_out != NULL)
+    b->on_out(list, b->on_out_arg);
 }
 
 int bh_bridge_init(bh_bridge_t *b, uv_loop_t *loop, size_t capacity,
-                   bh_completion_cb on_complete, void *arg) {
+                   bh_out_cb on_out, void *arg) {
   size_t cap;
   int err;
 
@@ -61,8 +123,8 @@ int bh_bridge_init(bh_bridge_t *b, uv_loop_t *loop, size_t capacity,
   atomic_init(&b->tail, 0);
   atomic_init(&b->consumer_sleeping, 0);
   atomic_init(&b->shutdown, 0);
-  b->on_complete = on_complete;
-  b->on_complete_arg = arg;
+  b->on_out = on_out;
+  b->on_out_arg = arg;
 
   b->eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (b->eventfd < 0) {
@@ -116,13 +178,14 @@ static void bridge_wake(bh_bridge_t *b) {
   while (n < 0 && errno == EINTR);
 }
 
-int bh_bridge_submit(bh_bridge_t *b, bh_req_t *req) {
+int bh_bridge_submit(bh_bridge_t *b, bh_req_t *req, bh_in_kind_t kind) {
   size_t tail = atomic_load_explicit(&b->tail, memory_order_relaxed);
   size_t head = atomic_load_explicit(&b->head, memory_order_acquire);
 
   if (tail - head >= b->capacity)
     return -EAGAIN;
-  b->slots[tail & (b->capacity - 1)] = req;
+  b->slots[tail & (b->capacity - 1)].req = req;
+  b->slots[tail & (b->capacity - 1)].kind = kind;
   atomic_store_explicit(&b->tail, tail + 1, memory_order_release);
 
   /* Pairs with the fence in bh_bridge_take(): either the consumer sees the
@@ -134,7 +197,7 @@ int bh_bridge_submit(bh_bridge_t *b, bh_req_t *req) {
   return 0;
 }
 
-size_t bh_bridge_take(bh_bridge_t *b, bh_req_t **out, size_t max) {
+size_t bh_bridge_take(bh_bridge_t *b, bh_in_t *out, size_t max) {
   size_t head = atomic_load_explicit(&b->head, memory_order_relaxed);
   size_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
   size_t n, i;
@@ -168,16 +231,16 @@ void bh_bridge_clear_eventfd(bh_bridge_t *b) {
   while (n < 0 && errno == EINTR);
 }
 
-void bh_bridge_complete(bh_bridge_t *b, bh_req_t *req) {
-  req->next = NULL;
+void bh_bridge_post(bh_bridge_t *b, bh_out_t *msg) {
+  msg->next = NULL;
   pthread_mutex_lock(&b->done_lock);
   if (b->done_tail != NULL)
-    b->done_tail->next = req;
+    b->done_tail->next = msg;
   else
-    b->done_head = req;
-  b->done_tail = req;
-  /* Sent under the lock: once the I/O thread can see this request, the send
-   * is over, so after the last completion it may close the handle and the
+    b->done_head = msg;
+  b->done_tail = msg;
+  /* Sent under the lock: once the I/O thread can see this message, the send
+   * is over, so after the last final message it may close the handle and the
    * loop without racing a send still in progress. uv_async_send() is a
    * compare-and-swap when a wake-up is already pending. */
   uv_async_send(&b->done_async);

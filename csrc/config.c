@@ -21,10 +21,16 @@ static int bool_field(const cJSON *obj, const char *key) {
   return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
 }
 
+static double number_field(const cJSON *obj, const char *key, double fallback) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+  return cJSON_IsNumber(item) ? item->valuedouble : fallback;
+}
+
 void bh_config_free(bh_service_config_t *cfg) {
   for (size_t i = 0; i < cfg->napis; i++) {
     free(cfg->apis[i].name);
     free(cfg->apis[i].route);
+    free(cfg->apis[i].batch_field);
   }
   free(cfg->apis);
   free(cfg->name);
@@ -44,6 +50,17 @@ int bh_config_parse(bh_service_config_t *cfg, const char *json, size_t len) {
     cfg->workers = 1;
   if (cfg->threads < 1)
     cfg->threads = 1;
+
+  const cJSON *traffic = cJSON_GetObjectItemCaseSensitive(root, "traffic");
+  cfg->timeout_s = number_field(traffic, "timeout", 60.0);
+  if (cfg->timeout_s <= 0)
+    cfg->timeout_s = 60.0;
+  cfg->max_concurrency = int_field(traffic, "max_concurrency", 0);
+  cfg->concurrency = int_field(traffic, "concurrency", 0);
+  if (cfg->max_concurrency < 0)
+    cfg->max_concurrency = 0;
+  if (cfg->concurrency < 0)
+    cfg->concurrency = 0;
 
   const cJSON *apis = cJSON_GetObjectItemCaseSensitive(root, "apis");
   int n = cJSON_IsArray(apis) ? cJSON_GetArraySize(apis) : 0;
@@ -65,6 +82,17 @@ int bh_config_parse(bh_service_config_t *cfg, const char *json, size_t len) {
     api->is_async = bool_field(item, "is_async");
     api->is_stream = bool_field(item, "is_stream");
     api->batchable = bool_field(item, "batchable");
+    api->needs_request = bool_field(item, "needs_request");
+    api->batch_root = bool_field(item, "batch_root");
+    const cJSON *field = cJSON_GetObjectItemCaseSensitive(item, "batch_field");
+    if (cJSON_IsString(field) && (api->batch_field = strdup(field->valuestring)) == NULL)
+      goto nomem;
+    api->max_batch_size = int_field(item, "max_batch_size", 100);
+    if (api->max_batch_size < 1)
+      api->max_batch_size = 1;
+    api->max_latency_s = number_field(item, "max_latency_ms", 60000.0) / 1000.0;
+    if (api->max_latency_s <= 0)
+      api->max_latency_s = 60.0;
   }
   if (cfg->name == NULL)
     goto nomem;

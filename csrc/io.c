@@ -16,6 +16,10 @@
 /* One I/O thread per worker process. */
 static bh_io_t io_state;
 
+bh_io_t *bh_io_get(void) {
+  return &io_state;
+}
+
 static void io_close_handle(uv_handle_t *h) {
   if (!uv_is_closing(h))
     uv_close(h, NULL);
@@ -35,6 +39,10 @@ void bh_io_maybe_finish(bh_io_t *io) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+  if (io->w->batcher != NULL) {
+    bh_batcher_close(io->w->batcher);
+    io->w->batcher = NULL;
+  }
   bh_bridge_signal_shutdown(&io->w->bridge);
   io_close_handle((uv_handle_t *)&io->listener);
   io_close_handle((uv_handle_t *)&io->sigterm);
@@ -68,6 +76,14 @@ static void io_on_sigterm(uv_signal_t *s, int signum) {
   bh_io_maybe_finish(io);
 }
 
+static int io_any_batchable(const bh_worker_t *w) {
+  size_t i;
+  for (i = 0; i < w->config.napis; i++)
+    if (w->config.apis[i].batchable)
+      return 1;
+  return 0;
+}
+
 static void io_start_done(bh_io_t *io, int err) {
   pthread_mutex_lock(&io->start_lock);
   io->start_err = err;
@@ -95,11 +111,23 @@ static void *io_thread_main(void *arg) {
   }
   io->loop = loop;
   err = bh_bridge_init(&w->bridge, loop, BH_BRIDGE_CAPACITY,
-                       bh_http_on_complete, io);
+                       bh_http_on_out, io);
   if (err != 0) {
     uv_loop_close(loop);
     io_start_done(io, err);
     return NULL;
+  }
+
+  /* Batch queues and their timers live on this loop. Without them the
+   * batchable APIs still work, one call per request. */
+  w->batcher = NULL;
+  if (io_any_batchable(w)) {
+    err = bh_batcher_create(&w->batcher, w, loop);
+    if (err != 0) {
+      bh_log("worker %d: adaptive batching unavailable: %s", w->index,
+             uv_strerror(err));
+      w->batcher = NULL;
+    }
   }
 
   uv_signal_init(loop, &io->sigterm);
@@ -124,6 +152,10 @@ static void *io_thread_main(void *arg) {
                     w->opts->backlog > 0 ? w->opts->backlog : 2048,
                     bh_http_on_connection);
   if (err != 0) {
+    if (w->batcher != NULL) {
+      bh_batcher_close(w->batcher);
+      w->batcher = NULL;
+    }
     io_close_handle((uv_handle_t *)&io->listener);
     io_close_handle((uv_handle_t *)&io->sigterm);
     io_close_handle((uv_handle_t *)&io->drain_timer);

@@ -55,7 +55,7 @@ static int parse_u64(const char *s, uint64_t *out) {
 
 enum {
   OPT_TARGET = 1000, OPT_PYTHON, OPT_PREFIX, OPT_HOST, OPT_PORT, OPT_BACKLOG,
-  OPT_WORKERS, OPT_GRACEFUL, OPT_KEEPALIVE, OPT_MAX_BODY, OPT_MAX_HEADER,
+  OPT_WORKERS, OPT_GRACEFUL, OPT_KEEPALIVE, OPT_MAX_BODY, OPT_MAX_HEADER, OPT_WATCHDOG,
 };
 
 int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
@@ -71,6 +71,7 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       {"timeout-keep-alive", required_argument, NULL, OPT_KEEPALIVE},
       {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
       {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
+      {"watchdog-factor", required_argument, NULL, OPT_WATCHDOG},
       {NULL, 0, NULL, 0},
   };
   memset(opts, 0, sizeof(*opts));
@@ -81,6 +82,7 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
   opts->keepalive_timeout_s = 5;
   opts->max_body_size = 100ull << 20;
   opts->max_header_size = 64u << 10;
+  opts->watchdog_factor = 2.0;
 
   int c;
   uint64_t u = 0;
@@ -123,6 +125,10 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       name = "--max-header-size";
       bad = parse_u64(optarg, &u) || u < 256;
       opts->max_header_size = (size_t)u;
+      break;
+    case OPT_WATCHDOG:
+      name = "--watchdog-factor";
+      bad = parse_double(optarg, &opts->watchdog_factor) != 0;
       break;
     default:
       return -EINVAL;

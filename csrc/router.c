@@ -10,6 +10,7 @@
 #define JSON "application/json"
 #define TEXT "text/plain; charset=utf-8"
 #define STR(s) s, sizeof(s) - 1
+#define ALLOW_GET "allow: GET, HEAD\r\n"
 
 static int path_is(const char *path, size_t len, const char *lit, size_t litlen) {
   return len == litlen && memcmp(path, lit, len) == 0;
@@ -18,19 +19,26 @@ static int path_is(const char *path, size_t len, const char *lit, size_t litlen)
 void bh_router_match(const bh_worker_t *w, int method, const char *path,
                      size_t len, bh_route_t *out) {
   int get_like = method == HTTP_GET || method == HTTP_HEAD;
+  const bh_document_t *doc;
   size_t i;
 
   out->api_index = -1;
   out->allow = NULL;
+  out->doc = NULL;
 
   if (path_is(path, len, STR("/livez")) || path_is(path, len, STR("/healthz"))) {
     out->kind = get_like ? BH_ROUTE_LIVEZ : BH_ROUTE_METHOD_NOT_ALLOWED;
-    out->allow = "GET, HEAD";
+    out->allow = ALLOW_GET;
     return;
   }
   if (path_is(path, len, STR("/readyz"))) {
     out->kind = get_like ? BH_ROUTE_READYZ : BH_ROUTE_METHOD_NOT_ALLOWED;
-    out->allow = "GET, HEAD";
+    out->allow = ALLOW_GET;
+    return;
+  }
+  if (path_is(path, len, STR("/metrics"))) {
+    out->kind = get_like ? BH_ROUTE_METRICS : BH_ROUTE_METHOD_NOT_ALLOWED;
+    out->allow = ALLOW_GET;
     return;
   }
 
@@ -47,8 +55,18 @@ void bh_router_match(const bh_worker_t *w, int method, const char *path,
         out->api_index = api->index;
       } else {
         out->kind = BH_ROUTE_METHOD_NOT_ALLOWED;
-        out->allow = "POST";
+        out->allow = "allow: POST\r\n";
       }
+      return;
+    }
+  }
+  /* Documents (schema, docs, the web page) are few and set up before the
+   * I/O thread starts, so the list is read without locking. */
+  for (doc = w->documents; doc != NULL; doc = doc->next) {
+    if (doc->path != NULL && path_is(path, len, doc->path, strlen(doc->path))) {
+      out->kind = get_like ? BH_ROUTE_DOCUMENT : BH_ROUTE_METHOD_NOT_ALLOWED;
+      out->allow = ALLOW_GET;
+      out->doc = doc;
       return;
     }
   }
@@ -58,14 +76,20 @@ void bh_router_match(const bh_worker_t *w, int method, const char *path,
 void bh_router_error(int status, bh_builtin_resp_t *out) {
   out->status = status;
   out->content_type = JSON;
-  out->allow = NULL;
+  out->headers = NULL;
+  out->owned = NULL;
   switch (status) {
   case 400: out->body = "{\"error\":\"Bad Request\"}"; break;
   case 404: out->body = "{\"error\":\"Not Found\"}"; break;
   case 405: out->body = "{\"error\":\"Method Not Allowed\"}"; break;
   case 413: out->body = "{\"error\":\"Request Entity Too Large\"}"; break;
+  case 429:
+    out->body = "{\"error\":\"Too many requests\"}";
+    out->headers = "retry-after: 1\r\n";
+    break;
   case 431: out->body = "{\"error\":\"Request Header Fields Too Large\"}"; break;
   case 503: out->body = "{\"error\":\"Service Busy\"}"; break;
+  case 500:
   default:
     out->status = 500;
     out->body = "{\"error\":\"Internal Server Error\"}";
@@ -77,7 +101,8 @@ void bh_router_error(int status, bh_builtin_resp_t *out) {
 void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
                        bh_builtin_resp_t *out) {
   out->content_type = TEXT;
-  out->allow = NULL;
+  out->headers = NULL;
+  out->owned = NULL;
   switch (r->kind) {
   case BH_ROUTE_LIVEZ:
     if (atomic_load_explicit(&w->alive, memory_order_relaxed)) {
@@ -97,9 +122,30 @@ void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
       out->body = "Service is not ready.\n";
     }
     break;
+  case BH_ROUTE_METRICS:
+    if (w->shm == NULL) {
+      bh_router_error(404, out);
+      return;
+    }
+    out->body = bh_metrics_render(w->shm, &w->config, &out->body_len);
+    if (out->body == NULL) {
+      bh_router_error(500, out);
+      return;
+    }
+    out->owned = (void *)out->body;
+    out->status = 200;
+    out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return;
+  case BH_ROUTE_DOCUMENT:
+    out->status = 200;
+    out->content_type = r->doc->content_type ? r->doc->content_type
+                                             : "application/octet-stream";
+    out->body = r->doc->body ? r->doc->body : "";
+    out->body_len = r->doc->body ? r->doc->len : 0;
+    return;
   case BH_ROUTE_METHOD_NOT_ALLOWED:
     bh_router_error(405, out);
-    out->allow = r->allow;
+    out->headers = r->allow;
     return;
   case BH_ROUTE_NOT_FOUND:
   default:
@@ -109,8 +155,30 @@ void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
   out->body_len = strlen(out->body);
 }
 
+const bh_api_t *bh_router_api(const bh_worker_t *w, int index) {
+  size_t i;
+
+  if (index >= 0 && (size_t)index < w->config.napis &&
+      w->config.apis[index].index == index)
+    return &w->config.apis[index];
+  for (i = 0; i < w->config.napis; i++)
+    if (w->config.apis[i].index == index)
+      return &w->config.apis[i];
+  return NULL;
+}
+
+int bh_router_limited(const bh_route_t *r) {
+  return r->kind == BH_ROUTE_API;
+}
+
 int bh_router_admit(bh_worker_t *w, bh_req_t *req) {
-  return bh_bridge_submit(&w->bridge, req);
+  const bh_api_t *api = bh_router_api(w, req->api_index);
+
+  if (w->batcher != NULL && api != NULL && api->batchable) {
+    bh_batcher_enqueue(w->batcher, req);
+    return 0;
+  }
+  return bh_bridge_submit(&w->bridge, req, BH_IN_REQUEST);
 }
 
 const char *bh_http_reason(int status) {

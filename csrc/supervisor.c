@@ -33,12 +33,14 @@ typedef struct sup_worker {
   double started_at;
   double respawn_at;         /* when W_WAITING */
   int failures;              /* consecutive quick deaths */
+  double hang_kill_at;       /* stacks requested from a hung worker: SIGKILL then */
 } sup_worker_t;
 
 typedef struct sup {
   const bh_options_t *opts;
   int listen_fd;
   int signal_fd;
+  bh_shm_t *shm;
   int status_rd, status_wr;
   pid_t pid;
 
@@ -135,10 +137,12 @@ static void spawn_worker(sup_t *s, int index) {
     worker.status_fd = s->status_wr;
     worker.reporter = reporter;
     worker.opts = s->opts;
+    worker.shm = s->shm;
     bh_worker_main(&worker);
     _exit(1);
   }
   w->pid = pid;
+  w->hang_kill_at = 0;
   w->state = W_LOADING;
   w->started_at = now_s();
   bh_log("worker %d (pid %d) loading %s", index, (int)pid, s->opts->target);
@@ -197,6 +201,7 @@ static void on_config(sup_t *s, const char *json, size_t len) {
          n == 1 ? "" : "s", s->config.threads, s->config.threads == 1 ? "" : "s",
          s->config.napis, s->config.napis == 1 ? "" : "s");
   int old = s->nworkers;
+  bh_shm_set_workers(s->shm, n);
   if (grow_workers(s, n) != 0) {
     bh_log("error: out of memory");
     begin_shutdown(s, 1);
@@ -293,6 +298,8 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
     snprintf(reason, sizeof(reason), "exited with code %d", WEXITSTATUS(status));
   w->state = W_EMPTY;
   w->pid = 0;
+  /* Its in-flight requests will never end: give their slots back. */
+  bh_shm_worker_died(s->shm, index);
 
   if (s->shutting_down) {
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
@@ -357,8 +364,36 @@ static void on_signal(sup_t *s) {
   }
 }
 
+/* A worker whose Python thread stopped making progress while it had work for
+ * longer than watchdog_factor x traffic.timeout gets SIGUSR1 first (faulthandler
+ * writes its Python stacks to the log), then SIGKILL; it is respawned as usual. */
+static void watchdog(sup_t *s) {
+  if (!s->have_config || s->opts->watchdog_factor <= 0 || s->shutting_down)
+    return;
+  double limit = s->opts->watchdog_factor * s->config.timeout_s, t = now_s();
+  for (int i = 1; i <= s->nworkers; i++) {
+    sup_worker_t *w = &s->workers[i];
+    if (w->state != W_READY)
+      continue;
+    if (w->hang_kill_at > 0) {
+      if (t >= w->hang_kill_at) {
+        kill(w->pid, SIGKILL);
+        w->hang_kill_at = t + 3600;
+      }
+      continue;
+    }
+    double stall = bh_shm_stall_s(s->shm, i);
+    if (stall > limit) {
+      bh_log("worker %d (pid %d) made no progress for %.1fs (limit %.1fs): writing its Python "
+             "stacks and restarting it", i, (int)w->pid, stall, limit);
+      kill(w->pid, SIGUSR1);
+      w->hang_kill_at = t + 1.0;
+    }
+  }
+}
+
 static int next_timeout_ms(const sup_t *s) {
-  double t = now_s(), next = t + 3600;
+  double t = now_s(), next = t + 1.0; /* the watchdog looks once a second */
   for (int i = 1; i <= s->nworkers; i++)
     if (s->workers[i].state == W_WAITING && s->workers[i].respawn_at < next)
       next = s->workers[i].respawn_at;
@@ -378,6 +413,7 @@ static void run_timers(sup_t *s) {
   for (int i = 1; i <= s->nworkers; i++)
     if (!s->shutting_down && s->workers[i].state == W_WAITING && t >= s->workers[i].respawn_at)
       spawn_worker(s, i);
+  watchdog(s);
 }
 
 int bh_supervisor_run(const bh_options_t *opts) {
@@ -389,6 +425,12 @@ int bh_supervisor_run(const bh_options_t *opts) {
 
   if (bind_listener(opts, &s.listen_fd) != 0)
     return 1;
+  /* Before the first fork, so that every worker shares it. */
+  s.shm = bh_shm_create();
+  if (s.shm == NULL) {
+    bh_log("error: cannot create the shared-memory segment: %s", strerror(errno));
+    return 1;
+  }
 
   sigset_t mask;
   sigemptyset(&mask);

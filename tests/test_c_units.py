@@ -2,6 +2,7 @@
 I/O thread driven by a Python-free harness (tests/c/http_harness.c) over raw
 sockets. The C programs are compiled here with gcc; the tests skip when gcc,
 libuv's headers or llhttp's sources are missing."""
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,9 @@ LLHTTP_SRC = Path(os.environ.get("BH_LLHTTP_SRC", "/usr/share/llhttp"))
 LLHTTP_INC = Path(os.environ.get("BH_LLHTTP_INC", "/usr/share/include/llhttp"))
 
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-pthread"]
-HOST_SOURCES = ["bridge.c", "io.c", "http.c", "router.c"]
+HOST_SOURCES = ["bridge.c", "io.c", "http.c", "router.c", "multipart.c"]
+# The traffic side (limiter, metrics, batcher) is replaced by stubs here.
+STUB_SOURCES = ["traffic_stubs.c"]
 LLHTTP_SOURCES = ["api.c", "http.c", "llhttp.c"]
 
 
@@ -58,10 +62,10 @@ def _build(out, main, extra_flags=(), with_http=True):
             _run(["gcc", *CFLAGS, "-Wno-unused-parameter", "-O2", *extra_flags, *inc,
                   "-c", str(LLHTTP_SRC / s), "-o", str(o)])
             objs.append(str(o))
-        srcs = [str(CSRC / s) for s in HOST_SOURCES]
+        srcs = [str(CSRC / s) for s in HOST_SOURCES] + [str(TESTS_C / s) for s in STUB_SOURCES]
     else:
-        srcs = [str(CSRC / "bridge.c")]
-    _run(["gcc", *CFLAGS, "-O2", *extra_flags, *inc, str(main), *srcs, *objs, "-luv", "-o", str(out)])
+        srcs = [str(CSRC / "bridge.c"), str(CSRC / "multipart.c")]
+    _run(["gcc", *CFLAGS, "-O2", *extra_flags, *inc, str(main), *srcs, *objs, "-luv", "-lm", "-o", str(out)])
     return out
 
 
@@ -110,9 +114,10 @@ def test_ring_tsan(build_dir):
 
 
 class Harness:
-    def __init__(self, exe, max_body=1 << 20, keepalive=1.0, max_header=8192, ready_ms=0, env=None):
+    def __init__(self, exe, max_body=1 << 20, keepalive=1.0, max_header=8192, ready_ms=0, env=None,
+                 timeout=60.0):
         self.proc = subprocess.Popen(
-            [str(exe), "0", str(max_body), str(keepalive), str(max_header), str(ready_ms)],
+            [str(exe), "0", str(max_body), str(keepalive), str(max_header), str(ready_ms), repr(timeout)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
         m = re.match(r"PORT (\d+)", line)
@@ -189,6 +194,32 @@ class Reader:
             self._fill()
         body, self.buf = self.buf[:n], self.buf[n:]
         return status, headers, body
+
+    def head(self):
+        """Reads a response head only: (status, headers)."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        hdr, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = hdr.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            assert k.lower() not in headers, "duplicate header %s" % k
+            headers[k.lower()] = v.strip()
+        return int(lines[0].split(" ")[1]), headers
+
+    def chunk(self):
+        """One chunk of a chunked body; b"" for the last one (its CRLF read too)."""
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        n = int(line, 16)
+        assert n > 0 or line == b"0", line
+        while len(self.buf) < n + 2:
+            self._fill()
+        data, crlf, self.buf = self.buf[:n], self.buf[n:n + 2], self.buf[n + 2:]
+        assert crlf == b"\r\n", crlf
+        return data
 
     def closed(self, timeout=3.0):
         """True when the peer closes (EOF or reset) within timeout with no further data."""
@@ -587,3 +618,440 @@ def test_asan_ubsan_clean(harness_asan_bin):
     assert "ERROR: LeakSanitizer" not in h.stderr, h.stderr
     assert "runtime error" not in h.stderr, h.stderr
     assert rc == 0, h.stderr
+
+
+# ---------------------------------------------------------------- v2: metadata, streams, timeouts, multipart
+
+
+def _stats(h):
+    with h.connect() as s:
+        s.sendall(post("/stats", b""))
+        status, _, body = Reader(s).response()
+        assert status == 200
+        return json.loads(body)
+
+
+def _wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    return pred()
+
+
+def _rst(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+
+
+def test_multipart_parser_unit(build_dir, tmp_path):
+    exe = _build(build_dir / "test_multipart", TESTS_C / "test_multipart.c",
+                 ["-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"],
+                 with_http=False)
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().endswith("OK")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_request_metadata_and_extra_headers(harness):
+    h = harness()
+    with h.connect() as s:
+        r = Reader(s)
+        s.sendall(post("/meta?q=1", b"{}", extra="X-Custom: abc\r\nCookie: k=v\r\n"))
+        status, headers, body = r.response()
+        assert status == 202
+        assert headers["content-type"] == "text/plain"
+        assert headers["x-extra"] == "1" and headers["x-other"] == "two"
+        head, client = body.decode().rsplit("\nclient=", 1)
+        assert head.startswith("POST /meta?q=1 HTTP/1.1\r\nHost: t\r\n")
+        assert "X-Custom: abc\r\n" in head and "Cookie: k=v\r\n" in head
+        assert head.endswith("\r\n")
+        assert client == "127.0.0.1:%d" % s.getsockname()[1]
+        # the fast path keeps no metadata
+        s.sendall(post("/echo", b"[1]"))
+        assert r.response()[2] == b"[1]"
+
+
+def test_streamed_response(harness):
+    h = harness()
+    with h.connect() as s:
+        r = Reader(s)
+        t0 = time.monotonic()
+        s.sendall(post("/stream", b"4,200"))
+        status, headers = r.head()
+        assert status == 200
+        assert headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in headers
+        assert headers["content-type"] == "text/event-stream"
+        assert headers["x-stream"] == "yes"
+        got, times = [], []
+        while True:
+            c = r.chunk()
+            times.append(time.monotonic() - t0)
+            if c == b"":
+                break
+            got.append(c)
+        assert got == [b"data: %d\n\n" % i for i in range(4)]
+        # each chunk was written as soon as it was made, not at the end
+        assert times[0] < 0.3, times
+        assert times[3] - times[0] > 0.45, times
+        # keep-alive goes on with the next (pipelined) requests
+        s.sendall(post("/echo", b"[7]") + post("/stream", b"2,0"))
+        assert r.response()[2] == b"[7]"
+        status, headers = r.head()
+        assert status == 200
+        assert r.chunk() == b"data: 0\n\n" and r.chunk() == b"data: 1\n\n" and r.chunk() == b""
+        s.sendall(get("/livez"))
+        assert r.response()[0] == 200
+    assert h.terminate() == 0
+    assert "held=0" in h.stderr
+
+
+def test_stream_backpressure(harness):
+    h = harness()
+    total = 32 << 20
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", h.port))
+    with s:
+        r = Reader(s)
+        s.sendall(post("/stream", b"bp:%d" % total))
+        time.sleep(1.0)  # not reading: the producer must pause at the high-water mark
+        st = _stats(h)
+        time.sleep(0.3)
+        st2 = _stats(h)
+        # stalled: the producer waits for a WRITABLE event that has not come
+        # (the socket buffers took some rounds before they filled up)
+        assert st["waits"] >= 1, st
+        assert (st2["waits"], st2["writable"]) == (st["waits"], st["writable"]), (st, st2)
+        assert st2["waits"] == st2["writable"] + 1, st2
+        status, headers = r.head()
+        assert status == 200 and headers["transfer-encoding"] == "chunked"
+        n, last = 0, b""
+        while True:
+            c = r.chunk()
+            if c == b"":
+                break
+            if c.startswith(b"waits="):
+                last = c
+            else:
+                n += len(c)
+        assert n == total
+        waits, writable = [int(x.split(b"=")[1]) for x in last.split()]
+        assert waits >= 1 and writable >= 1, last
+        s.sendall(post("/echo", b"[1]"))
+        assert r.response()[2] == b"[1]"
+    assert h.terminate() == 0
+
+
+def test_disconnect_sends_cancel(harness):
+    h = harness()
+    s = h.connect()
+    s.sendall(post("/echo", b"sleep:400"))
+    time.sleep(0.1)
+    _rst(s)
+    assert _wait_for(lambda: _stats(h)["cancels"] == 1)
+    # a stream whose client leaves: cancelled, and the producer sees it
+    s = h.connect()
+    r = Reader(s)
+    s.sendall(post("/stream", b"1000,20"))
+    assert r.head()[0] == 200
+    assert r.chunk() == b"data: 0\n\n"
+    _rst(s)
+    st = _wait_for(lambda: (lambda x: x if x["stream_gone"] == 1 else None)(_stats(h)))
+    assert st["cancels"] == 2, st
+    time.sleep(0.5)  # the sleeper's late completion is dropped
+    st = _stats(h)
+    assert st["held"] == 1 and st["acquired"] == st["released"] + 1, st  # only /stats itself
+    assert h.terminate() == 0
+    assert "held=0" in h.stderr
+
+
+def test_timeout_504_then_late_result_dropped(harness):
+    h = harness(timeout=1, keepalive=5.0)
+    with h.connect() as s:
+        r = Reader(s)
+        t0 = time.monotonic()
+        s.sendall(post("/echo", b"sleep:1600"))
+        status, headers, body = r.response()
+        assert 0.9 < time.monotonic() - t0 < 1.5
+        assert status == 504
+        assert headers["content-type"] == "application/json"
+        assert body == b'{"error":"Not able to process the request in 1.0 seconds"}'
+        assert "connection" not in headers
+        # the connection still works while the late call runs on
+        s.sendall(post("/echo", b"[2]"))
+        assert r.response()[2] == b"[2]"
+        time.sleep(1.0)
+        st = _stats(h)
+        assert st["cancels"] == 1 and st["late_posts"] == 1, st
+        assert st["held"] == 1, st
+        s.sendall(post("/echo", b"[3]"))
+        assert r.response()[2] == b"[3]"
+    assert h.terminate() == 0
+    assert "late result for /echo after timeout dropped" in h.stderr
+    assert h.stderr.count("late result") == 1
+
+
+def test_timeout_prints_like_python(harness):
+    h = harness(timeout=0.5)
+    with h.connect() as s:
+        r = Reader(s)
+        s.sendall(post("/echo", b"sleep:900"))
+        status, _, body = r.response()
+        assert (status, body) == (504, b'{"error":"Not able to process the request in 0.5 seconds"}')
+        # a stream is bounded only until it starts
+        s.sendall(post("/stream", b"3,300"))
+        status, headers = r.head()
+        assert status == 200
+        assert [r.chunk() for _ in range(4)] == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n", b""]
+    assert h.terminate() == 0
+
+
+def _multipart(boundary, parts):
+    out = []
+    for name, filename, ctype, data in parts:
+        disp = 'form-data; name="%s"' % name
+        if filename is not None:
+            disp += '; filename="%s"' % filename
+        hdr = "--%s\r\nContent-Disposition: %s\r\n" % (boundary, disp)
+        if ctype:
+            hdr += "Content-Type: %s\r\n" % ctype
+        out.append(hdr.encode() + b"\r\n" + data + b"\r\n")
+    return b"".join(out) + ("--%s--\r\n" % boundary).encode()
+
+
+def _temp_dirs(d):
+    return [p for p in Path(d).iterdir() if p.name.startswith("bentohost-req-")]
+
+
+def test_multipart_upload_50mib(harness_bin, tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    h = Harness(harness_bin, max_body=200 << 20, env=env)
+    try:
+        boundary = "----bhBoundary7MA4YWxk"
+        data = bytearray(os.urandom(50 << 20))
+        for off in range(1000, len(data), 7 << 20):  # near-misses of the delimiter
+            near = b"\r\n--" + boundary[:-1].encode() + b"\r"
+            data[off:off + len(near)] = near
+        data = bytes(data)
+        body = _multipart(boundary, [("meta", None, None, b'{"a": 1}'),
+                                     ("file", "../evil name.bin", "application/octet-stream", data)])
+        with h.connect(timeout=30) as s:
+            r = Reader(s)
+            s.sendall(("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
+                       "Content-Length: %d\r\n\r\n" % (boundary, len(body))).encode())
+            for i in range(0, len(body), 1 << 20):
+                s.sendall(body[i:i + (1 << 20)])
+            status, _, resp = r.response()
+            assert status == 200, resp
+            info = json.loads(resp)
+            assert info["body_null"] is True and info["has_head"] is True
+            meta, f = info["parts"]
+            assert meta["name"] == "meta" and meta["filename"] is None and meta["path"] is None
+            assert meta["len"] == 8 and meta["crc"] == zlib.crc32(b'{"a": 1}')
+            assert f["name"] == "file" and f["filename"] == "../evil name.bin"
+            assert f["ctype"] == "application/octet-stream"
+            assert f["path"] == info["temp_dir"] + "/evil_name.bin"
+            assert Path(info["temp_dir"]).parent == tmp_path
+            assert f["len"] == f["disk"] == len(data)
+            assert f["crc"] == zlib.crc32(data)
+            # the temp dir goes with the request
+            assert not os.path.exists(info["temp_dir"])
+            assert _temp_dirs(tmp_path) == []
+            s.sendall(post("/echo", b"[1]"))
+            assert r.response()[2] == b"[1]"
+        assert h.terminate() == 0
+    finally:
+        if h.proc.poll() is None:
+            h.proc.kill()
+
+
+def test_multipart_malformed(harness_bin, tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    h = Harness(harness_bin, max_body=1 << 20, env=env)
+    try:
+        with h.connect() as s:
+            r = Reader(s)
+            s.sendall(post("/upload", b"--x\r\n", ctype="multipart/form-data"))
+            status, headers, body = r.response()
+            assert (status, body) == (400, b'{"error":"Invalid multipart body: missing boundary"}')
+            assert headers["content-type"] == "application/json"
+        with h.connect() as s:  # complete message, truncated multipart: the connection lives on
+            r = Reader(s)
+            b = _multipart("b", [("f", "a.txt", None, b"abc")])[:-10]
+            s.sendall(post("/upload", b, ctype="multipart/form-data; boundary=b"))
+            status, headers, body = r.response()
+            assert (status, body) == (400, b'{"error":"Invalid multipart body: truncated body"}')
+            assert "connection" not in headers
+            s.sendall(post("/echo", b"[1]"))
+            assert r.response()[2] == b"[1]"
+        with h.connect() as s:  # malformed in the middle of a file part
+            r = Reader(s)
+            b = (b'--b\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n\r\n'
+                 + b"x" * 5000 + b"\r\n--bX\r\n" + b"y" * 5000)
+            s.sendall(post("/upload", b, ctype="multipart/form-data; boundary=b"))
+            status, headers, body = r.response()
+            assert (status, body) == (400, b'{"error":"Invalid multipart body: malformed boundary line"}')
+            assert headers["connection"] == "close"
+        # a client that leaves in the middle of an upload
+        s = h.connect()
+        b = b'--b\r\nContent-Disposition: form-data; name="f"; filename="a.txt"\r\n\r\n' + b"z" * 100000
+        s.sendall(("POST /upload HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                   "Content-Length: %d\r\n\r\n" % (len(b) + 1000)).encode() + b)
+        assert _wait_for(lambda: _temp_dirs(tmp_path))
+        _rst(s)
+        assert _wait_for(lambda: _temp_dirs(tmp_path) == [])
+        # too large for max_body_size while streaming a chunked upload
+        with h.connect() as s:
+            r = Reader(s)
+            s.sendall(b"POST /upload HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            piece = b'--b\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\n' + b"q" * 60000
+            try:
+                for _ in range(30):
+                    s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            except OSError:
+                pass
+            assert r.response()[0] == 413
+        assert _wait_for(lambda: _temp_dirs(tmp_path) == [])
+        st = _stats(h)
+        assert st["held"] == 1, st
+        assert h.terminate() == 0
+    finally:
+        if h.proc.poll() is None:
+            h.proc.kill()
+    assert _temp_dirs(tmp_path) == []
+
+
+def test_documents_and_metrics(harness):
+    h = harness()
+    with h.connect() as s:
+        r = Reader(s)
+        s.sendall(get("/schema.json"))
+        status, headers, body = r.response()
+        assert (status, headers["content-type"], body) == (200, "application/json", b'{"name":"Harness"}')
+        s.sendall(get("/", "HEAD"))
+        status, headers, body = r.response(head=True)
+        assert status == 200 and headers["content-length"] == "20" and body == b""
+        assert headers["content-type"] == "text/html; charset=utf-8"
+        s.sendall(get("/"))
+        assert r.response()[2] == b"<html>harness</html>"
+        s.sendall(post("/schema.json", b"{}"))
+        status, headers, _ = r.response()
+        assert status == 405 and headers["allow"] == "GET, HEAD"
+        s.sendall(get("/schema.jsonx"))
+        assert r.response()[0] == 404
+        s.sendall(get("/metrics"))  # no shared memory in the harness
+        assert r.response()[0] == 404
+
+
+def test_too_many_requests(harness_bin):
+    env = dict(os.environ, HARNESS_MAX_CONCURRENCY="1")
+    h = Harness(harness_bin, env=env)
+    try:
+        a = h.connect()
+        a.sendall(post("/echo", b"sleep:600"))
+        time.sleep(0.15)
+        with h.connect() as b:
+            r = Reader(b)
+            b.sendall(post("/echo", b"x" * 200000))
+            status, headers, body = r.response()
+            assert (status, body) == (429, b'{"error":"Too many requests"}')
+            assert headers["retry-after"] == "1"
+            assert headers["content-type"] == "application/json"
+            assert "connection" not in headers
+            # exempt routes still answer, and the connection lives on
+            b.sendall(get("/livez") + get("/schema.json"))
+            assert r.response()[0] == 200
+            assert r.response()[0] == 200
+            assert Reader(a).response()[2] == b'{"slept":true}'
+            a.close()
+            b.sendall(post("/echo", b"[5]"))
+            assert r.response()[2] == b"[5]"
+        st = _stats(h)
+        assert st["held"] == 1 and st["acquired"] == st["released"] + 1, st
+        assert h.terminate() == 0
+        assert "held=0" in h.stderr
+    finally:
+        if h.proc.poll() is None:
+            h.proc.kill()
+
+
+def test_asan_ubsan_v2_paths(harness_asan_bin, tmp_path):
+    """Streams, disconnects, timeouts with late results, multipart and 429 under ASan/UBSan."""
+    env = dict(os.environ, TMPDIR=str(tmp_path), HARNESS_MAX_CONCURRENCY="3")
+    env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=23"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=24"
+    h = Harness(harness_asan_bin, max_body=4 << 20, keepalive=5.0, env=env, timeout=0.5)
+    try:
+        with h.connect() as s:
+            r = Reader(s)
+            s.sendall(post("/meta", b"{}", extra="X-A: b\r\n"))
+            assert r.response()[0] == 202
+            s.sendall(post("/stream", b"3,10") + post("/echo", b"[1]"))
+            assert r.head()[0] == 200
+            assert [r.chunk() for _ in range(4)][-1] == b""
+            assert r.response()[2] == b"[1]"
+            body = _multipart("bb", [("a", None, None, b"1"), ("f", "x.bin", "a/b", os.urandom(300000))])
+            s.sendall(post("/upload", body, ctype="multipart/form-data; boundary=bb"))
+            status, _, resp = r.response()
+            assert status == 200 and len(json.loads(resp)["parts"]) == 2
+            s.sendall(post("/upload", body[:-20], ctype="multipart/form-data; boundary=bb"))
+            assert r.response()[0] == 400
+            # timed out, then late
+            s.sendall(post("/echo", b"sleep:800"))
+            assert r.response()[0] == 504
+            # over the limit while two sleep
+            a1, a2 = h.connect(), h.connect()
+            a1.sendall(post("/echo", b"sleep:300"))
+            a2.sendall(post("/echo", b"sleep:300"))
+            time.sleep(0.1)
+            s.sendall(post("/echo", b"[2]"))
+            assert r.response()[0] == 429
+            a1.close()
+            a2.close()
+            time.sleep(0.6)  # the sleepers and the late call give their slots back
+        for raw in (post("/upload", b"--q\r\nbroken\r\n\r\n" + b"p" * 30,
+                         ctype="multipart/form-data; boundary=q"),
+                    post("/upload", b"hello", ctype="multipart/form-data")):
+            with h.connect() as s:
+                s.sendall(raw)
+                assert Reader(s).response()[0] == 400
+        s = h.connect()
+        s.sendall(post("/stream", b"1000,5"))
+        r = Reader(s)
+        assert r.head()[0] == 200
+        r.chunk()
+        _rst(s)
+        s = h.connect()
+        s.sendall(b"POST /upload HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=q\r\n"
+                  b"Content-Length: 100000\r\n\r\n--q\r\nContent-Disposition: form-data; name=f; filename=g\r\n\r\nabc")
+        time.sleep(0.1)
+        _rst(s)
+        time.sleep(0.8)  # late results arrive and are dropped
+        busy = h.connect()
+        busy.sendall(post("/stream", b"5,60"))
+        time.sleep(0.05)
+        h.proc.send_signal(signal.SIGTERM)  # the stream in flight still ends
+        rb = Reader(busy)
+        assert rb.head()[0] == 200
+        assert [rb.chunk() for _ in range(6)][-1] == b""
+        busy.close()
+        rc = h.terminate()
+    finally:
+        if h.proc.poll() is None:
+            h.proc.kill()
+    if "LeakSanitizer does not work under ptrace" in h.stderr:
+        pytest.skip("LeakSanitizer unavailable here")
+    assert "ERROR: AddressSanitizer" not in h.stderr, h.stderr
+    assert "ERROR: LeakSanitizer" not in h.stderr, h.stderr
+    assert "runtime error" not in h.stderr, h.stderr
+    assert rc == 0, h.stderr
+    assert "held=0" in h.stderr, h.stderr
+    assert _temp_dirs(tmp_path) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import os
 import sys
 import textwrap
@@ -123,7 +124,7 @@ def call(api_name: str, body: bytes | str | None = b"", ct: str | None = None) -
     eps = {ep.name: ep for ep in build_endpoints(Demo, Demo())}
     if isinstance(body, str):
         body = body.encode()
-    status, ctype, out = handle_request(eps[api_name], body or b"", ct)
+    status, ctype, out, _headers = handle_request(eps[api_name], body or b"", ct)
     if ctype.startswith("application/json"):
         return status, ctype, json.loads(out)
     return status, ctype, out
@@ -420,7 +421,7 @@ def test_error_mapping(caplog: pytest.LogCaptureFixture) -> None:
 def test_error_response_direct() -> None:
     assert error_response(bentoml.exceptions.UnprocessableEntity("x"))[0] == 422
     auth = error_response(bentoml.exceptions.BentoMLException("x", error_code=401))
-    assert auth == (401, "application/json", b'{"error":"Authorization error"}')
+    assert auth == (401, "application/json", b'{"error":"Authorization error"}', None)
 
 
 def test_pickle_refused() -> None:
@@ -437,7 +438,7 @@ def test_config_json() -> None:
     cfg = json.loads(_config.service_config_json(Demo))
     assert list(cfg) == ["name", "workers", "threads", "traffic", "resources", "envs", "apis"]
     assert cfg["name"] == "Demo" and cfg["workers"] == 2 and cfg["threads"] == 4
-    assert cfg["traffic"] == {"timeout": 10, "max_concurrency": 8}
+    assert cfg["traffic"] == {"timeout": 10.0, "max_concurrency": 8, "concurrency": None}
     assert cfg["resources"] == {"cpu": "2"}
     assert cfg["envs"] == []
     names = [a["name"] for a in cfg["apis"]]
@@ -448,13 +449,18 @@ def test_config_json() -> None:
         "route",
         "is_async",
         "is_stream",
+        "needs_request",
         "batchable",
         "batch_dim",
+        "batch_field",
+        "batch_root",
         "max_batch_size",
         "max_latency_ms",
     }
     by_name = {a["name"]: a for a in cfg["apis"]}
     assert by_name["batch"]["batchable"] and by_name["batch"]["max_batch_size"] == 8
+    assert by_name["batch"]["batch_field"] == "xs" and by_name["batch"]["batch_root"] is False
+    assert by_name["with_ctx"]["needs_request"] is True and by_name["echo"]["needs_request"] is False
     assert by_name["batch"]["batch_dim"] == [0, 0]
     assert by_name["__call__"]["route"] == "/"
     assert by_name["agen"]["is_async"] and by_name["agen"]["is_stream"]
@@ -469,8 +475,23 @@ def test_config_defaults_and_prefix() -> None:
 
     cfg = json.loads(_config.service_config_json(S))
     assert cfg["workers"] == 1 and cfg["threads"] == 1
-    assert cfg["traffic"] == {"timeout": 60.0}
+    assert cfg["traffic"] == {"timeout": 60.0, "max_concurrency": None, "concurrency": None}
     assert cfg["apis"][0]["route"] == "/p/f"
+
+
+def test_config_threads_from_concurrency() -> None:
+    @bentoml.service(workers=3, traffic={"concurrency": 8})
+    class C:
+        @bentoml.api(batchable=True)
+        def f(self, xs: list[int], /) -> list[int]:
+            return xs
+
+    cfg = _config.service_config(C)
+    assert cfg["threads"] == 3  # ceil(8 / 3)
+    assert cfg["apis"][0]["batch_root"] is True and cfg["apis"][0]["batch_field"] is None
+    assert _config.effective_threads(5, 8, 3) == 5
+    assert _config.effective_threads(None, None, 3) == 1
+    assert _config.effective_threads(None, 2, 4) == 1
 
 
 def test_config_cpu_count_workers() -> None:
@@ -608,6 +629,8 @@ class FakeHost:
     def __init__(self, batches: list[Any]) -> None:
         self.batches = batches
         self.done: dict[int, tuple[int, str, bytes]] = {}
+        self.headers: dict[int, str] = {}
+        self.streams: dict[int, list[Any]] = {}
         self.ready: list[bool] = []
         self.alive: list[bool] = []
         self.rfd, self.wfd = os.pipe()
@@ -624,7 +647,7 @@ class FakeHost:
     def eventfd(self) -> int:
         return self.rfd
 
-    def take(self) -> list[tuple[int, int, bytes, str | None]] | None:
+    def take(self) -> list[tuple[int, int, Any, Any, Any]] | None:
         os.set_blocking(self.rfd, False)
         try:
             os.read(self.rfd, 64)
@@ -639,16 +662,31 @@ class FakeHost:
             os.write(self.wfd, b"x")  # like C: a later request writes the eventfd
         return item
 
-    def complete(self, handle: int, status: int, content_type: str, body: bytes) -> None:
+    def complete(self, handle: int, status: int, content_type: str, body: bytes, headers: str | None = None) -> None:
         assert handle not in self.done, "complete() called twice"
         self.done[handle] = (status, content_type, body)
+        if headers is not None:
+            self.headers[handle] = headers
+
+    def stream_start(self, handle: int, status: int, content_type: str, headers: str | None = None) -> None:
+        assert handle not in self.done and handle not in self.streams
+        self.streams[handle] = [status, content_type, headers, []]
+
+    def stream_write(self, handle: int, data: bytes | str) -> int:
+        self.streams[handle][3].append(data.encode() if isinstance(data, str) else data)
+        return 0
+
+    def stream_end(self, handle: int) -> None:
+        assert handle not in self.done, "final message sent twice"
+        st = self.streams[handle]
+        self.done[handle] = (st[0], st[1], b"".join(st[3]))
 
 
 def test_worker_runtime_with_fake_host() -> None:
     idx = {name: i for i, name in enumerate(Demo.apis)}
-    reqs = [(i, idx["classify"], b'{"features": [[1]]}', None) for i in range(50)]
-    reqs += [(100 + i, idx["aplus"], b'{"a": 1}', "application/json") for i in range(20)]
-    reqs += [(200, idx["fail"], b'{"kind": "bad"}', None), (201, 999, b"", None)]
+    reqs = [(i, idx["classify"], b'{"features": [[1]]}', None, None) for i in range(50)]
+    reqs += [(100 + i, idx["aplus"], b'{"a": 1}', "application/json", None) for i in range(20)]
+    reqs += [(200, idx["fail"], b'{"kind": "bad"}', None, None), (201, 999, b"", None, None)]
     host = FakeHost([reqs[:30], reqs[30:], [], None])
     shutdown: list[str] = []
 
@@ -682,12 +720,11 @@ def test_worker_runtime_with_fake_host() -> None:
 def test_thread_pool_one_put_per_batch() -> None:
     done: list[int] = []
 
-    class Ep:
-        def run_sync(self, body: bytes, ct: str | None) -> tuple[int, str, bytes]:
-            return 200, "text/plain", body
+    def job(handle: int, x: Any, body: Any, ct: Any, meta: Any) -> None:
+        done.append(handle)
 
-    pool = ThreadPool(1, lambda h, s, c, b: done.append(h))
-    pool.submit_many([(i, Ep(), b"x", None) for i in range(10)])  # type: ignore[misc]
+    pool = ThreadPool(1)
+    pool.submit_many([(job, i, None, b"x", None, None) for i in range(10)])
     assert pool._wake.qsize() <= 1
     pool.stop()
     pool.join(5)
@@ -754,7 +791,7 @@ def test_annotated_content_type_output() -> None:
             return "<b>x</b>"
 
     (ep,) = build_endpoints(H, H())
-    assert handle_request(ep, b"") == (200, "text/html", b"<b>x</b>")
+    assert handle_request(ep, b"") == (200, "text/html", b"<b>x</b>", None)
 
 
 # ------------------------------------------------------------------ main() with a fake _bentohost
@@ -776,7 +813,7 @@ def _run_main(monkeypatch: pytest.MonkeyPatch, target: str, batches: list[Any]) 
 
 def test_main_serves_and_stops(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (project / "svcmod.py").write_text(SERVICE_SRC.format(name="Main1"))
-    rc, host = _run_main(monkeypatch, "svcmod:Main1", [[(7, 0, b"", None)], None])
+    rc, host = _run_main(monkeypatch, "svcmod:Main1", [[(7, 0, b"", None, None)], None])
     assert rc == 0
     assert host.done[7] == (200, "text/plain; charset=utf-8", b"hi from Main1")
     assert json.loads(host.published[0])["apis"][0]["route"] == "/hello"  # type: ignore[attr-defined]
@@ -809,3 +846,301 @@ def test_main_startup_error(project: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert rc == 4
     assert "no model" in capsys.readouterr().err
     assert host.published  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ contract v2 with a fake host
+
+
+class FakeHost2(FakeHost):
+    """Records every call; ``stream_write`` answers from ``write_rc`` (default 0)."""
+
+    def __init__(self, batches: list[Any]) -> None:
+        super().__init__(batches)
+        self.write_rc: list[int] = []
+        self.beats = 0
+        self.documents: dict[str, tuple[str, bytes]] = {}
+        self.finals: list[int] = []
+
+    def heartbeat(self) -> None:
+        self.beats += 1
+
+    def set_document(self, path: str, ctype: str, body: bytes) -> None:
+        self.documents[path] = (ctype, body)
+
+    def complete(self, handle: int, status: int, content_type: str, body: bytes, headers: str | None = None) -> None:
+        self.finals.append(handle)
+        super().complete(handle, status, content_type, body, headers)
+
+    def stream_write(self, handle: int, data: bytes | str) -> int:
+        super().stream_write(handle, data)
+        return self.write_rc.pop(0) if self.write_rc else 0
+
+    def stream_end(self, handle: int) -> None:
+        self.finals.append(handle)
+        super().stream_end(handle)
+
+    def push(self, entries: list[Any]) -> None:
+        self.batches.append(entries)
+        os.write(self.wfd, b"x")
+
+
+@bentoml.service(threads=2)
+class Contract:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    @bentoml.api
+    def gen(self, n: int) -> Generator[str, None, None]:
+        try:
+            for i in range(n):
+                yield f"{i};"
+        finally:
+            self.events.append("gen-closed")
+
+    @bentoml.api
+    async def agen(self, n: int) -> AsyncGenerator[Any, None]:
+        try:
+            for i in range(n):
+                yield {"i": i}
+                await asyncio.sleep(0)
+        finally:
+            self.events.append("agen-closed")
+
+    @bentoml.api
+    async def slow(self) -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            self.events.append("slow-cancelled")
+            raise
+        return "late"
+
+    @bentoml.api
+    def gen_fail(self) -> Generator[str, None, None]:
+        raise bentoml.exceptions.InvalidArgument("nope")
+        yield "x"
+
+    @bentoml.api(batchable=True)
+    def double(self, xs: list[int]) -> list[int]:
+        self.events.append(f"batch-{len(xs)}")
+        return [2 * x for x in xs]
+
+    @bentoml.api(batchable=True, batch_dim=(0, 0))
+    def arr(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] > 100:
+            raise RuntimeError("too big")
+        return x + 1
+
+    @bentoml.api
+    def ctx_api(self, ctx: bentoml.Context) -> dict[str, Any]:
+        ctx.response.headers["X-A"] = "1"
+        ctx.response.set_cookie("k", "v")
+        return {"ua": ctx.request.headers.get("user-agent"), "q": dict(ctx.request.query_params)}
+
+
+def _run_runtime(host: FakeHost2, until: Callable[[], bool], timeout: float = 5.0) -> Any:
+    loop = asyncio.new_event_loop()
+    inst = Contract()
+    eps = build_endpoints(Contract, inst)
+    rt = WorkerRuntime(host, Contract, inst, eps, 2, loop)
+    rt.start()
+
+    def check() -> None:
+        if until():
+            host.batches.append(None)
+            os.write(host.wfd, b"x")
+        else:
+            loop.call_later(0.01, check)
+
+    loop.call_later(0.01, check)
+    loop.call_later(timeout, loop.stop)
+    loop.run_forever()
+    loop.close()
+    return inst
+
+
+from collections.abc import Callable  # noqa: E402
+
+IDX = {name: i for i, name in enumerate(Contract.apis)}
+
+
+def test_streams_sync_and_async_fake_host() -> None:
+    host = FakeHost2([[(1, IDX["gen"], b'{"n": 3}', None, None), (2, IDX["agen"], b'{"n": 2}', None, None),
+                      (3, IDX["gen_fail"], b"{}", None, None), (4, IDX["gen"], b'{"n": "x"}', None, None)]])
+    _run_runtime(host, lambda: len(host.done) == 4)
+    assert host.done[1] == (200, "text/event-stream; charset=utf-8", b"0;1;2;")
+    assert host.done[2][2] == b'{"i": 0}{"i": 1}'
+    assert host.done[3][0] == 400 and 3 not in host.streams
+    assert host.done[4][0] == 400
+    assert sorted(host.finals) == [1, 2, 3, 4]  # exactly one final message each
+    assert host.beats >= 1
+
+
+def test_sync_stream_backpressure_and_cancel_fake_host() -> None:
+    host = FakeHost2([[(1, IDX["gen"], b'{"n": 1000}', None, None)]])
+    host.write_rc = [0, 1]  # the second write fills the buffer
+
+    inst_box: list[Any] = []
+
+    def until() -> bool:
+        st = host.streams.get(1)
+        if st is None or len(st[3]) < 2:
+            return False
+        if not inst_box:
+            inst_box.append(True)
+            time.sleep(0.1)
+            assert len(host.streams[1][3]) == 2  # paused: no more next()
+            host.push([(1, -2, None, None, None)])  # writable: go on
+            host.write_rc = [0, 0, -1]  # then the client goes away
+            return False
+        return 1 in host.done
+
+    inst = _run_runtime(host, until)
+    assert len(host.streams[1][3]) == 5
+    assert "gen-closed" in inst.events
+    assert host.finals == [1]
+
+
+def test_async_cancel_fake_host() -> None:
+    # 1 and 2 run, then are cancelled; 3 is cancelled before its task ever ran
+    host = FakeHost2([[(1, IDX["slow"], b"{}", None, None), (2, IDX["slow"], b"{}", None, None)]])
+    sent: list[bool] = []
+
+    def until() -> bool:
+        if not sent:
+            sent.append(True)
+            host.push([(1, -1, None, None, None), (2, -1, None, None, None)])
+            host.push([(3, IDX["slow"], b"{}", None, None), (3, -1, None, None, None)])
+        return len(host.done) == 3
+
+    inst = _run_runtime(host, until)
+    assert inst.events.count("slow-cancelled") == 2
+    assert sorted(host.finals) == [1, 2, 3]
+
+
+def test_async_stream_cancel_fake_host() -> None:
+    host = FakeHost2([[(1, IDX["agen"], b'{"n": 100000}', None, None)]])
+    sent: list[bool] = []
+
+    def until() -> bool:
+        if not sent and 1 in host.streams and len(host.streams[1][3]) > 3:
+            sent.append(True)
+            host.push([(1, -1, None, None, None)])
+        return 1 in host.done
+
+    inst = _run_runtime(host, until)
+    assert "agen-closed" in inst.events and host.finals == [1]
+
+
+def test_batch_entries_fake_host() -> None:
+    bodies = [b'{"xs": [1, 2]}', b'{"xs": "bad"}', b'{"xs": [3]}']
+    arr_bodies = [b'{"x": [[1], [2]]}', b'{"x": [[3]]}']
+    big = json.dumps({"x": [[0]] * 101}).encode()
+    host = FakeHost2([[(10, IDX["double"], bodies, [None] * 3, [10, 11, 12]),
+                       (20, IDX["arr"], arr_bodies, ["application/json"] * 2, [20, 21]),
+                       (30, IDX["arr"], [big, b'{"x": [[1]]}'], [None, None], [30, 31])]])
+    inst = _run_runtime(host, lambda: len(host.done) == 7)
+    assert host.done[10] == (200, "application/json", b"[2, 4]")
+    assert host.done[11][0] == 400
+    assert host.done[12] == (200, "application/json", b"[6]")
+    assert json.loads(host.done[20][2]) == [[2.0], [3.0]] and json.loads(host.done[21][2]) == [[4.0]]
+    assert host.done[30][0] == host.done[31][0] == 500
+    assert "batch-3" in inst.events  # one call for both valid members
+
+
+def test_context_with_meta_fake_host() -> None:
+    head = b"POST /ctx_api?a=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: ua/1\r\n"
+    host = FakeHost2([[(1, IDX["ctx_api"], b"{}", "application/json", (head, "127.0.0.1:5555", None, None))]])
+    _run_runtime(host, lambda: 1 in host.done)
+    assert json.loads(host.done[1][2]) == {"ua": "ua/1", "q": {"a": "1"}}
+    assert host.headers[1] == "X-A: 1\r\nset-cookie: k=v; Path=/; SameSite=lax\r\n"
+
+
+def test_documents_registered(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bentohost import _worker
+
+    (project / "svcmod.py").write_text(SERVICE_SRC.format(name="Docs1"))
+    host = FakeHost2([None])
+    host.target = "svcmod:Docs1"
+    monkeypatch.setitem(sys.modules, "_bentohost", host)
+    monkeypatch.setattr(bentoml.server_context, "worker_index", None)
+    assert _worker.main() == 0
+    assert json.loads(host.documents["/schema.json"][1])["name"] == "Docs1"
+    assert json.loads(host.documents["/docs.json"][1])["openapi"] == "3.0.2"
+    ui = Path(bentoml.__file__).parent / "ui" / "index.html"
+    assert ("/" in host.documents) == ui.exists()
+
+
+# ------------------------------------------------------------------ decoding and headers without a server
+
+
+def test_request_parsing_and_headers() -> None:
+    from bentohost._context import Context, Headers
+
+    ctx = Context((b"GET /p%20q?x=1&x=2 HTTP/1.1\r\nCookie: a=1; b=\"two\"\r\nX-Y: z\r\n", "[::1]:80", None, None))
+    req = ctx.request
+    assert req.method == "GET" and req.url.path == "/p q" and req.query_params.getlist("x") == ["1", "2"]
+    assert req.cookies == {"a": "1", "b": "two"} and req.headers["x-y"] == "z" and req.metadata["X-Y"] == "z"
+    assert req.client == ("::1", 80)
+    h = Headers()
+    h["A"] = "1"
+    h.append("a", "2")
+    assert h.getlist("A") == ["1", "2"] and h["a"] == "1" and list(h) == ["a"]
+    d = ctx.temp_dir
+    assert os.path.isdir(d)
+    ctx.close()
+    assert not os.path.exists(d)
+
+
+def test_header_lines_are_safe() -> None:
+    from bentohost._io import build_headers, header_line
+
+    assert header_line("X-A", "b") == "X-A: b\r\n"
+    for name, value in (("X-A", "b\r\nEvil: 1"), ("X A", "b"), ("X-A", "b\nc"), ("", "x"), ("X:A", "b")):
+        with pytest.raises(ValueError):
+            header_line(name, value)
+    assert build_headers([]) is None
+
+
+def test_numpy_fast_path_decoding() -> None:
+    import io
+
+    @bentoml.service
+    class N:
+        @bentoml.api
+        def root(self, x: Annotated[np.ndarray, bentoml.validators.DType("float32"), bentoml.validators.Shape((2, 2))], /) -> float:
+            return float(x.sum())
+
+        @bentoml.api
+        def field(self, x: np.ndarray) -> list[int]:
+            return list(x.shape)
+
+    eps = {e.name: e for e in build_endpoints(N, N())}
+    raw = np.arange(4, dtype=np.float32).tobytes()
+    assert handle_request(eps["root"], raw, "application/octet-stream")[2] == b"6.0"
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((3, 5), dtype=np.uint8))
+    assert handle_request(eps["field"], buf.getvalue(), "application/x-npy")[2] == b"[3, 5]"
+    # no dtype declared: octet-stream is refused with a 400
+    assert handle_request(eps["field"], b"\x00" * 4, "application/octet-stream")[0] == 400
+    assert handle_request(eps["root"], b"\x00" * 3, "application/octet-stream")[0] == 400
+
+
+def test_multipart_parts_decoding(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_text("hi")
+
+    @bentoml.service
+    class M:
+        @bentoml.api
+        def up(self, doc: Annotated[Path, ContentType("text/plain")], n: int = 0, tags: list[str] = []) -> dict:
+            return {"text": doc.read_text(), "n": n, "tags": tags}
+
+    (ep,) = build_endpoints(M, M())
+    parts = [("doc", "a.txt", "text/plain", str(f), None), ("n", None, None, None, b"3"),
+             ("tags", None, None, None, b"x"), ("tags", None, None, None, b'"y"')]
+    st, _, out, _ = handle_request(ep, None, "multipart/form-data; boundary=x", (b"", "c:1", str(tmp_path), parts))
+    assert st == 200 and json.loads(out) == {"text": "hi", "n": 3, "tags": ["x", "y"]}
+    parts[0] = ("doc", "a.png", "image/png", str(f), None)
+    st, _, out, _ = handle_request(ep, None, "multipart/form-data; boundary=x", (b"", "c:1", str(tmp_path), parts))
+    assert st == 400 and json.loads(out)["detail"][0]["loc"] == ["doc"]

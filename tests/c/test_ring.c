@@ -40,7 +40,7 @@ static void *producer(void *arg) {
   for (i = 1; i <= n_items; i++) {
     /* Each pointer carries its sequence number; the ring never dereferences. */
     bh_req_t *req = (bh_req_t *)(uintptr_t)i;
-    while (bh_bridge_submit(&ring_bridge, req) == -EAGAIN) {
+    while (bh_bridge_submit(&ring_bridge, req, (bh_in_kind_t)(i & 3)) == -EAGAIN) {
       atomic_fetch_add(&producer_full, 1);
       sched_yield();
     }
@@ -58,7 +58,7 @@ static void *producer(void *arg) {
 static void test_ring(void) {
   uv_loop_t loop;
   pthread_t th;
-  bh_req_t *batch[256];
+  bh_in_t batch[256];
   size_t expect = 1, sleeps = 0, spurious = 0, n, i;
   struct pollfd pfd;
 
@@ -68,23 +68,25 @@ static void test_ring(void) {
 
   /* a full ring refuses, an empty one arms the wake-up */
   for (i = 0; i < 1024; i++)
-    CHECK(bh_bridge_submit(&ring_bridge, (bh_req_t *)(uintptr_t)(i + 1)) == 0);
-  CHECK(bh_bridge_submit(&ring_bridge, (bh_req_t *)1) == -EAGAIN);
+    CHECK(bh_bridge_submit(&ring_bridge, (bh_req_t *)(uintptr_t)(i + 1), BH_IN_REQUEST) == 0);
+  CHECK(bh_bridge_submit(&ring_bridge, (bh_req_t *)1, BH_IN_CANCEL) == -EAGAIN);
   for (i = 0; i < 1024; i += n) {
     n = bh_bridge_take(&ring_bridge, batch, 256);
     CHECK(n == 256);
-    CHECK(batch[0] == (bh_req_t *)(uintptr_t)(i + 1));
+    CHECK(batch[0].req == (bh_req_t *)(uintptr_t)(i + 1));
+    CHECK(batch[0].kind == BH_IN_REQUEST);
   }
   CHECK(bh_bridge_take(&ring_bridge, batch, 256) == 0);
   CHECK(atomic_load(&ring_bridge.consumer_sleeping) == 1);
-  CHECK(bh_bridge_submit(&ring_bridge, (bh_req_t *)7) == 0);
+  CHECK(bh_bridge_submit(&ring_bridge, (bh_req_t *)7, BH_IN_WRITABLE) == 0);
   CHECK(atomic_load(&ring_bridge.consumer_sleeping) == 0);
   pfd.fd = ring_bridge.eventfd;
   pfd.events = POLLIN;
   CHECK(poll(&pfd, 1, 0) == 1);
   bh_bridge_clear_eventfd(&ring_bridge);
   CHECK(poll(&pfd, 1, 0) == 0);
-  CHECK(bh_bridge_take(&ring_bridge, batch, 256) == 1 && batch[0] == (bh_req_t *)7);
+  CHECK(bh_bridge_take(&ring_bridge, batch, 256) == 1 && batch[0].req == (bh_req_t *)7);
+  CHECK(batch[0].kind == BH_IN_WRITABLE);
 
   CHECK(pthread_create(&th, NULL, producer, NULL) == 0);
   while (expect <= n_items) {
@@ -106,9 +108,10 @@ static void test_ring(void) {
       continue;
     }
     for (i = 0; i < n; i++) {
-      if (batch[i] != (bh_req_t *)(uintptr_t)expect) {
-        fprintf(stderr, "out of order: got %zu want %zu\n",
-                (size_t)(uintptr_t)batch[i], expect);
+      if (batch[i].req != (bh_req_t *)(uintptr_t)expect ||
+          batch[i].kind != (bh_in_kind_t)(expect & 3)) {
+        fprintf(stderr, "out of order: got %zu/%d want %zu\n",
+                (size_t)(uintptr_t)batch[i].req, (int)batch[i].kind, expect);
         exit(1);
       }
       expect++;
@@ -130,27 +133,33 @@ static void test_ring(void) {
   bh_bridge_destroy(&ring_bridge);
 }
 
-/* ---- completions: several threads complete, one loop thread collects ---- */
+/* ---- messages: several threads post, one loop thread collects ---- */
 
 #define COMPLETERS 4
 #define PER_THREAD 50000
 
 static bh_bridge_t done_bridge;
 static size_t done_count, done_batches;
-static unsigned char seen[COMPLETERS][PER_THREAD];
+static size_t next_seq[COMPLETERS];
 
-static void on_complete(bh_req_t *list, void *arg) {
-  bh_req_t *next;
+/* The req pointer carries (thread, sequence); the bridge never dereferences it. */
+static void on_out(bh_out_t *list, void *arg) {
+  bh_out_t *next;
   (void)arg;
   done_batches++;
   for (; list != NULL; list = next) {
+    uintptr_t id = (uintptr_t)list->req;
+    size_t t = id % COMPLETERS, seq = id / COMPLETERS;
     next = list->next;
+    /* per producer, messages arrive in the order they were posted */
+    CHECK(seq == next_seq[t]);
+    next_seq[t]++;
     CHECK(list->status == 200);
-    CHECK(list->api_index >= 0 && list->api_index < COMPLETERS);
-    CHECK(seen[list->api_index][list->body_len] == 0);
-    seen[list->api_index][list->body_len] = 1;
-    CHECK(list->resp_len == 2 && memcmp(list->resp_body, "ok", 2) == 0);
-    bh_req_free(list);
+    CHECK(list->kind == (bh_out_kind_t)(seq & 3));
+    CHECK(list->content_type != NULL && strcmp(list->content_type, "text/plain") == 0);
+    CHECK(list->headers_len == 8 && memcmp(list->headers, "x: 1\r\n\r\n", 8) == 0);
+    CHECK(list->len == 2 && memcmp(list->data, "ok", 2) == 0);
+    free(list); /* one allocation */
     done_count++;
   }
   if (done_count == (size_t)COMPLETERS * PER_THREAD)
@@ -158,19 +167,14 @@ static void on_complete(bh_req_t *list, void *arg) {
 }
 
 static void *completer(void *arg) {
-  int t = (int)(intptr_t)arg;
+  size_t t = (size_t)(intptr_t)arg;
   size_t i;
   for (i = 0; i < PER_THREAD; i++) {
-    bh_req_t *req = calloc(1, sizeof(*req));
-    CHECK(req != NULL);
-    req->api_index = t;
-    req->body_len = i; /* identifies the request; body stays NULL */
-    req->status = 200;
-    req->resp_content_type = strdup("text/plain");
-    req->resp_body = malloc(2);
-    memcpy(req->resp_body, "ok", 2);
-    req->resp_len = 2;
-    bh_bridge_complete(&done_bridge, req);
+    bh_out_t *msg = bh_out_new((bh_req_t *)(uintptr_t)(i * COMPLETERS + t),
+                               (bh_out_kind_t)(i & 3), 200, "text/plainXX", 10,
+                               "x: 1\r\n\r\n", 8, "ok", 2);
+    CHECK(msg != NULL);
+    bh_bridge_post(&done_bridge, msg);
   }
   return NULL;
 }
@@ -178,13 +182,20 @@ static void *completer(void *arg) {
 static void test_completions(void) {
   uv_loop_t loop;
   pthread_t th[COMPLETERS];
+  bh_out_t *m;
   int t;
 
+  /* empty strings and data are NULL, not dangling */
+  m = bh_out_new(NULL, BH_OUT_STREAM_END, 0, NULL, 0, NULL, 0, NULL, 0);
+  CHECK(m != NULL && m->content_type == NULL && m->headers == NULL && m->data == NULL);
+  CHECK(m->len == 0 && m->headers_len == 0 && m->kind == BH_OUT_STREAM_END);
+  free(m);
+
   CHECK(uv_loop_init(&loop) == 0);
-  CHECK(bh_bridge_init(&done_bridge, &loop, 16, on_complete, NULL) == 0);
+  CHECK(bh_bridge_init(&done_bridge, &loop, 16, on_out, NULL) == 0);
   for (t = 0; t < COMPLETERS; t++)
     CHECK(pthread_create(&th[t], NULL, completer, (void *)(intptr_t)t) == 0);
-  uv_run(&loop, UV_RUN_DEFAULT); /* returns once on_complete closed the async */
+  uv_run(&loop, UV_RUN_DEFAULT); /* returns once on_out closed the async */
   for (t = 0; t < COMPLETERS; t++)
     pthread_join(th[t], NULL);
   CHECK(done_count == (size_t)COMPLETERS * PER_THREAD);

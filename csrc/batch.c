@@ -1,0 +1,918 @@
+/* Adaptive batching on the I/O thread: one queue per batchable API.
+ *
+ * The policy, per queue (at most one batch in flight, like BentoML):
+ *   - a batch goes out when Python is free for it and either max_batch_size
+ *     items wait, or holding longer would not help: holding only pays while
+ *     requests are arriving concurrently faster than a batch's fixed cost a,
+ *     for at most a in all, and never past the point where the oldest
+ *     request would miss max_latency_s;
+ *   - under load batches grow by themselves: requests pile up while the
+ *     previous batch runs, and all of them (up to the maximum) go next;
+ *   - a request that cannot finish within max_latency_s any more is answered
+ *     503 before Python sees it.
+ * The batch time is modelled as a + b*n for n items, fitted by least squares
+ * over recent batches (dispatch to the last member's final message).
+ *
+ * Everything is event driven: decisions are made on arrival, on a batch's end
+ * and when the queue's one uv_timer fires at the exact next deadline. The
+ * decisions take `now` as an argument so that tests can drive a fake clock.
+ *
+ * Requests carrying more items than fit are split: the first part joins the
+ * batch and the rest stays at the head of the queue. Parts are child requests
+ * whose body is the parent's JSON with the array sliced; their outputs are
+ * joined back into one message for the parent. */
+#include "traffic.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NSAMPLES 32
+#define NS 1e9
+
+/* ---------------------------------------------------------------- JSON items */
+
+static size_t skip_ws(const char *s, size_t i, size_t n) {
+  while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+    i++;
+  return i;
+}
+
+/* End (exclusive) of the string starting at s[i] == '"', or 0 on error. */
+static size_t skip_string(const char *s, size_t i, size_t n) {
+  for (i++; i < n; i++) {
+    if (s[i] == '\\')
+      i++; /* the escaped character, whatever it is, cannot end the string */
+    else if (s[i] == '"')
+      return i + 1;
+  }
+  return 0;
+}
+
+/* End (exclusive) of the JSON value starting at s[i], or 0 on error. Nested
+ * containers are only tracked by depth, which is all counting needs. */
+static size_t skip_value(const char *s, size_t i, size_t n) {
+  if (i >= n)
+    return 0;
+  if (s[i] == '"')
+    return skip_string(s, i, n);
+  if (s[i] == '[' || s[i] == '{') {
+    size_t depth = 0;
+    for (; i < n; i++) {
+      char c = s[i];
+      if (c == '"') {
+        size_t e = skip_string(s, i, n);
+        if (e == 0)
+          return 0;
+        i = e - 1;
+      } else if (c == '[' || c == '{') {
+        depth++;
+      } else if (c == ']' || c == '}') {
+        if (--depth == 0)
+          return i + 1;
+      }
+    }
+    return 0;
+  }
+  size_t start = i;
+  while (i < n && !strchr(",]} \t\r\n", s[i]) && s[i] != '\0')
+    i++;
+  return i > start ? i : 0;
+}
+
+/* Whether the raw JSON string content s[0..len) (between the quotes) equals
+ * name. Plain keys compare bytes; keys with escapes are decoded for the simple
+ * escapes (a \u key is compared undecoded, so it never matches: fine, Python
+ * then sees the body as one item and decodes it properly). */
+static int key_equals(const char *s, size_t len, const char *name) {
+  size_t j = 0;
+  for (size_t i = 0; i < len; i++, j++) {
+    char c = s[i];
+    if (c == '\\' && i + 1 < len) {
+      char e = s[++i];
+      c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
+      if (e == 'u')
+        return 0;
+    }
+    if (name[j] == '\0' || name[j] != c)
+      return 0;
+  }
+  return name[j] == '\0';
+}
+
+int bh_json_items(const char *body, size_t len, int root, const char *field,
+                  size_t *open, size_t *close, long *count, size_t *elems, size_t max_elems) {
+  size_t i, v;
+  if (body == NULL)
+    return -EINVAL;
+  i = skip_ws(body, 0, len);
+  if (root) {
+    v = i;
+  } else {
+    if (field == NULL || i >= len || body[i] != '{')
+      return -EINVAL;
+    i = skip_ws(body, i + 1, len);
+    for (;;) {
+      if (i >= len || body[i] != '"')
+        return -ENOENT;
+      size_t kend = skip_string(body, i, len);
+      if (kend == 0)
+        return -EINVAL;
+      int match = key_equals(body + i + 1, kend - i - 2, field);
+      i = skip_ws(body, kend, len);
+      if (i >= len || body[i] != ':')
+        return -EINVAL;
+      i = skip_ws(body, i + 1, len);
+      if (match) {
+        v = i;
+        break;
+      }
+      size_t e = skip_value(body, i, len);
+      if (e == 0)
+        return -EINVAL;
+      i = skip_ws(body, e, len);
+      if (i < len && body[i] == ',') {
+        i = skip_ws(body, i + 1, len);
+        continue;
+      }
+      return -ENOENT; /* '}' or garbage: the field is not there */
+    }
+  }
+  if (v >= len)
+    return -EINVAL;
+  if (body[v] != '[') {
+    *count = -1;
+    return skip_value(body, v, len) ? 0 : -EINVAL;
+  }
+  long c = 0;
+  size_t j = skip_ws(body, v + 1, len);
+  if (j < len && body[j] == ']') {
+    *open = v;
+    *close = j;
+    *count = 0;
+    return 0;
+  }
+  for (;;) {
+    size_t e = skip_value(body, j, len);
+    if (e == 0)
+      return -EINVAL;
+    if (elems != NULL) {
+      if ((size_t)c >= max_elems)
+        return -ENOSPC;
+      elems[2 * c] = j;
+      elems[2 * c + 1] = e;
+    }
+    c++;
+    j = skip_ws(body, e, len);
+    if (j < len && body[j] == ',') {
+      j = skip_ws(body, j + 1, len);
+      continue;
+    }
+    if (j < len && body[j] == ']')
+      break;
+    return -EINVAL;
+  }
+  *open = v;
+  *close = j;
+  *count = c;
+  return 0;
+}
+
+uint32_t bh_json_count_items(const char *body, size_t len, int root, const char *field) {
+  size_t open, close;
+  long count;
+  if (bh_json_items(body, len, root, field, &open, &close, &count, NULL, 0) != 0 || count < 1)
+    return 1;
+  return count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
+}
+
+char *bh_json_slice(const char *body, size_t len, int root, const char *field,
+                    uint32_t from, uint32_t to, size_t *out_len) {
+  size_t open, close;
+  long count;
+  if (bh_json_items(body, len, root, field, &open, &close, &count, NULL, 0) != 0 || count < 0 ||
+      from > to || to > (uint64_t)count)
+    return NULL;
+  size_t *el = malloc(2 * (size_t)(count ? count : 1) * sizeof(size_t));
+  if (el == NULL)
+    return NULL;
+  if (bh_json_items(body, len, root, field, &open, &close, &count, el, (size_t)count) != 0) {
+    free(el);
+    return NULL;
+  }
+  size_t ms = from < to ? el[2 * from] : 0, me = from < to ? el[2 * (to - 1) + 1] : 0;
+  free(el);
+  size_t n = (open + 1) + (me - ms) + (len - close);
+  char *out = malloc(n + 1);
+  if (out == NULL)
+    return NULL;
+  memcpy(out, body, open + 1);
+  memcpy(out + open + 1, body + ms, me - ms);
+  memcpy(out + open + 1 + (me - ms), body + close, len - close);
+  out[n] = '\0';
+  *out_len = n;
+  return out;
+}
+
+/* ---------------------------------------------------------------- state */
+
+/* A request split across batches: it stays at the head of its queue while
+ * parts of it are cut off, and is answered once every part has finished. */
+typedef struct split {
+  struct split *next;
+  bh_req_t *parent;
+  uint32_t off;         /* items already cut into parts */
+  uint32_t outstanding; /* parts sent and not finished */
+  uint32_t done;        /* items finished (or dropped) */
+  bh_out_t *first;      /* first part's message: status, content type, headers */
+  bh_out_t *err;        /* first failure: becomes the parent's answer */
+  char *out;            /* the parts' array contents, joined */
+  size_t out_len, out_cap;
+} split_t;
+
+typedef struct bq {
+  bh_batcher_t *b;
+  int api;
+  uint32_t max;         /* max_batch_size */
+  double lat;           /* max_latency_s */
+  int root;
+  const char *field;
+
+  bh_req_t *head, *tail; /* linked through batch_next while queued */
+  uint32_t items;        /* items queued (the head's cut parts excluded) */
+
+  int busy;              /* a batch is in flight */
+  uint64_t busy_since;
+  uint32_t busy_items, busy_left, busy_members;
+  uint32_t last_members; /* members of the last dispatched batch */
+
+  uint64_t last_arrival;
+  double gap;            /* mean time between arrivals, s (0: unknown) */
+
+  double a, bcoef;       /* batch time = a + bcoef * n */
+  double sn[NSAMPLES], sd[NSAMPLES];
+  int nsamples, seen;
+
+  uint64_t deadline;     /* what the timer is armed for, 0: nothing */
+  uv_timer_t timer;
+  int has_timer;
+} bq_t;
+
+struct bh_batcher {
+  bh_worker_t *w;
+  uv_loop_t *loop;
+  bq_t **q;              /* per API index; NULL when not batchable */
+  size_t nq;
+  split_t *splits;
+  int open_timers;       /* closed asynchronously: free b after the last one */
+};
+
+static void pump(bq_t *q, uint64_t now);
+
+static double predict(const bq_t *q, uint32_t n) {
+  return q->a + q->bcoef * (double)n;
+}
+
+static void refit(bq_t *q) {
+  int k = q->nsamples < NSAMPLES ? q->nsamples : NSAMPLES;
+  if (k == 0)
+    return;
+  double mn = 0, md = 0, cov = 0, var = 0;
+  for (int i = 0; i < k; i++) {
+    mn += q->sn[i];
+    md += q->sd[i];
+  }
+  mn /= k;
+  md /= k;
+  for (int i = 0; i < k; i++) {
+    cov += (q->sn[i] - mn) * (q->sd[i] - md);
+    var += (q->sn[i] - mn) * (q->sn[i] - mn);
+  }
+  double a, b;
+  if (k >= 2 && var > 1e-9) {
+    b = cov / var;
+    a = md - b * mn;
+  } else {
+    /* One batch size seen so far: keep the slope, move the intercept. */
+    b = q->bcoef;
+    a = md - b * mn;
+  }
+  if (b < 0) { /* noise: a flat model */
+    b = 0;
+    a = md;
+  }
+  if (a < 0) { /* through the origin */
+    double snn = 0, snd = 0;
+    for (int i = 0; i < k; i++) {
+      snn += q->sn[i] * q->sn[i];
+      snd += q->sn[i] * q->sd[i];
+    }
+    a = 0;
+    b = snn > 0 ? snd / snn : 0;
+  }
+  q->a = a;
+  q->bcoef = b;
+}
+
+static void record_batch(bq_t *q, uint32_t n, double d) {
+  /* The first batch carries the warm-up (imports, JIT, caches): not a sample. */
+  if (q->seen++ == 0)
+    return;
+  q->sn[q->nsamples % NSAMPLES] = (double)n;
+  q->sd[q->nsamples % NSAMPLES] = d;
+  q->nsamples++;
+  refit(q);
+}
+
+static bq_t *queue_of(bh_batcher_t *b, int api) {
+  if (b == NULL || api < 0 || (size_t)api >= b->nq)
+    return NULL;
+  return b->q[api];
+}
+
+static split_t *split_of(bh_batcher_t *b, bh_req_t *parent) {
+  for (split_t *s = b->splits; s; s = s->next)
+    if (s->parent == parent)
+      return s;
+  return NULL;
+}
+
+static void split_free(bh_batcher_t *b, split_t *s) {
+  for (split_t **p = &b->splits; *p; p = &(*p)->next)
+    if (*p == s) {
+      *p = s->next;
+      break;
+    }
+  free(s->first);
+  free(s->err);
+  free(s->out);
+  free(s);
+}
+
+/* Items of a queued request not yet cut into parts. */
+static uint32_t remaining(bh_batcher_t *b, bh_req_t *r) {
+  split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
+  return s ? r->items - s->off : r->items;
+}
+
+static double age_s(const bh_req_t *r, uint64_t now) {
+  return now > r->start_ns ? (double)(now - r->start_ns) / NS : 0;
+}
+
+static bh_req_t *pop_head(bq_t *q) {
+  bh_req_t *r = q->head;
+  q->head = r->batch_next;
+  if (q->head == NULL)
+    q->tail = NULL;
+  r->batch_next = NULL;
+  return r;
+}
+
+static const char k503[] = "{\"error\":\"Service Unavailable\"}";
+
+/* Answer a queued request 503. The head may be a split parent whose earlier
+ * parts are still in Python: it is then answered when they finish. */
+static void shed_head(bq_t *q) {
+  bh_batcher_t *b = q->b;
+  bh_req_t *r = q->head;
+  uint32_t rem = remaining(b, r);
+  pop_head(q);
+  q->items -= rem;
+  bh_metrics_rejected(b->w, 503);
+  split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
+  if (s != NULL) {
+    s->off = r->items;
+    s->done += rem;
+    if (s->err == NULL)
+      s->err = bh_out_new(r, BH_OUT_COMPLETE, 503, "application/json", 16, NULL, 0, k503,
+                          sizeof(k503) - 1);
+    if (s->outstanding > 0)
+      return; /* the last part's final message answers the parent */
+    split_free(b, s);
+  }
+  bh_http_reject(r, 503);
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static void on_timer(uv_timer_t *t) {
+  bq_t *q = t->data;
+  q->deadline = 0;
+  pump(q, bh_traffic_now_ns());
+}
+
+static void arm(bq_t *q, uint64_t now) {
+  if (!q->has_timer)
+    return;
+  if (q->deadline == 0) {
+    uv_timer_stop(&q->timer);
+    return;
+  }
+  uint64_t ms = q->deadline > now ? (q->deadline - now + 999999) / 1000000 : 0;
+  uv_timer_start(&q->timer, on_timer, ms, 0);
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+/* A child request carrying items [from, to) of r. */
+static bh_req_t *make_part(bq_t *q, bh_req_t *r, uint32_t from, uint32_t to) {
+  bh_req_t *c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return NULL;
+  c->body = bh_json_slice(r->body, r->body_len, q->root, q->field, from, to, &c->body_len);
+  if (c->body == NULL) {
+    free(c);
+    return NULL;
+  }
+  if (r->content_type != NULL && (c->content_type = strdup(r->content_type)) == NULL) {
+    free(c->body);
+    free(c);
+    return NULL;
+  }
+  c->conn = r->conn;
+  c->api_index = r->api_index;
+  memcpy(c->client, r->client, sizeof(c->client));
+  c->split_parent = r;
+  c->items = to - from;
+  c->start_ns = r->start_ns;
+  atomic_init(&c->flags, 0);
+  atomic_init(&c->pending_bytes, 0);
+  return c;
+}
+
+/* Cut up to n items off the head of the queue into a batch and send it. */
+static void dispatch(bq_t *q, uint32_t n, uint64_t now) {
+  bh_batcher_t *b = q->b;
+  bh_req_t *first = NULL, *last = NULL;
+  uint32_t taken = 0, members = 0;
+  uint64_t oldest = q->head->start_ns;
+
+  while (q->head != NULL && taken < n) {
+    bh_req_t *r = q->head, *m;
+    uint32_t rem = remaining(b, r), room = n - taken;
+    split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
+    if (s == NULL && rem <= room) {
+      m = pop_head(q);
+      taken += rem;
+      q->items -= rem;
+    } else {
+      if (s == NULL) { /* the first cut of this request */
+        s = calloc(1, sizeof(*s));
+        if (s == NULL)
+          goto whole;
+        s->parent = r;
+        s->next = b->splits;
+        b->splits = s;
+        r->split_parent = r; /* marks a split parent (see member_done) */
+      }
+      uint32_t take = rem <= room ? rem : room;
+      m = make_part(q, r, s->off, s->off + take);
+      if (m == NULL) {
+        if (s->off > 0 || s->outstanding > 0)
+          break; /* out of memory: send what we have, retry later */
+        split_free(b, s);
+        r->split_parent = NULL;
+        goto whole;
+      }
+      s->off += take;
+      s->outstanding++;
+      taken += take;
+      q->items -= take;
+      if (s->off == r->items)
+        pop_head(q); /* fully cut: the parent waits for its parts, off queue */
+    }
+    goto link;
+  whole:
+    /* Could not split: send the request whole, over the size. Correct, if big. */
+    m = pop_head(q);
+    taken += rem;
+    q->items -= rem;
+  link:
+    m->batch_next = NULL;
+    if (last != NULL)
+      last->batch_next = m;
+    else
+      first = m;
+    last = m;
+    members++;
+  }
+  if (first == NULL)
+    return;
+
+  int err = bh_bridge_submit(&b->w->bridge, first, BH_IN_BATCH);
+  if (err != 0) {
+    /* The ring is full: Python is far behind, so shedding is the honest answer. */
+    bh_req_t *m = first, *next;
+    for (; m != NULL; m = next) {
+      next = m->batch_next;
+      m->batch_next = NULL;
+      bh_metrics_rejected(b->w, 503);
+      bh_req_t *p = m->split_parent;
+      if (p == NULL) {
+        bh_http_reject(m, 503);
+        continue;
+      }
+      split_t *s = split_of(b, p);
+      s->outstanding--;
+      s->done += m->items;
+      bh_req_free(m);
+      if (q->head == p) { /* the rest of it goes too */
+        uint32_t rem = p->items - s->off;
+        pop_head(q);
+        q->items -= rem;
+        s->off = p->items;
+        s->done += rem;
+      }
+      if (s->outstanding == 0 && s->done >= p->items) {
+        split_free(b, s);
+        bh_http_reject(p, 503);
+      }
+    }
+    return;
+  }
+  q->busy = 1;
+  q->busy_since = now;
+  q->busy_items = taken;
+  q->busy_left = members;
+  q->busy_members = members;
+  q->last_members = members;
+  bh_metrics_batch(b->w, q->api, taken, now > oldest ? (double)(now - oldest) / NS : 0);
+}
+
+/* ---------------------------------------------------------------- decisions */
+
+/* Decide what the queue does at `now`: shed, dispatch, or wait until the next
+ * deadline (which the timer is then armed for). */
+static void pump(bq_t *q, uint64_t now) {
+  q->deadline = 0;
+  while (q->head != NULL) {
+    bh_req_t *h = q->head;
+    uint32_t own = remaining(q->b, h);
+    if (own > q->max)
+      own = q->max;
+    uint32_t next = q->items < q->max ? q->items : q->max;
+    double age = age_s(h, now);
+    /* Shedding only when the wait is the problem: if even a batch of the head
+     * alone is predicted over the bound, the model (or the bound) is off and
+     * refusing everybody would help nobody. */
+    int can_shed = predict(q, own) <= q->lat;
+
+    if (q->busy) {
+      double left = q->busy_since / NS + predict(q, q->busy_items) - now / NS;
+      if (left < 0)
+        left = 0;
+      if (can_shed && age + left + predict(q, own) > q->lat) {
+        shed_head(q);
+        continue;
+      }
+      /* The moment the head could no longer make it, if the batch in flight
+       * has not finished by then. */
+      if (can_shed)
+        q->deadline = h->start_ns + (uint64_t)((q->lat - predict(q, own)) * NS) + 1000;
+      break;
+    }
+
+    /* Python is free for this API. A smaller batch may still save the head
+     * where a full one would not: never let the batch size alone shed it. */
+    uint32_t n = next;
+    if (age + predict(q, n) > q->lat && q->bcoef > 0) {
+      double fit = (q->lat - age - q->a) / q->bcoef;
+      n = fit < (double)own ? own : fit < (double)next ? (uint32_t)fit : next;
+    }
+    if (can_shed && age + predict(q, own) > q->lat) {
+      shed_head(q);
+      continue;
+    }
+    if (q->items >= q->max || n < next) {
+      dispatch(q, n, now);
+      continue;
+    }
+    /* Hold for more only while it can pay: requests arrive concurrently (the
+     * last batch had several, or several wait now: a lone sequential caller
+     * would only be delayed) and faster than a batch's fixed cost, and the
+     * head still meets the bound with a margin. */
+    double hold_until = h->start_ns / NS + 0.95 * q->lat - predict(q, next + 1);
+    /* Like renting skis: never wait longer in total than the fixed cost a batch
+     * saves. Under load the queue fills while Python is busy anyway. */
+    if (hold_until > h->start_ns / NS + q->a)
+      hold_until = h->start_ns / NS + q->a;
+    double expect = q->last_arrival / NS + q->gap;
+    int concurrent = q->last_members > 1 || q->head->batch_next != NULL;
+    if (concurrent && q->gap > 0 && q->gap <= q->a && now / NS - q->last_arrival / NS <= 2 * q->gap &&
+        expect <= hold_until && now / NS < hold_until) {
+      double until = q->last_arrival / NS + 2 * q->gap;
+      if (until > hold_until)
+        until = hold_until;
+      q->deadline = (uint64_t)(until * NS) + 1;
+      if (q->deadline <= now)
+        q->deadline = now + 1;
+      break;
+    }
+    dispatch(q, next, now);
+  }
+  arm(q, now);
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+void bh_batcher_enqueue_at(bh_batcher_t *b, bh_req_t *req, uint64_t now) {
+  bq_t *q = queue_of(b, req->api_index);
+  if (q == NULL) {
+    bh_http_reject(req, 500); /* not batchable: a caller bug, answer rather than hang */
+    return;
+  }
+  req->items = req->body != NULL
+                   ? bh_json_count_items(req->body, req->body_len, q->root, q->field)
+                   : 1;
+  req->batch_next = NULL;
+  req->split_parent = NULL;
+
+  if (q->last_arrival != 0 && now > q->last_arrival) {
+    double g = (double)(now - q->last_arrival) / NS;
+    q->gap = q->gap == 0 ? g : 0.8 * q->gap + 0.2 * g;
+  }
+  q->last_arrival = now;
+
+  /* Refuse at once what the queue ahead makes impossible: it would only wait
+   * to be refused later. */
+  if (q->busy || q->head != NULL) {
+    uint32_t own = req->items < q->max ? req->items : q->max;
+    double t = 0;
+    if (q->busy) {
+      t = q->busy_since / NS + predict(q, q->busy_items) - now / NS;
+      if (t < 0)
+        t = 0;
+    }
+    uint64_t end = (uint64_t)q->items + own;
+    uint64_t full = (end - 1) / q->max; /* batches before the one it completes in */
+    t += (double)full * predict(q, q->max) + predict(q, (uint32_t)(end - full * q->max));
+    if (predict(q, own) <= q->lat && age_s(req, now) + t > q->lat) {
+      bh_metrics_rejected(b->w, 503);
+      bh_http_reject(req, 503);
+      return;
+    }
+  }
+
+  if (q->tail != NULL)
+    q->tail->batch_next = req;
+  else
+    q->head = req;
+  q->tail = req;
+  q->items += req->items;
+  pump(q, now);
+}
+
+void bh_batcher_enqueue(bh_batcher_t *b, bh_req_t *req) {
+  bh_batcher_enqueue_at(b, req, bh_traffic_now_ns());
+}
+
+static void append_out(split_t *s, const char *p, size_t n) {
+  if (s->out_len + n + 1 > s->out_cap) {
+    size_t cap = (s->out_cap + n + 1) * 2;
+    char *o = realloc(s->out, cap);
+    if (o == NULL) {
+      s->out_cap = (size_t)-1; /* poisons the join: becomes a 500 */
+      return;
+    }
+    s->out = o;
+    s->out_cap = cap;
+  }
+  if (s->out_cap == (size_t)-1)
+    return;
+  memcpy(s->out + s->out_len, p, n);
+  s->out_len += n;
+}
+
+static const char k500[] = "{\"error\":\"Internal Server Error\"}";
+
+/* A part's final message: keep its array's contents, or its failure. */
+static void absorb_part(split_t *s, bh_out_t *msg) {
+  if (msg->status >= 400 || msg->kind != BH_OUT_COMPLETE) {
+    if (s->err == NULL) {
+      s->err = msg;
+      return;
+    }
+    free(msg);
+    return;
+  }
+  const char *d = msg->data;
+  size_t i = skip_ws(d, 0, msg->len), e = msg->len;
+  while (e > i && strchr(" \t\r\n", d[e - 1]))
+    e--;
+  if (d == NULL || e - i < 2 || d[i] != '[' || d[e - 1] != ']') {
+    /* Python returned something that cannot be joined: the parent fails. */
+    if (s->err == NULL)
+      s->err = bh_out_new(s->parent, BH_OUT_COMPLETE, 500, "application/json", 16, NULL, 0, k500,
+                          sizeof(k500) - 1);
+    free(msg);
+    return;
+  }
+  size_t in_s = skip_ws(d, i + 1, e - 1), in_e = e - 1;
+  if (in_e > in_s) {
+    if (s->out_len > 0)
+      append_out(s, ",", 1);
+    append_out(s, d + in_s, in_e - in_s);
+  }
+  if (s->first == NULL)
+    s->first = msg;
+  else
+    free(msg);
+}
+
+static bh_out_t *join_parts(split_t *s) {
+  bh_req_t *p = s->parent;
+  if (s->err != NULL) {
+    bh_out_t *e = s->err;
+    return bh_out_new(p, BH_OUT_COMPLETE, e->status, e->content_type,
+                      e->content_type ? strlen(e->content_type) : 0, e->headers, e->headers_len,
+                      e->data, e->len);
+  }
+  if (s->out_cap == (size_t)-1 || s->first == NULL)
+    return bh_out_new(p, BH_OUT_COMPLETE, 500, "application/json", 16, NULL, 0, k500,
+                      sizeof(k500) - 1);
+  size_t n = s->out_len + 2;
+  char *body = malloc(n);
+  if (body == NULL)
+    return NULL;
+  body[0] = '[';
+  if (s->out_len)
+    memcpy(body + 1, s->out, s->out_len);
+  body[n - 1] = ']';
+  bh_out_t *f = s->first;
+  bh_out_t *m = bh_out_new(p, BH_OUT_COMPLETE, f->status, f->content_type,
+                           f->content_type ? strlen(f->content_type) : 0, f->headers,
+                           f->headers_len, body, n);
+  free(body);
+  return m;
+}
+
+int bh_batcher_member_done_at(bh_batcher_t *b, bh_req_t *req, bh_out_t *msg,
+                              bh_out_t **parent_msg, uint64_t now) {
+  *parent_msg = NULL;
+  if (req->split_parent == req)
+    return 0; /* a split parent's joined message coming back: handle it as usual */
+  bq_t *q = queue_of(b, req->api_index);
+  if (q == NULL)
+    return 0;
+  int absorbed = 0;
+  bh_req_t *parent = req->split_parent;
+  if (parent != NULL) {
+    split_t *s = split_of(b, parent);
+    absorbed = 1;
+    if (s != NULL) {
+      absorb_part(s, msg);
+      s->outstanding--;
+      s->done += req->items;
+      if (s->err != NULL && s->off < parent->items && q->head == parent) {
+        /* A part failed: the rest need not run. */
+        uint32_t rem = parent->items - s->off;
+        pop_head(q);
+        q->items -= rem;
+        s->off = parent->items;
+        s->done += rem;
+      }
+      if (s->outstanding == 0 && s->done >= parent->items) {
+        *parent_msg = join_parts(s);
+        split_free(b, s);
+        if (*parent_msg == NULL) { /* out of memory: answer it plainly */
+          parent->split_parent = NULL;
+          bh_http_reject(parent, 500);
+        }
+      }
+    } else {
+      free(msg);
+    }
+    bh_req_free(req);
+  }
+  if (q->busy && q->busy_left > 0 && --q->busy_left == 0) {
+    q->busy = 0;
+    record_batch(q, q->busy_items, now > q->busy_since ? (double)(now - q->busy_since) / NS : 0);
+    pump(q, now);
+  }
+  return absorbed;
+}
+
+int bh_batcher_member_done(bh_batcher_t *b, bh_req_t *req, bh_out_t *msg, bh_out_t **parent_msg) {
+  return bh_batcher_member_done_at(b, req, msg, parent_msg, bh_traffic_now_ns());
+}
+
+void bh_batcher_tick_at(bh_batcher_t *b, uint64_t now) {
+  for (size_t i = 0; i < b->nq; i++)
+    if (b->q[i] != NULL && b->q[i]->deadline != 0 && b->q[i]->deadline <= now)
+      pump(b->q[i], now);
+}
+
+uint64_t bh_batcher_deadline(bh_batcher_t *b, int api) {
+  bq_t *q = queue_of(b, api);
+  return q ? q->deadline : 0;
+}
+
+double bh_batcher_predict(bh_batcher_t *b, int api, uint32_t n) {
+  bq_t *q = queue_of(b, api);
+  return q ? predict(q, n) : 0;
+}
+
+uint32_t bh_batcher_queued(bh_batcher_t *b, int api) {
+  bq_t *q = queue_of(b, api);
+  return q ? q->items : 0;
+}
+
+int bh_batcher_busy(bh_batcher_t *b, int api) {
+  bq_t *q = queue_of(b, api);
+  return q ? q->busy : 0;
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+int bh_batcher_create(bh_batcher_t **out, bh_worker_t *w, uv_loop_t *loop) {
+  *out = NULL;
+  const bh_service_config_t *cfg = &w->config;
+  int any = 0;
+  for (size_t i = 0; i < cfg->napis; i++)
+    any |= cfg->apis[i].batchable;
+  if (!any)
+    return 0;
+  bh_batcher_t *b = calloc(1, sizeof(*b));
+  if (b == NULL)
+    return -ENOMEM;
+  b->w = w;
+  b->loop = loop;
+  b->nq = cfg->napis;
+  b->q = calloc(cfg->napis, sizeof(*b->q));
+  if (b->q == NULL) {
+    free(b);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < cfg->napis; i++) {
+    const bh_api_t *api = &cfg->apis[i];
+    if (!api->batchable)
+      continue;
+    bq_t *q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+      bh_batcher_close(b);
+      return -ENOMEM;
+    }
+    b->q[i] = q;
+    q->b = b;
+    q->api = (int)i;
+    q->max = api->max_batch_size > 0 ? (uint32_t)api->max_batch_size : 1;
+    q->lat = api->max_latency_s > 0 ? api->max_latency_s : 60.0;
+    q->root = api->batch_root;
+    q->field = api->batch_field;
+    /* Priors until batches are measured: a fixed cost of 5% of the bound (at
+     * most 50 ms) and a full batch twice that, well inside the bound. */
+    q->a = fmin(0.05, q->lat / 20);
+    q->bcoef = q->a / q->max;
+    if (loop != NULL) {
+      int err = uv_timer_init(loop, &q->timer);
+      if (err != 0) {
+        bh_batcher_close(b);
+        return err;
+      }
+      q->timer.data = q;
+      q->has_timer = 1;
+      b->open_timers++;
+    }
+  }
+  *out = b;
+  return 0;
+}
+
+static void batcher_free(bh_batcher_t *b) {
+  for (size_t i = 0; i < b->nq; i++)
+    free(b->q[i]);
+  while (b->splits != NULL)
+    split_free(b, b->splits);
+  free(b->q);
+  free(b);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  bq_t *q = h->data;
+  bh_batcher_t *b = q->b;
+  if (--b->open_timers == 0)
+    batcher_free(b);
+}
+
+void bh_batcher_close(bh_batcher_t *b) {
+  if (b == NULL)
+    return;
+  int timers = 0;
+  for (size_t i = 0; i < b->nq; i++) {
+    bq_t *q = b->q[i];
+    if (q == NULL)
+      continue;
+    /* Normally empty by now (the I/O thread drains before closing). */
+    while (q->head != NULL)
+      shed_head(q);
+    if (q->has_timer) {
+      q->has_timer = 0;
+      uv_timer_stop(&q->timer);
+      uv_close((uv_handle_t *)&q->timer, on_timer_closed);
+      timers++;
+    }
+  }
+  if (timers == 0)
+    batcher_free(b);
+}

@@ -1,0 +1,433 @@
+/* Metrics: recorded by each worker's I/O thread into its own slot of the shared
+ * segment, rendered by any worker as the totals of all of them (what BentoML
+ * gets from PROMETHEUS_MULTIPROC_DIR, without files or a lock).
+ *
+ * Histograms keep per-bucket (not cumulative) counts so that recording is one
+ * atomic add; the render accumulates. Recording uses relaxed atomics: a scrape
+ * racing a request may see its count before its sum, which Prometheus tolerates. */
+#include "traffic.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RELAXED memory_order_relaxed
+
+/* BentoML's DEFAULT_BUCKET for request durations (plus +Inf). */
+const double bh_dur_buckets[BH_DUR_NB] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+                                          1.0,   2.5,  5.0,   7.5,  10.0,  30.0, 60.0, 120.0, 180.0};
+const double bh_queue_buckets[BH_QUEUE_NB] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                              0.1,    0.25,  0.5,    1.0,   2.5,  5.0};
+
+/* ---------------------------------------------------------------- recording */
+
+static bh_api_stat_t *api_stat(bh_worker_t *w, int api_index) {
+  bh_slot_t *s = bh_shm_slot(w->shm, w->index);
+  if (s == NULL || api_index < 0 || api_index >= BH_SHM_MAX_APIS)
+    return NULL;
+  return &s->apis[api_index];
+}
+
+static int bucket_of(double v, const double *bounds, int n) {
+  int i = 0;
+  while (i < n && v > bounds[i]) /* le: v <= bound */
+    i++;
+  return i; /* n means +Inf */
+}
+
+static uint64_t to_ns(double s) {
+  if (!(s > 0))
+    return 0;
+  if (s > 1.8e10)
+    s = 1.8e10;
+  return (uint64_t)(s * 1e9 + 0.5);
+}
+
+void bh_metrics_request(bh_worker_t *w, int api_index, int status, double duration_s) {
+  bh_api_stat_t *a = api_stat(w, api_index);
+  if (a == NULL || status <= 0)
+    return;
+  /* First come, first served: the slot's only writer is this thread, so a
+   * plain scan then a store of the code publishes a new row. */
+  bh_code_stat_t *c = NULL;
+  for (int i = 0; i < BH_SHM_MAX_CODES; i++) {
+    uint32_t code = atomic_load_explicit(&a->codes[i].code, RELAXED);
+    if (code == (uint32_t)status) {
+      c = &a->codes[i];
+      break;
+    }
+    if (code == 0) {
+      c = &a->codes[i];
+      atomic_store_explicit(&c->code, (uint32_t)status, memory_order_release);
+      break;
+    }
+  }
+  if (c == NULL)
+    return; /* more than BH_SHM_MAX_CODES distinct codes: not measured */
+  atomic_fetch_add_explicit(&c->bucket[bucket_of(duration_s, bh_dur_buckets, BH_DUR_NB)], 1, RELAXED);
+  atomic_fetch_add_explicit(&c->sum_ns, to_ns(duration_s), RELAXED);
+  atomic_fetch_add_explicit(&c->count, 1, RELAXED);
+}
+
+void bh_metrics_rejected(bh_worker_t *w, int status) {
+  bh_slot_t *s = bh_shm_slot(w->shm, w->index);
+  int r = status == 429 ? BH_REJ_429 : status == 503 ? BH_REJ_503 : status == 504 ? BH_REJ_504 : -1;
+  if (s != NULL && r >= 0)
+    atomic_fetch_add_explicit(&s->rejected[r], 1, RELAXED);
+}
+
+void bh_metrics_inflight(bh_worker_t *w, int api_index, int delta) {
+  bh_api_stat_t *a = api_stat(w, api_index);
+  if (a != NULL)
+    atomic_fetch_add_explicit(&a->in_progress, delta, RELAXED);
+}
+
+int bh_batch_bucket_bounds(uint32_t end, double *bounds) {
+  /* BentoML's exponential_buckets(1, 2, end): 1, 2, 4, ... below end, then end. */
+  int n = 0;
+  if (end < 1)
+    end = 1;
+  for (uint64_t b = 1; b < end && n < BH_BATCH_NB - 2; b *= 2)
+    bounds[n++] = (double)b;
+  bounds[n++] = (double)end;
+  return n;
+}
+
+int bh_batch_bucket_index(uint32_t size, uint32_t end) {
+  double bounds[BH_BATCH_NB];
+  int n = bh_batch_bucket_bounds(end, bounds);
+  return bucket_of((double)size, bounds, n);
+}
+
+static uint32_t largest_batch(const bh_service_config_t *cfg) {
+  uint32_t m = 1;
+  for (size_t i = 0; i < cfg->napis; i++)
+    if (cfg->apis[i].batchable && cfg->apis[i].max_batch_size > 0 &&
+        (uint32_t)cfg->apis[i].max_batch_size > m)
+      m = (uint32_t)cfg->apis[i].max_batch_size;
+  return m;
+}
+
+void bh_metrics_batch(bh_worker_t *w, int api_index, uint32_t size, double queue_s) {
+  bh_api_stat_t *a = api_stat(w, api_index);
+  if (a == NULL)
+    return;
+  int i = bh_batch_bucket_index(size, largest_batch(&w->config));
+  atomic_fetch_add_explicit(&a->batch_bucket[i], 1, RELAXED);
+  atomic_fetch_add_explicit(&a->batch_sum, size, RELAXED);
+  atomic_fetch_add_explicit(&a->batch_count, 1, RELAXED);
+  atomic_fetch_add_explicit(&a->queue_bucket[bucket_of(queue_s, bh_queue_buckets, BH_QUEUE_NB)], 1,
+                            RELAXED);
+  atomic_fetch_add_explicit(&a->queue_sum_ns, to_ns(queue_s), RELAXED);
+  atomic_fetch_add_explicit(&a->queue_count, 1, RELAXED);
+}
+
+/* ---------------------------------------------------------------- rendering */
+
+typedef struct buf {
+  char *p;
+  size_t len, cap;
+  int failed;
+} buf_t;
+
+static void put(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(buf_t *b, const char *fmt, ...) {
+  va_list ap;
+  if (b->failed)
+    return;
+  for (;;) {
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->failed = 1;
+      return;
+    }
+    if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = b->cap * 2 + (size_t)n;
+    char *p = realloc(b->p, cap);
+    if (p == NULL) {
+      b->failed = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+}
+
+/* A label value with \ " and newline escaped, as the text format wants. */
+static void put_label(buf_t *b, const char *name, const char *v, int comma) {
+  put(b, "%s%s=\"", comma ? "," : "", name);
+  for (const char *c = v ? v : ""; *c; c++) {
+    if (*c == '\\')
+      put(b, "\\\\");
+    else if (*c == '"')
+      put(b, "\\\"");
+    else if (*c == '\n')
+      put(b, "\\n");
+    else
+      put(b, "%c", *c);
+  }
+  put(b, "\"");
+}
+
+/* Go/Python style float, the shortest exact form: 1.0, 0.005, 180.0. */
+static void fmt_float(char *out, size_t n, double v) {
+  char tmp[40];
+  if (v == (double)(long long)v && v < 1e15 && v > -1e15) {
+    snprintf(out, n, "%lld.0", (long long)v);
+    return;
+  }
+  for (int prec = 1; prec <= 17; prec++) {
+    snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+    if (strtod(tmp, NULL) == v)
+      break;
+  }
+  if (strchr(tmp, '.') == NULL && strchr(tmp, 'e') == NULL && strchr(tmp, 'n') == NULL)
+    snprintf(out, n, "%.37s.0", tmp);
+  else
+    snprintf(out, n, "%.39s", tmp);
+}
+
+static void put_histogram(buf_t *b, const char *name, const char *labels, const uint64_t *per_bucket,
+                          const double *bounds, int nb, double sum, uint64_t count) {
+  char le[64];
+  uint64_t acc = 0;
+  for (int i = 0; i < nb; i++) {
+    acc += per_bucket[i];
+    fmt_float(le, sizeof(le), bounds[i]);
+    put(b, "%s_bucket{%s,le=\"%s\"} %llu.0\n", name, labels, le, (unsigned long long)acc);
+  }
+  acc += per_bucket[nb];
+  put(b, "%s_bucket{%s,le=\"+Inf\"} %llu.0\n", name, labels, (unsigned long long)acc);
+  put(b, "%s_count{%s} %llu.0\n", name, labels, (unsigned long long)count);
+  fmt_float(le, sizeof(le), sum);
+  put(b, "%s_sum{%s} %s\n", name, labels, le);
+}
+
+/* The label list of one sample, values escaped; malloc'd. */
+static char *labels_of(const char *const *kv) {
+  buf_t h = {malloc(256), 0, 256, 0};
+  if (h.p == NULL)
+    return NULL;
+  h.p[0] = '\0';
+  for (int i = 0; kv[i] != NULL; i += 2)
+    put_label(&h, kv[i], kv[i + 1], i > 0);
+  if (h.failed) {
+    free(h.p);
+    return NULL;
+  }
+  return h.p;
+}
+
+typedef struct code_total {
+  uint32_t code;
+  uint64_t count, sum_ns;
+  uint64_t bucket[BH_DUR_NB + 1];
+} code_total_t;
+
+char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *len) {
+  buf_t b = {malloc(16384), 0, 16384, 0};
+  if (b.p == NULL)
+    return NULL;
+  b.p[0] = '\0';
+  const char *svc = cfg->name ? cfg->name : "";
+  const char *ver = "not available";
+  int hi = shm ? atomic_load(&shm->workers) : 0;
+  if (cfg->workers > hi)
+    hi = cfg->workers;
+  if (hi < 1)
+    hi = 1;
+  if (hi > BH_MAX_WORKERS)
+    hi = BH_MAX_WORKERS;
+  size_t napis = cfg->napis < BH_SHM_MAX_APIS ? cfg->napis : BH_SHM_MAX_APIS;
+
+  /* request_total and request_duration_seconds: gather per API first (the
+   * families must not interleave), then print each family. */
+  size_t *ncodes = calloc(napis + 1, sizeof(size_t));
+  code_total_t **per_api = calloc(napis + 1, sizeof(*per_api));
+  if (ncodes == NULL || per_api == NULL)
+    b.failed = 1;
+  for (size_t a = 0; a < napis && !b.failed; a++) {
+    size_t cap = BH_SHM_MAX_CODES * (size_t)hi + 2, n = 0;
+    code_total_t *t = calloc(cap, sizeof(*t));
+    if (t == NULL) {
+      b.failed = 1;
+      break;
+    }
+    /* BentoML pre-creates 200 and 500 at 0 for every route. */
+    t[n++].code = 200;
+    t[n++].code = 500;
+    for (int w = 1; w <= hi && shm; w++) {
+      bh_api_stat_t *st = &shm->slots[w].apis[a];
+      for (int c = 0; c < BH_SHM_MAX_CODES; c++) {
+        uint32_t code = atomic_load_explicit(&st->codes[c].code, memory_order_acquire);
+        if (code == 0)
+          break;
+        size_t k = 0;
+        while (k < n && t[k].code != code)
+          k++;
+        if (k == n)
+          t[n++].code = code;
+        t[k].count += atomic_load_explicit(&st->codes[c].count, RELAXED);
+        t[k].sum_ns += atomic_load_explicit(&st->codes[c].sum_ns, RELAXED);
+        for (int i = 0; i <= BH_DUR_NB; i++)
+          t[k].bucket[i] += atomic_load_explicit(&st->codes[c].bucket[i], RELAXED);
+      }
+    }
+    per_api[a] = t;
+    ncodes[a] = n;
+  }
+
+  put(&b, "# HELP bentoml_service_request_total Total number of server HTTP requests\n");
+  put(&b, "# TYPE bentoml_service_request_total counter\n");
+  for (size_t a = 0; a < napis && !b.failed; a++)
+    for (size_t k = 0; k < ncodes[a]; k++) {
+      char code[16];
+      snprintf(code, sizeof(code), "%u", per_api[a][k].code);
+      const char *kv[] = {"endpoint", cfg->apis[a].route, "service_name", svc, "service_version", ver,
+                          "http_response_code", code, "runner_name", svc, NULL};
+      char *l = labels_of(kv);
+      if (l == NULL) {
+        b.failed = 1;
+        break;
+      }
+      put(&b, "bentoml_service_request_total{%s} %llu.0\n", l, (unsigned long long)per_api[a][k].count);
+      free(l);
+    }
+
+  put(&b, "# HELP bentoml_service_request_duration_seconds Server HTTP request duration in seconds\n");
+  put(&b, "# TYPE bentoml_service_request_duration_seconds histogram\n");
+  for (size_t a = 0; a < napis && !b.failed; a++)
+    for (size_t k = 0; k < ncodes[a]; k++) {
+      code_total_t *t = &per_api[a][k];
+      if (t->count == 0)
+        continue; /* the pre-created zero rows are a counter-only courtesy */
+      char code[16];
+      snprintf(code, sizeof(code), "%u", t->code);
+      const char *kv[] = {"endpoint", cfg->apis[a].route, "service_name", svc, "service_version", ver,
+                          "http_response_code", code, "runner_name", svc, NULL};
+      char *l = labels_of(kv);
+      if (l == NULL) {
+        b.failed = 1;
+        break;
+      }
+      put_histogram(&b, "bentoml_service_request_duration_seconds", l, t->bucket, bh_dur_buckets,
+                    BH_DUR_NB, (double)t->sum_ns / 1e9, t->count);
+      free(l);
+    }
+
+  put(&b, "# HELP bentoml_service_request_in_progress Total number of HTTP requests in progress now\n");
+  put(&b, "# TYPE bentoml_service_request_in_progress gauge\n");
+  for (size_t a = 0; a < napis && !b.failed; a++) {
+    int64_t v = 0;
+    for (int w = 1; w <= hi && shm; w++)
+      v += atomic_load_explicit(&shm->slots[w].apis[a].in_progress, RELAXED);
+    if (v < 0)
+      v = 0;
+    const char *kv[] = {"endpoint", cfg->apis[a].route, "service_name", svc, "service_version", ver,
+                        "runner_name", svc, NULL};
+    char *l = labels_of(kv);
+    if (l == NULL) {
+      b.failed = 1;
+      break;
+    }
+    put(&b, "bentoml_service_request_in_progress{%s} %lld.0\n", l, (long long)v);
+    free(l);
+  }
+
+  /* Batch sizes are per worker (BentoML labels them with worker_index). */
+  int any_batch = 0;
+  for (size_t a = 0; a < napis; a++)
+    any_batch |= cfg->apis[a].batchable;
+  if (any_batch && !b.failed) {
+    double bounds[BH_BATCH_NB];
+    int nb = bh_batch_bucket_bounds(largest_batch(cfg), bounds);
+    put(&b, "# HELP bentoml_service_adaptive_batch_size Runner adaptive batch size\n");
+    put(&b, "# TYPE bentoml_service_adaptive_batch_size histogram\n");
+    for (int w = 1; w <= hi && shm && !b.failed; w++)
+      for (size_t a = 0; a < napis && !b.failed; a++) {
+        if (!cfg->apis[a].batchable)
+          continue;
+        bh_api_stat_t *st = &shm->slots[w].apis[a];
+        uint64_t count = atomic_load_explicit(&st->batch_count, RELAXED);
+        if (count == 0)
+          continue;
+        uint64_t per[BH_BATCH_NB] = {0};
+        for (int i = 0; i <= nb; i++)
+          per[i] = atomic_load_explicit(&st->batch_bucket[i], RELAXED);
+        char wi[16];
+        snprintf(wi, sizeof(wi), "%d", w);
+        const char *kv[] = {"runner_name", svc, "worker_index", wi, "method_name", cfg->apis[a].name,
+                            "service_version", ver, "service_name", svc, NULL};
+        char *l = labels_of(kv);
+        if (l == NULL) {
+          b.failed = 1;
+          break;
+        }
+        put_histogram(&b, "bentoml_service_adaptive_batch_size", l, per, bounds, nb,
+                      (double)atomic_load_explicit(&st->batch_sum, RELAXED), count);
+        free(l);
+      }
+
+    put(&b, "# HELP bentohost_batch_queue_seconds Time the oldest request of a batch waited in its queue\n");
+    put(&b, "# TYPE bentohost_batch_queue_seconds histogram\n");
+    for (size_t a = 0; a < napis && !b.failed; a++) {
+      if (!cfg->apis[a].batchable)
+        continue;
+      uint64_t per[BH_QUEUE_NB + 1] = {0}, count = 0, sum = 0;
+      for (int w = 1; w <= hi && shm; w++) {
+        bh_api_stat_t *st = &shm->slots[w].apis[a];
+        count += atomic_load_explicit(&st->queue_count, RELAXED);
+        sum += atomic_load_explicit(&st->queue_sum_ns, RELAXED);
+        for (int i = 0; i <= BH_QUEUE_NB; i++)
+          per[i] += atomic_load_explicit(&st->queue_bucket[i], RELAXED);
+      }
+      const char *kv[] = {"endpoint", cfg->apis[a].route, "method_name", cfg->apis[a].name,
+                          "service_name", svc, NULL};
+      char *l = labels_of(kv);
+      if (l == NULL) {
+        b.failed = 1;
+        break;
+      }
+      put_histogram(&b, "bentohost_batch_queue_seconds", l, per, bh_queue_buckets, BH_QUEUE_NB,
+                    (double)sum / 1e9, count);
+      free(l);
+    }
+  }
+
+  static const char *const reasons[BH_REJ_N] = {"429", "503", "504"};
+  put(&b, "# HELP bentohost_requests_rejected_total Requests answered by the host without running them\n");
+  put(&b, "# TYPE bentohost_requests_rejected_total counter\n");
+  for (int r = 0; r < BH_REJ_N; r++) {
+    uint64_t v = 0;
+    for (int w = 1; w <= hi && shm; w++)
+      v += atomic_load_explicit(&shm->slots[w].rejected[r], RELAXED);
+    put(&b, "bentohost_requests_rejected_total{reason=\"%s\"} %llu.0\n", reasons[r],
+        (unsigned long long)v);
+  }
+
+  put(&b, "# HELP bentohost_worker_restarts_total Times a worker index was restarted after dying\n");
+  put(&b, "# TYPE bentohost_worker_restarts_total counter\n");
+  for (int w = 1; w <= hi; w++) {
+    uint64_t v = shm ? atomic_load_explicit(&shm->slots[w].restarts, RELAXED) : 0;
+    put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\"} %llu.0\n", w, (unsigned long long)v);
+  }
+
+  for (size_t a = 0; per_api && a < napis; a++)
+    free(per_api[a]);
+  free(per_api);
+  free(ncodes);
+  if (b.failed) {
+    free(b.p);
+    return NULL;
+  }
+  if (len)
+    *len = b.len;
+  return b.p;
+}

@@ -1,0 +1,566 @@
+/* Incremental multipart/form-data parser (RFC 7578 / RFC 2046 framing).
+ *
+ * The body is scanned for the delimiter "\r\n--<boundary>"; the parser starts
+ * as if a CRLF preceded the body so that the first delimiter needs no special
+ * case. The boundary cannot contain CR (RFC 2046 bchars), so the delimiter's
+ * only CR is its first byte: when a partial match fails, none of the held
+ * bytes can start another match, and they are plain content. That makes the
+ * matcher a memchr for CR plus a counter, with no look-behind buffer, and any
+ * split of the input into feeds gives the same result.
+ *
+ * File parts (those whose Content-Disposition has a filename) are written
+ * with write(2) to files in a temp dir made on the first file part; the I/O
+ * thread does this directly because they are local files. */
+#include "multipart.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_BOUNDARY 200
+#define MAX_PART_HEADERS (16 * 1024)
+#define MAX_PARTS 10000
+#define MAX_FILENAME 128
+
+enum { S_PREAMBLE, S_AFTER_DELIM, S_HEADERS, S_BODY, S_EPILOGUE, S_ERROR };
+
+struct bh_multipart {
+  char delim[4 + MAX_BOUNDARY];
+  size_t dlen;
+  int state;
+  size_t match;      /* delimiter bytes matched and held back */
+  int ad;            /* position in the line after a delimiter */
+
+  char *hbuf;        /* the part's header line being read */
+  size_t hlen, hcap, htotal;
+
+  bh_part_t cur;     /* the part being read */
+  int in_part;
+  int fd;
+  size_t dcap;
+
+  bh_part_t *parts;
+  size_t nparts, pcap;
+  char *temp_dir;
+  uint64_t mem, max_mem;
+
+  int status;
+  char err[160];
+};
+
+static int mp_fail(bh_multipart_t *mp, int status, const char *fmt, const char *arg) {
+  if (mp->state != S_ERROR) {
+    mp->state = S_ERROR;
+    mp->status = status;
+    snprintf(mp->err, sizeof(mp->err), fmt, arg ? arg : "");
+  }
+  return -EINVAL;
+}
+
+int bh_multipart_match(const char *ctype, size_t len) {
+  static const char mt[] = "multipart/form-data";
+  size_t n = sizeof(mt) - 1;
+
+  while (len > 0 && (*ctype == ' ' || *ctype == '\t'))
+    ctype++, len--;
+  if (len < n || strncasecmp(ctype, mt, n) != 0)
+    return 0;
+  return len == n || ctype[n] == ';' || ctype[n] == ' ' || ctype[n] == '\t';
+}
+
+/* Finds parameter `key` in "a/b; k=v; k2="v 2"" and unquotes it into out. */
+static int param_get(const char *s, size_t len, const char *key, char *out,
+                     size_t cap, size_t *outlen) {
+  size_t klen = strlen(key), i = 0;
+
+  /* skip the media type / disposition type */
+  while (i < len && s[i] != ';')
+    i++;
+  while (i < len) {
+    size_t ks, ke, o = 0;
+    i++; /* ';' */
+    while (i < len && (s[i] == ' ' || s[i] == '\t'))
+      i++;
+    ks = i;
+    while (i < len && s[i] != '=' && s[i] != ';')
+      i++;
+    ke = i;
+    while (ke > ks && (s[ke - 1] == ' ' || s[ke - 1] == '\t'))
+      ke--;
+    if (i >= len || s[i] == ';')
+      continue;
+    i++; /* '=' */
+    while (i < len && (s[i] == ' ' || s[i] == '\t'))
+      i++;
+    {
+      int match = ke - ks == klen && strncasecmp(s + ks, key, klen) == 0;
+      if (i < len && s[i] == '"') {
+        i++;
+        while (i < len && s[i] != '"') {
+          char ch = s[i];
+          /* only \" and \\ are escapes: a browser on Windows may send a
+           * path with bare backslashes */
+          if (ch == '\\' && i + 1 < len && (s[i + 1] == '"' || s[i + 1] == '\\'))
+            ch = s[++i];
+          if (match && o + 1 < cap)
+            out[o++] = ch;
+          i++;
+        }
+        if (i < len)
+          i++;
+        while (i < len && s[i] != ';')
+          i++;
+      } else {
+        size_t vs = i, ve;
+        while (i < len && s[i] != ';')
+          i++;
+        ve = i;
+        while (ve > vs && (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
+          ve--;
+        if (match)
+          for (; vs < ve && o + 1 < cap; vs++)
+            out[o++] = s[vs];
+      }
+      if (match) {
+        out[o] = '\0';
+        *outlen = o;
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+int bh_multipart_new(bh_multipart_t **out, const char *ctype, size_t len,
+                     uint64_t max_mem) {
+  bh_multipart_t *mp = calloc(1, sizeof(*mp));
+  char b[MAX_BOUNDARY + 2];
+  size_t blen = 0, i;
+
+  *out = mp;
+  if (mp == NULL)
+    return -ENOMEM;
+  mp->fd = -1;
+  mp->max_mem = max_mem;
+  mp->state = S_PREAMBLE;
+  if (!param_get(ctype, len, "boundary", b, sizeof(b), &blen) || blen == 0)
+    return mp_fail(mp, 400, "missing boundary", NULL);
+  if (blen > MAX_BOUNDARY)
+    return mp_fail(mp, 400, "boundary too long", NULL);
+  for (i = 0; i < blen; i++)
+    if (b[i] == '\r' || b[i] == '\n')
+      return mp_fail(mp, 400, "invalid boundary", NULL);
+  memcpy(mp->delim, "\r\n--", 4);
+  memcpy(mp->delim + 4, b, blen);
+  mp->dlen = 4 + blen;
+  /* the virtual CRLF before the body: the first delimiter may start at byte 0 */
+  mp->match = 2;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- parts */
+
+static void part_clear(bh_part_t *p) {
+  free(p->name);
+  free(p->filename);
+  free(p->content_type);
+  free(p->path);
+  free(p->data);
+  memset(p, 0, sizeof(*p));
+}
+
+static const char *tmp_base(void) {
+  const char *t = getenv("TMPDIR");
+  return t != NULL && t[0] != '\0' ? t : "/tmp";
+}
+
+/* A name safe in any directory: the basename, with anything but letters,
+ * digits, '.', '-' and '_' replaced, never hidden, never empty. */
+static void sanitize(const char *in, char *out, size_t cap) {
+  const char *base = in, *s;
+  size_t n, o = 0;
+
+  for (s = in; *s; s++)
+    if (*s == '/' || *s == '\\')
+      base = s + 1;
+  n = strlen(base);
+  if (n > MAX_FILENAME) /* keep the end: the extension matters */
+    base += n - MAX_FILENAME;
+  for (s = base; *s && o + 1 < cap; s++) {
+    unsigned char ch = (unsigned char)*s;
+    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+             (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
+    out[o++] = ok ? (char)ch : '_';
+  }
+  out[o] = '\0';
+  if (o == 0)
+    snprintf(out, cap, "upload");
+  else if (out[0] == '.')
+    out[0] = '_';
+}
+
+static int part_open_file(bh_multipart_t *mp) {
+  char name[MAX_FILENAME + 8], path[4096];
+  int i;
+
+  if (mp->temp_dir == NULL) {
+    char tmpl[4096];
+    snprintf(tmpl, sizeof(tmpl), "%s/bentohost-req-XXXXXX", tmp_base());
+    if (mkdtemp(tmpl) == NULL)
+      return mp_fail(mp, 500, "cannot create a temp dir: %s", strerror(errno));
+    if ((mp->temp_dir = strdup(tmpl)) == NULL)
+      return mp_fail(mp, 500, "out of memory", NULL);
+  }
+  sanitize(mp->cur.filename, name, sizeof(name));
+  for (i = 0; i < 10000; i++) {
+    if (i == 0)
+      snprintf(path, sizeof(path), "%s/%s", mp->temp_dir, name);
+    else
+      snprintf(path, sizeof(path), "%s/%d-%s", mp->temp_dir, i, name);
+    mp->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (mp->fd >= 0)
+      break;
+    if (errno != EEXIST)
+      return mp_fail(mp, 500, "cannot create a file: %s", strerror(errno));
+  }
+  if (mp->fd < 0)
+    return mp_fail(mp, 500, "cannot create a file: %s", strerror(EEXIST));
+  if ((mp->cur.path = strdup(path)) == NULL)
+    return mp_fail(mp, 500, "out of memory", NULL);
+  return 0;
+}
+
+static int emit(bh_multipart_t *mp, const char *p, size_t n) {
+  if (mp->state == S_PREAMBLE || n == 0)
+    return 0;
+  if (mp->fd >= 0) {
+    while (n > 0) {
+      ssize_t w = write(mp->fd, p, n);
+      if (w < 0) {
+        if (errno == EINTR)
+          continue;
+        return mp_fail(mp, 500, "cannot write a file: %s", strerror(errno));
+      }
+      p += w;
+      n -= (size_t)w;
+      mp->cur.len += (size_t)w;
+    }
+    return 0;
+  }
+  if (mp->mem + n > mp->max_mem)
+    return mp_fail(mp, 413, "fields too large", NULL);
+  if (mp->cur.len + n + 1 > mp->dcap) {
+    size_t ncap = mp->dcap ? mp->dcap : 64;
+    char *nd;
+    while (ncap < mp->cur.len + n + 1)
+      ncap *= 2;
+    if ((nd = realloc(mp->cur.data, ncap)) == NULL)
+      return mp_fail(mp, 500, "out of memory", NULL);
+    mp->cur.data = nd;
+    mp->dcap = ncap;
+  }
+  memcpy(mp->cur.data + mp->cur.len, p, n);
+  mp->cur.len += n;
+  mp->mem += n;
+  return 0;
+}
+
+static int part_end(bh_multipart_t *mp) {
+  if (mp->fd >= 0) {
+    if (close(mp->fd) != 0 && errno != EINTR) {
+      mp->fd = -1;
+      return mp_fail(mp, 500, "cannot write a file: %s", strerror(errno));
+    }
+    mp->fd = -1;
+  } else if (mp->cur.data == NULL) {
+    if ((mp->cur.data = malloc(1)) == NULL)
+      return mp_fail(mp, 500, "out of memory", NULL);
+    mp->cur.data[0] = '\0';
+  } else {
+    mp->cur.data[mp->cur.len] = '\0';
+  }
+  if (mp->nparts == mp->pcap) {
+    size_t ncap = mp->pcap ? mp->pcap * 2 : 4;
+    bh_part_t *np = realloc(mp->parts, ncap * sizeof(*np));
+    if (np == NULL)
+      return mp_fail(mp, 500, "out of memory", NULL);
+    mp->parts = np;
+    mp->pcap = ncap;
+  }
+  mp->parts[mp->nparts++] = mp->cur;
+  memset(&mp->cur, 0, sizeof(mp->cur));
+  mp->in_part = 0;
+  mp->dcap = 0;
+  return 0;
+}
+
+/* One header line of a part, without its CRLF. */
+static int header_line(bh_multipart_t *mp, const char *s, size_t len) {
+  const char *colon = memchr(s, ':', len);
+  const char *v;
+  size_t nlen, vlen;
+
+  if (len > 0 && (s[0] == ' ' || s[0] == '\t'))
+    return 0; /* obsolete folding: nothing we read is long enough to fold */
+  if (colon == NULL)
+    return mp_fail(mp, 400, "malformed part header", NULL);
+  nlen = (size_t)(colon - s);
+  while (nlen > 0 && (s[nlen - 1] == ' ' || s[nlen - 1] == '\t'))
+    nlen--;
+  v = colon + 1;
+  vlen = len - (size_t)(v - s);
+  while (vlen > 0 && (*v == ' ' || *v == '\t'))
+    v++, vlen--;
+  while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+    vlen--;
+
+  if (nlen == 19 && strncasecmp(s, "content-disposition", 19) == 0) {
+    char *buf = malloc(vlen + 1);
+    size_t n;
+    if (buf == NULL)
+      return mp_fail(mp, 500, "out of memory", NULL);
+    free(mp->cur.name);
+    free(mp->cur.filename);
+    mp->cur.name = mp->cur.filename = NULL;
+    if (param_get(v, vlen, "name", buf, vlen + 1, &n))
+      mp->cur.name = strndup(buf, n);
+    else
+      mp->cur.name = strdup("");
+    if (param_get(v, vlen, "filename", buf, vlen + 1, &n))
+      mp->cur.filename = strndup(buf, n);
+    free(buf);
+    if (mp->cur.name == NULL)
+      return mp_fail(mp, 500, "out of memory", NULL);
+    mp->in_part = 2; /* seen */
+  } else if (nlen == 12 && strncasecmp(s, "content-type", 12) == 0) {
+    free(mp->cur.content_type);
+    if ((mp->cur.content_type = strndup(v, vlen)) == NULL)
+      return mp_fail(mp, 500, "out of memory", NULL);
+  }
+  return 0;
+}
+
+static int headers_done(bh_multipart_t *mp) {
+  if (mp->in_part != 2)
+    return mp_fail(mp, 400, "part without Content-Disposition", NULL);
+  if (mp->nparts >= MAX_PARTS)
+    return mp_fail(mp, 400, "too many parts", NULL);
+  mp->state = S_BODY;
+  if (mp->cur.filename != NULL)
+    return part_open_file(mp);
+  return 0;
+}
+
+/* Reads header lines; returns bytes used. */
+static size_t feed_headers(bh_multipart_t *mp, const char *p, size_t n) {
+  const char *nl = memchr(p, '\n', n);
+  size_t take = nl ? (size_t)(nl - p) + 1 : n;
+
+  mp->htotal += take;
+  if (mp->htotal > MAX_PART_HEADERS) {
+    mp_fail(mp, 400, "part headers too large", NULL);
+    return n;
+  }
+  if (mp->hlen + take > mp->hcap) {
+    size_t ncap = mp->hcap ? mp->hcap : 256;
+    char *nb;
+    while (ncap < mp->hlen + take)
+      ncap *= 2;
+    if ((nb = realloc(mp->hbuf, ncap)) == NULL) {
+      mp_fail(mp, 500, "out of memory", NULL);
+      return n;
+    }
+    mp->hbuf = nb;
+    mp->hcap = ncap;
+  }
+  memcpy(mp->hbuf + mp->hlen, p, take);
+  mp->hlen += take;
+  if (nl == NULL)
+    return take;
+
+  if (mp->hlen < 2 || mp->hbuf[mp->hlen - 2] != '\r') {
+    mp_fail(mp, 400, "malformed part header", NULL);
+    return n;
+  }
+  if (mp->hlen == 2)
+    headers_done(mp);
+  else
+    header_line(mp, mp->hbuf, mp->hlen - 2);
+  mp->hlen = 0;
+  return take;
+}
+
+/* Content until the next delimiter. Returns bytes used; the state moves to
+ * S_AFTER_DELIM when the delimiter is complete. */
+static size_t feed_content(bh_multipart_t *mp, const char *p, size_t n) {
+  size_t i = 0;
+
+  while (i < n) {
+    if (mp->match == 0) {
+      const char *cr = memchr(p + i, '\r', n - i);
+      size_t run = cr ? (size_t)(cr - (p + i)) : n - i;
+      if (emit(mp, p + i, run))
+        return n;
+      i += run;
+      if (cr == NULL)
+        break;
+      mp->match = 1;
+      i++;
+      continue;
+    }
+    if (p[i] == mp->delim[mp->match]) {
+      i++;
+      if (++mp->match == mp->dlen) {
+        mp->match = 0;
+        if (mp->state == S_BODY && part_end(mp))
+          return n;
+        mp->state = S_AFTER_DELIM;
+        mp->ad = 0;
+        return i;
+      }
+    } else {
+      /* the held bytes were content after all; p[i] is looked at again */
+      if (emit(mp, mp->delim, mp->match))
+        return n;
+      mp->match = 0;
+    }
+  }
+  return n;
+}
+
+/* The rest of a delimiter line: "--" ends the body, else optional padding
+ * and CRLF start a part. */
+static size_t feed_after_delim(bh_multipart_t *mp, const char *p, size_t n) {
+  size_t i;
+
+  for (i = 0; i < n && mp->state == S_AFTER_DELIM; i++) {
+    char ch = p[i];
+    switch (mp->ad) {
+    case 0:
+      if (ch == '-')
+        mp->ad = 1;
+      else if (ch == ' ' || ch == '\t')
+        mp->ad = 3;
+      else if (ch == '\r')
+        mp->ad = 2;
+      else
+        mp_fail(mp, 400, "malformed boundary line", NULL);
+      break;
+    case 1:
+      if (ch == '-')
+        mp->state = S_EPILOGUE;
+      else
+        mp_fail(mp, 400, "malformed boundary line", NULL);
+      break;
+    case 3:
+      if (ch == '\r')
+        mp->ad = 2;
+      else if (ch != ' ' && ch != '\t')
+        mp_fail(mp, 400, "malformed boundary line", NULL);
+      break;
+    case 2:
+      if (ch != '\n') {
+        mp_fail(mp, 400, "malformed boundary line", NULL);
+        break;
+      }
+      mp->state = S_HEADERS;
+      mp->in_part = 1;
+      mp->hlen = mp->htotal = 0;
+      break;
+    }
+  }
+  return i;
+}
+
+int bh_multipart_feed(bh_multipart_t *mp, const char *data, size_t len) {
+  while (len > 0) {
+    size_t used;
+    switch (mp->state) {
+    case S_PREAMBLE:
+    case S_BODY:
+      used = feed_content(mp, data, len);
+      break;
+    case S_AFTER_DELIM:
+      used = feed_after_delim(mp, data, len);
+      break;
+    case S_HEADERS:
+      used = feed_headers(mp, data, len);
+      break;
+    case S_EPILOGUE:
+      return 0;
+    default:
+      return -EINVAL;
+    }
+    data += used;
+    len -= used;
+  }
+  return mp->state == S_ERROR ? -EINVAL : 0;
+}
+
+int bh_multipart_finish(bh_multipart_t *mp, bh_req_t *req) {
+  if (mp->state == S_ERROR)
+    return -EINVAL;
+  if (mp->state != S_EPILOGUE)
+    return mp_fail(mp, 400, mp->state == S_PREAMBLE && mp->nparts == 0 &&
+                   !mp->in_part ? "no boundary in the body" : "truncated body", NULL);
+  req->parts = mp->parts;
+  req->nparts = mp->nparts;
+  req->temp_dir = mp->temp_dir;
+  mp->parts = NULL;
+  mp->nparts = mp->pcap = 0;
+  mp->temp_dir = NULL;
+  return 0;
+}
+
+int bh_multipart_status(const bh_multipart_t *mp) {
+  return mp->status ? mp->status : 400;
+}
+
+const char *bh_multipart_error(const bh_multipart_t *mp) {
+  return mp->err[0] ? mp->err : "invalid body";
+}
+
+void bh_multipart_free(bh_multipart_t *mp) {
+  size_t i;
+
+  if (mp == NULL)
+    return;
+  if (mp->fd >= 0)
+    close(mp->fd);
+  part_clear(&mp->cur);
+  for (i = 0; i < mp->nparts; i++)
+    part_clear(&mp->parts[i]);
+  free(mp->parts);
+  free(mp->hbuf);
+  if (mp->temp_dir != NULL) {
+    bh_rmtree(mp->temp_dir);
+    free(mp->temp_dir);
+  }
+  free(mp);
+}
+
+/* ---------------------------------------------------------------- rmtree */
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  /* keep going on errors: remove as much as we can */
+  if (remove(path) != 0 && errno != ENOENT)
+    return 0;
+  return 0;
+}
+
+int bh_rmtree(const char *path) {
+  /* FTW_PHYS: a symlink Python left in the dir is removed, not followed */
+  if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    return errno ? -errno : -EIO;
+  return 0;
+}

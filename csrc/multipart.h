@@ -1,0 +1,36 @@
+/* Incremental multipart/form-data parser (multipart.c), used by the I/O thread
+ * while a request body arrives: file parts go straight to files in a
+ * per-request temp dir, plain fields stay in memory, the body is never
+ * buffered whole. Independent of libuv and llhttp so that it can be unit
+ * tested on its own (tests/c/test_multipart.c). */
+#ifndef BH_MULTIPART_H
+#define BH_MULTIPART_H
+
+#include "bh.h"
+
+typedef struct bh_multipart bh_multipart_t;
+
+/* Whether a Content-Type's media type is multipart/form-data. */
+int bh_multipart_match(const char *ctype, size_t len);
+
+/* Starts a parser for a request with Content-Type ctype. 0, -ENOMEM, or
+ * -EINVAL when the boundary is missing or unusable (then *out is still a
+ * parser, in its error state, so that the caller reads the reason; free it).
+ * max_mem bounds the bytes of the plain fields. */
+int bh_multipart_new(bh_multipart_t **out, const char *ctype, size_t len,
+                     uint64_t max_mem);
+/* 0, or negative once the body is known to be invalid (see _status/_error). */
+int bh_multipart_feed(bh_multipart_t *mp, const char *data, size_t len);
+/* The body ended: 0 and the parts and temp dir move to req (req->body stays
+ * as it is), or negative when the body was incomplete or invalid. */
+int bh_multipart_finish(bh_multipart_t *mp, bh_req_t *req);
+/* After a failure: the HTTP status to answer (400, 413 or 500) and the reason. */
+int bh_multipart_status(const bh_multipart_t *mp);
+const char *bh_multipart_error(const bh_multipart_t *mp);
+/* Frees the parser; removes its temp dir unless finish handed it over. */
+void bh_multipart_free(bh_multipart_t *mp);
+
+/* rm -rf path (no symlinks followed); 0 or a negative errno. */
+int bh_rmtree(const char *path);
+
+#endif

@@ -1,0 +1,113 @@
+/* State shared by the supervisor and every worker: one anonymous shared mapping
+ * made before the first fork, so every process sees it at the same address and
+ * it outlives any single worker (counters survive a respawn).
+ *
+ * Writers never share a word: the global block is only touched with atomic
+ * read-modify-write operations (the max_concurrency count), each slot only by
+ * its worker, or by the supervisor after that worker was reaped. No locks, so a
+ * worker killed at any instruction can never leave one held. */
+#include "traffic.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+uint64_t bh_traffic_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+size_t bh_shm_size(void) {
+  return sizeof(struct bh_shm);
+}
+
+bh_shm_t *bh_shm_create(void) {
+  void *p = mmap(NULL, sizeof(struct bh_shm), PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  /* Anonymous memory is zero-filled, which is every field's initial value;
+   * no memset, so the slots' pages stay untouched until a worker uses them. */
+  return p;
+}
+
+void bh_shm_set_workers(bh_shm_t *shm, int n) {
+  if (shm == NULL)
+    return;
+  if (n < 0)
+    n = 0;
+  if (n > BH_MAX_WORKERS)
+    n = BH_MAX_WORKERS;
+  atomic_store(&shm->workers, n);
+}
+
+void bh_shm_worker_died(bh_shm_t *shm, int index) {
+  bh_slot_t *s = bh_shm_slot(shm, index);
+  if (s == NULL)
+    return;
+  /* The worker is reaped, so nobody else writes this slot now. Give its
+   * admitted requests back to the global count; clamp so that a count already
+   * given back (or an acquire cut short by the kill) never drives it below 0. */
+  int64_t mine = atomic_exchange(&s->inflight, 0);
+  if (mine > 0) {
+    int64_t cur = atomic_load(&shm->inflight);
+    int64_t next;
+    do {
+      next = cur - mine;
+      if (next < 0)
+        next = 0;
+    } while (!atomic_compare_exchange_weak(&shm->inflight, &cur, next));
+  }
+  atomic_store(&s->pending, 0);
+  atomic_store(&s->busy_since_ns, 0);
+  atomic_store(&s->heartbeat_ns, 0);
+  /* in_progress is a gauge of live requests: a dead worker has none. */
+  for (int i = 0; i < BH_SHM_MAX_APIS; i++)
+    if (atomic_load_explicit(&s->apis[i].in_progress, memory_order_relaxed) != 0)
+      atomic_store(&s->apis[i].in_progress, 0);
+  atomic_fetch_add(&s->restarts, 1);
+}
+
+void bh_shm_heartbeat(bh_shm_t *shm, int index) {
+  bh_slot_t *s = bh_shm_slot(shm, index);
+  if (s != NULL)
+    atomic_store_explicit(&s->heartbeat_ns, bh_traffic_now_ns(), memory_order_relaxed);
+}
+
+void bh_shm_work(bh_shm_t *shm, int index, int delta) {
+  bh_slot_t *s = bh_shm_slot(shm, index);
+  if (s == NULL || delta == 0)
+    return;
+  int64_t before = atomic_fetch_add(&s->pending, delta);
+  /* Going from idle to busy starts the stall clock afresh: an old heartbeat
+   * from before an idle period must not count as lack of progress. */
+  if (before <= 0 && before + delta > 0) {
+    uint64_t now = bh_traffic_now_ns();
+    atomic_store(&s->busy_since_ns, now);
+    atomic_store_explicit(&s->heartbeat_ns, now, memory_order_relaxed);
+  }
+  if (before + delta < 0) /* unbalanced calls must not wedge the count */
+    atomic_store(&s->pending, 0);
+}
+
+double bh_shm_stall_at(bh_shm_t *shm, int index, uint64_t now) {
+  bh_slot_t *s = bh_shm_slot(shm, index);
+  if (s == NULL)
+    return 0;
+  /* Only Python work counts: an idle Python thread with responses still being
+   * written by the I/O thread (slow clients) is not stalled. */
+  if (atomic_load(&s->pending) <= 0)
+    return 0;
+  uint64_t hb = atomic_load_explicit(&s->heartbeat_ns, memory_order_relaxed);
+  uint64_t since = atomic_load(&s->busy_since_ns);
+  uint64_t last = hb > since ? hb : since;
+  if (last == 0 || now <= last)
+    return 0; /* never started: the supervisor's start-up timeout covers it */
+  return (double)(now - last) / 1e9;
+}
+
+double bh_shm_stall_s(bh_shm_t *shm, int index) {
+  return bh_shm_stall_at(shm, index, bh_traffic_now_ns());
+}

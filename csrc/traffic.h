@@ -1,0 +1,108 @@
+/* bentohost: private declarations of the traffic files (shm.c, limiter.c,
+ * metrics.c, batch.c) and their unit tests. Nothing outside those files
+ * should include this: the contract with the rest of the host is bh.h. */
+#ifndef BH_TRAFFIC_H
+#define BH_TRAFFIC_H
+
+#include "bh.h"
+
+/* ---------------------------------------------------------------- segment layout */
+
+/* Fixed capacities. The segment is MAP_ANONYMOUS, so pages nobody touches cost
+ * nothing: capacities are generous rather than exact. */
+#define BH_SHM_MAX_APIS 64    /* APIs beyond this are served but not measured */
+#define BH_SHM_MAX_CODES 16   /* distinct status codes per API per worker */
+#define BH_DUR_NB 18          /* finite request-duration buckets */
+#define BH_QUEUE_NB 13        /* finite batch-queue-wait buckets */
+#define BH_BATCH_NB 34        /* batch-size buckets: 1..2^31, the end, +Inf */
+
+extern const double bh_dur_buckets[BH_DUR_NB];
+extern const double bh_queue_buckets[BH_QUEUE_NB];
+
+typedef struct bh_code_stat {
+  _Atomic uint32_t code;             /* 0: free; written last by its worker */
+  _Atomic uint64_t count;
+  _Atomic uint64_t sum_ns;
+  _Atomic uint64_t bucket[BH_DUR_NB + 1]; /* per bucket, not cumulative; last = +Inf */
+} bh_code_stat_t;
+
+typedef struct bh_api_stat {
+  bh_code_stat_t codes[BH_SHM_MAX_CODES];
+  _Atomic int64_t in_progress;
+  _Atomic uint64_t batch_count, batch_sum;
+  _Atomic uint64_t batch_bucket[BH_BATCH_NB];
+  _Atomic uint64_t queue_count, queue_sum_ns;
+  _Atomic uint64_t queue_bucket[BH_QUEUE_NB + 1];
+} bh_api_stat_t;
+
+enum { BH_REJ_429, BH_REJ_503, BH_REJ_504, BH_REJ_N };
+
+/* One per worker index; written only by that worker (and by the supervisor
+ * once the worker is dead and reaped, see bh_shm_worker_died). Page aligned so
+ * two workers never write the same cache line. */
+typedef struct bh_slot {
+  _Atomic int64_t inflight;        /* admitted by bh_limiter_acquire, not yet released */
+  _Atomic int64_t pending;         /* Python work taken and not finished (bh_shm_work) */
+  _Atomic uint64_t heartbeat_ns;   /* CLOCK_MONOTONIC of the Python thread's last progress */
+  _Atomic uint64_t busy_since_ns;  /* when the worker last went from idle to busy */
+  _Atomic uint64_t restarts;
+  _Atomic uint64_t rejected[BH_REJ_N];
+  bh_api_stat_t apis[BH_SHM_MAX_APIS];
+} __attribute__((aligned(4096))) bh_slot_t;
+
+struct bh_shm {
+  _Atomic int64_t inflight;        /* exact global in-flight count (max_concurrency) */
+  _Atomic int32_t workers;         /* workers running, set by the supervisor */
+  char pad[4096 - 12];
+  bh_slot_t slots[BH_MAX_WORKERS + 1]; /* [0] unused: worker indices are 1-based */
+};
+
+static inline bh_slot_t *bh_shm_slot(bh_shm_t *shm, int index) {
+  if (shm == NULL || index < 1 || index > BH_MAX_WORKERS)
+    return NULL;
+  return &shm->slots[index];
+}
+
+uint64_t bh_traffic_now_ns(void); /* CLOCK_MONOTONIC */
+size_t bh_shm_size(void);
+double bh_shm_stall_at(bh_shm_t *shm, int index, uint64_t now_ns);
+/* Bucket index of a batch of `size` items among 1,2,4,..,<end, end, +Inf. */
+int bh_batch_bucket_index(uint32_t size, uint32_t end);
+/* The bounds for the render: fills up to BH_BATCH_NB-1 finite bounds. */
+int bh_batch_bucket_bounds(uint32_t end, double *bounds);
+
+/* ---------------------------------------------------------------- JSON items */
+
+/* The batch input of a body: `root` says the body is the value itself, else
+ * `field` names it inside the top-level object. On success (0) *open and *close
+ * are the offsets of the value's '[' and ']' when it is an array (*count its
+ * elements), or *count is -1 when the value exists but is not an array.
+ * Negative errno when the body is not JSON the scanner understands. When elems
+ * is not NULL it receives 2*count offsets (start, end) of the elements. */
+int bh_json_items(const char *body, size_t len, int root, const char *field,
+                  size_t *open, size_t *close, long *count, size_t *elems, size_t max_elems);
+/* Items a request carries for batching: the array's length, or 1. */
+uint32_t bh_json_count_items(const char *body, size_t len, int root, const char *field);
+/* A copy of body with the array sliced to elements [from, to): prefix + the
+ * elements with their separators + suffix. malloc'd, NULL on error. */
+char *bh_json_slice(const char *body, size_t len, int root, const char *field,
+                    uint32_t from, uint32_t to, size_t *out_len);
+
+/* ---------------------------------------------------------------- batcher, fake clock */
+
+/* The same as the bh.h entry points, at an explicit time (tests drive a fake
+ * clock through these; the bh.h ones pass the monotonic clock). */
+void bh_batcher_enqueue_at(bh_batcher_t *b, bh_req_t *req, uint64_t now);
+int bh_batcher_member_done_at(bh_batcher_t *b, bh_req_t *req, bh_out_t *msg,
+                              bh_out_t **parent_msg, uint64_t now);
+/* What the uv_timer does when it fires. */
+void bh_batcher_tick_at(bh_batcher_t *b, uint64_t now);
+/* The deadline the timer of API `api` is armed for (0: none), for tests. */
+uint64_t bh_batcher_deadline(bh_batcher_t *b, int api);
+/* The model's predicted duration of an n-item batch of API `api`, seconds. */
+double bh_batcher_predict(bh_batcher_t *b, int api, uint32_t n);
+/* Queued items of API `api`, and whether a batch of it is in flight. */
+uint32_t bh_batcher_queued(bh_batcher_t *b, int api);
+int bh_batcher_busy(bh_batcher_t *b, int api);
+
+#endif

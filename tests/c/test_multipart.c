@@ -1,0 +1,289 @@
+/* Unit test of the multipart/form-data parser (csrc/multipart.c): the same
+ * body fed split at every byte boundary, byte by byte and in random pieces
+ * must give the same parts; truncated and malformed bodies must fail; temp
+ * dirs must never be left behind. Run with TMPDIR set to an empty directory.
+ * Exits 0 on success. */
+#include "multipart.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void bh_log(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      exit(1);                                                               \
+    }                                                                        \
+  } while (0)
+
+static const char CTYPE[] = "multipart/form-data; boundary=\"----xyzXYZ\"";
+static char file1[3000];
+static size_t file1_len;
+static char body[8192];
+static size_t body_len, body_end; /* body_end: just after the final "--" */
+
+static void build(void) {
+  size_t i;
+  char *p = body;
+  /* content that almost looks like the delimiter, CRs everywhere */
+  for (i = 0; i < sizeof(file1); i++)
+    file1[i] = (char)((i * 131 + (i >> 3)) & 0xff);
+  memcpy(file1 + 100, "\r\n------xyzXY", 13);
+  memcpy(file1 + 200, "\r\n------xyzXY_Z", 15);
+  memcpy(file1 + 300, "\r\r\n\r\n-", 6);
+  file1_len = sizeof(file1);
+  file1[file1_len - 1] = '\r';
+
+  p += sprintf(p, "preamble to ignore\r\n");
+  p += sprintf(p, "------xyzXYZ\r\nContent-Disposition: form-data; name=\"field\"\r\n\r\n"
+                  "{\"a\": 1}\r\n");
+  p += sprintf(p, "------xyzXYZ  \r\ncontent-disposition: form-data; name=\"up\"; "
+                  "filename=\"../../etc/pa ss\\\"wd.png\"\r\nContent-Type: image/png\r\n\r\n");
+  memcpy(p, file1, file1_len);
+  p += file1_len;
+  p += sprintf(p, "\r\n------xyzXYZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"pass wd.png\"\r\n\r\n"
+                  "second\r\n");
+  p += sprintf(p, "------xyzXYZ\r\nContent-Disposition: form-data; name=\"empty\"\r\n\r\n\r\n");
+  p += sprintf(p, "------xyzXYZ--");
+  body_end = (size_t)(p - body);
+  p += sprintf(p, "\r\nepilogue\r\n------xyzXYZ\r\n");
+  body_len = (size_t)(p - body);
+}
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  char *buf;
+  CHECK(f != NULL);
+  buf = malloc(1 << 20);
+  *len = fread(buf, 1, 1 << 20, f);
+  fclose(f);
+  return buf;
+}
+
+static void check_parts(const bh_req_t *req) {
+  size_t len;
+  char *data;
+
+  CHECK(req->nparts == 4);
+  CHECK(req->temp_dir != NULL);
+  CHECK(strcmp(req->parts[0].name, "field") == 0);
+  CHECK(req->parts[0].filename == NULL && req->parts[0].path == NULL);
+  CHECK(req->parts[0].len == 8 && strcmp(req->parts[0].data, "{\"a\": 1}") == 0);
+
+  CHECK(strcmp(req->parts[1].name, "up") == 0);
+  CHECK(strcmp(req->parts[1].filename, "../../etc/pa ss\"wd.png") == 0);
+  CHECK(strcmp(req->parts[1].content_type, "image/png") == 0);
+  CHECK(req->parts[1].data == NULL && req->parts[1].len == file1_len);
+  CHECK(strncmp(req->parts[1].path, req->temp_dir, strlen(req->temp_dir)) == 0);
+  CHECK(strcmp(strrchr(req->parts[1].path, '/'), "/pa_ss_wd.png") == 0);
+  data = read_file(req->parts[1].path, &len);
+  CHECK(len == file1_len && memcmp(data, file1, len) == 0);
+  free(data);
+
+  /* the sanitised name collides: still unique */
+  CHECK(strcmp(req->parts[2].filename, "pass wd.png") == 0);
+  CHECK(strcmp(req->parts[2].path, req->parts[1].path) != 0);
+  CHECK(req->parts[2].content_type == NULL);
+  data = read_file(req->parts[2].path, &len);
+  CHECK(len == 6 && memcmp(data, "second", 6) == 0 && req->parts[2].len == 6);
+  free(data);
+
+  CHECK(strcmp(req->parts[3].name, "empty") == 0);
+  CHECK(req->parts[3].len == 0 && req->parts[3].data != NULL && req->parts[3].data[0] == '\0');
+}
+
+static bh_req_t *parse_split(const size_t *cuts, size_t ncuts, size_t upto, int expect_ok) {
+  bh_multipart_t *mp;
+  bh_req_t *req = calloc(1, sizeof(*req));
+  size_t prev = 0, i;
+  int r = 0;
+
+  CHECK(bh_multipart_new(&mp, CTYPE, strlen(CTYPE), 1 << 20) == 0);
+  for (i = 0; i <= ncuts && r == 0; i++) {
+    size_t end = i < ncuts ? cuts[i] : upto;
+    r = bh_multipart_feed(mp, body + prev, end - prev);
+    prev = end;
+  }
+  if (r == 0)
+    r = bh_multipart_finish(mp, req);
+  if (expect_ok && r != 0) {
+    fprintf(stderr, "parse failed (%s), cuts:", bh_multipart_error(mp));
+    for (i = 0; i < ncuts; i++)
+      fprintf(stderr, " %zu", cuts[i]);
+    fprintf(stderr, " upto %zu\n", upto);
+    exit(1);
+  }
+  if (!expect_ok) {
+    CHECK(r != 0);
+    CHECK(bh_multipart_status(mp) == 400);
+  }
+  bh_multipart_free(mp);
+  if (r != 0) {
+    bh_req_free(req);
+    return NULL;
+  }
+  return req;
+}
+
+static int dir_empty(const char *path) {
+  DIR *d = opendir(path);
+  struct dirent *e;
+  int n = 0;
+  CHECK(d != NULL);
+  while ((e = readdir(d)) != NULL)
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      n++;
+  closedir(d);
+  return n == 0;
+}
+
+static void fail_case(const char *ctype, const char *b, const char *reason) {
+  bh_multipart_t *mp;
+  bh_req_t req;
+  int r;
+
+  memset(&req, 0, sizeof(req));
+  r = bh_multipart_new(&mp, ctype, strlen(ctype), 1 << 20);
+  if (r == 0)
+    r = bh_multipart_feed(mp, b, strlen(b));
+  if (r == 0)
+    r = bh_multipart_finish(mp, &req);
+  CHECK(r != 0);
+  if (strstr(bh_multipart_error(mp), reason) == NULL) {
+    fprintf(stderr, "want %s, got %s\n", reason, bh_multipart_error(mp));
+    exit(1);
+  }
+  bh_multipart_free(mp);
+}
+
+int main(void) {
+  const char *tmp = getenv("TMPDIR");
+  size_t cuts[3], k, j, n = 0;
+  bh_req_t *req;
+  unsigned seed = 7;
+
+  CHECK(tmp != NULL && dir_empty(tmp));
+  build();
+  CHECK(bh_multipart_match(CTYPE, strlen(CTYPE)));
+  CHECK(bh_multipart_match("Multipart/Form-Data", 19));
+  CHECK(!bh_multipart_match("multipart/form-datax", 20));
+  CHECK(!bh_multipart_match("application/json", 16));
+
+  /* whole, then split in two at every byte */
+  for (k = 0; k <= body_len; k++) {
+    cuts[0] = k;
+    req = parse_split(cuts, 1, body_len, 1);
+    check_parts(req);
+    bh_req_free(req);
+    n++;
+  }
+  /* split in three around every position of the first file's tricky region */
+  for (k = 150; k < 420; k += 3)
+    for (j = k; j < k + 20; j++) {
+      cuts[0] = k;
+      cuts[1] = j;
+      req = parse_split(cuts, 2, body_len, 1);
+      check_parts(req);
+      bh_req_free(req);
+      n++;
+    }
+  /* byte by byte */
+  {
+    size_t *all = malloc(body_len * sizeof(size_t));
+    for (k = 0; k < body_len; k++)
+      all[k] = k;
+    req = parse_split(all, body_len, body_len, 1);
+    check_parts(req);
+    /* Python may add files: they go too */
+    {
+      char extra[4096];
+      FILE *f;
+      snprintf(extra, sizeof(extra), "%s/sub", req->temp_dir);
+      CHECK(mkdir(extra, 0700) == 0);
+      snprintf(extra, sizeof(extra), "%s/sub/x", req->temp_dir);
+      f = fopen(extra, "w");
+      CHECK(f != NULL);
+      fclose(f);
+    }
+    bh_req_free(req);
+    free(all);
+  }
+  /* random pieces */
+  for (k = 0; k < 200; k++) {
+    size_t c[16], m = 0, pos = 0;
+    while (m < 16) {
+      seed = seed * 1103515245 + 12345;
+      pos += (seed >> 16) % 700;
+      if (pos >= body_len)
+        break;
+      c[m++] = pos;
+    }
+    req = parse_split(c, m, body_len, 1);
+    check_parts(req);
+    bh_req_free(req);
+  }
+  /* ending right after the final delimiter is complete */
+  req = parse_split(cuts, 0, body_end, 1);
+  check_parts(req);
+  bh_req_free(req);
+  /* every truncation before that fails, at any split */
+  for (k = 0; k < body_end; k++) {
+    cuts[0] = k / 2;
+    parse_split(cuts, 1, k, 0);
+  }
+  CHECK(dir_empty(tmp));
+
+  fail_case("multipart/form-data", "x", "missing boundary");
+  fail_case("multipart/form-data; charset=utf-8", "x", "missing boundary");
+  fail_case("multipart/form-data; boundary=b", "no delimiter at all", "no boundary");
+  fail_case("multipart/form-data; boundary=b", "--b\r\nContent-Type: a/b\r\n\r\nx\r\n--b--",
+            "without Content-Disposition");
+  fail_case("multipart/form-data; boundary=b", "--bX\r\n", "malformed boundary line");
+  fail_case("multipart/form-data; boundary=b", "--b\r\nno colon here\r\n\r\n", "malformed part header");
+  fail_case("multipart/form-data; boundary=b",
+            "--b\r\nContent-Disposition: form-data; name=f; filename=a.txt\r\n\r\npartial",
+            "truncated");
+  CHECK(dir_empty(tmp));
+  /* a token boundary and a field without a filename, then an empty form */
+  {
+    bh_multipart_t *mp;
+    bh_req_t r2;
+    static const char b2[] = "--b\r\nContent-Disposition: form-data; name=f\r\n\r\nv\r\n--b--\r\n";
+    memset(&r2, 0, sizeof(r2));
+    CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b; x=y", 36, 1 << 20) == 0);
+    CHECK(bh_multipart_feed(mp, b2, sizeof(b2) - 1) == 0);
+    CHECK(bh_multipart_finish(mp, &r2) == 0);
+    CHECK(r2.nparts == 1 && r2.temp_dir == NULL && strcmp(r2.parts[0].data, "v") == 0);
+    bh_multipart_free(mp);
+    free(r2.parts[0].name);
+    free(r2.parts[0].data);
+    free(r2.parts);
+  }
+  /* fields are bounded */
+  {
+    bh_multipart_t *mp;
+    static const char b3[] = "--b\r\nContent-Disposition: form-data; name=f\r\n\r\n0123456789";
+    CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, 5) == 0);
+    CHECK(bh_multipart_feed(mp, b3, sizeof(b3) - 1) != 0);
+    CHECK(bh_multipart_status(mp) == 413);
+    bh_multipart_free(mp);
+  }
+  CHECK(dir_empty(tmp));
+  printf("multipart: %zu splits OK\n", n);
+  printf("OK\n");
+  return 0;
+}
