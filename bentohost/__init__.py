@@ -25,6 +25,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Context": ("._context", "Context"),
     "importing": ("._context", "importing"),
     "Field": ("pydantic", "Field"),
+    "SyncHTTPClient": (".client", "SyncHTTPClient"),
+    "AsyncHTTPClient": (".client", "AsyncHTTPClient"),
 }
 
 _SUBMODULES = frozenset({"exceptions", "validators"})
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
     from ._service import on_shutdown as on_shutdown
     from ._service import on_startup as on_startup
     from ._service import service as service
+    from .client import AsyncHTTPClient as AsyncHTTPClient
+    from .client import SyncHTTPClient as SyncHTTPClient
 
 
 def __getattr__(name: str) -> Any:

@@ -197,6 +197,9 @@ class WorkerRuntime:
         self._tasks: set[asyncio.Task[None]] = set()
         #: handle -> asyncio task or _Stream, for cancel and writable events
         self._active: dict[int, Any] = {}
+        #: sync calls handed to the pool and not started yet: handle -> still wanted.
+        #: A call whose request timed out while it waited is never started.
+        self._queued: dict[int, bool] = {}
         self._stopping = False
         self._fd = -1
         self._heartbeat: Callable[[], Any] | None = getattr(host, "heartbeat", None)
@@ -276,6 +279,7 @@ class WorkerRuntime:
     def drain(self) -> None:
         take = self.host.take
         routes = self._routes
+        sync_job = self._sync_job
         n_eps = len(routes)
         if self._heartbeat is not None:
             self._heartbeat()
@@ -296,6 +300,8 @@ class WorkerRuntime:
                     if body.__class__ is list:
                         self._batch(ep, handle, body, ctype, meta)
                     elif pool_fn is not None:
+                        if pool_fn == sync_job:
+                            self._queued[handle] = True
                         sync_jobs.append((pool_fn, handle, ep, body, ctype, meta))
                     else:
                         task = self.loop.create_task(coro_fn(handle, ep, body, ctype, meta))
@@ -326,6 +332,9 @@ class WorkerRuntime:
     # sync APIs (pool threads)
 
     def _sync_job(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
+        if self._queued.pop(handle, True) is False:
+            self._complete(handle, _CANCELLED)  # C answered 504 already: do not run it
+            return
         try:
             status, rtype, out, headers = ep.run_sync(body, ctype, meta)
         except BaseException:  # noqa: BLE001 - the handle must still be answered
@@ -352,7 +361,11 @@ class WorkerRuntime:
     def _cancel(self, handle: int) -> None:
         entry = self._active.get(handle)
         if entry is None:
-            return  # a sync call cannot be interrupted: it answers when it returns
+            # A sync call cannot be interrupted once it runs (it answers when it
+            # returns); one still waiting for a pool thread is skipped.
+            if handle in self._queued:
+                self._queued[handle] = False
+            return
         if isinstance(entry, _Stream):
             self._cancel_stream(entry)
         else:

@@ -129,6 +129,14 @@ def _parser() -> argparse.ArgumentParser:
         help="largest accepted request head (request line + headers) (default 64KiB)",
     )
     serve.add_argument(
+        "--watchdog-factor",
+        type=_seconds,
+        default=2.0,
+        metavar="FACTOR",
+        help="restart a worker whose Python thread made no progress for FACTOR x traffic.timeout "
+        "while it had work, after writing its Python stacks to the log (default 2; 0 disables)",
+    )
+    serve.add_argument(
         "--working-dir",
         default=None,
         metavar="DIR",
@@ -226,6 +234,8 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
         str(args.max_body_size),
         "--max-header-size",
         str(args.max_header_size),
+        "--watchdog-factor",
+        _fmt_seconds(args.watchdog_factor),
     ]
 
 

@@ -369,7 +369,9 @@ static bh_req_t *pop_head(bq_t *q) {
   return r;
 }
 
-static const char k503[] = "{\"error\":\"Service Unavailable\"}";
+/* BentoML's generic 5xx body, which clients match on. */
+static const char k503[] =
+    "{\"error\":\"An unexpected error has occurred, please check the server log.\"}";
 
 /* Answer a queued request 503. The head may be a split parent whose earlier
  * parts are still in Python: it is then answered when they finish. */
@@ -379,7 +381,6 @@ static void shed_head(bq_t *q) {
   uint32_t rem = remaining(b, r);
   pop_head(q);
   q->items -= rem;
-  bh_metrics_rejected(b->w, 503);
   split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
   if (s != NULL) {
     s->off = r->items;
@@ -507,7 +508,6 @@ static void dispatch(bq_t *q, uint32_t n, uint64_t now) {
     for (; m != NULL; m = next) {
       next = m->batch_next;
       m->batch_next = NULL;
-      bh_metrics_rejected(b->w, 503);
       bh_req_t *p = m->split_parent;
       if (p == NULL) {
         bh_http_reject(m, 503);
@@ -557,19 +557,24 @@ static void pump(bq_t *q, uint64_t now) {
      * alone is predicted over the bound, the model (or the bound) is off and
      * refusing everybody would help nobody. */
     int can_shed = predict(q, own) <= q->lat;
+    /* Whether the model was fitted on measured batches rather than priors. */
+    int trained = q->nsamples >= 2;
 
     if (q->busy) {
       double left = q->busy_since / NS + predict(q, q->busy_items) - now / NS;
       if (left < 0)
         left = 0;
-      if (can_shed && age + left + predict(q, own) > q->lat) {
+      /* Waiting behind the batch in flight is what makes it late. A function
+       * measured slower than the bound itself still serves whoever finds Python
+       * free, but nobody queued behind it. */
+      if (age >= q->lat || ((can_shed || trained) && age + left + predict(q, own) > q->lat)) {
         shed_head(q);
         continue;
       }
       /* The moment the head could no longer make it, if the batch in flight
        * has not finished by then. */
-      if (can_shed)
-        q->deadline = h->start_ns + (uint64_t)((q->lat - predict(q, own)) * NS) + 1000;
+      double slack = can_shed ? q->lat - predict(q, own) : q->lat;
+      q->deadline = h->start_ns + (uint64_t)(slack * NS) + 1000;
       break;
     }
 
@@ -647,9 +652,10 @@ void bh_batcher_enqueue_at(bh_batcher_t *b, bh_req_t *req, uint64_t now) {
     uint64_t end = (uint64_t)q->items + own;
     uint64_t full = (end - 1) / q->max; /* batches before the one it completes in */
     t += (double)full * predict(q, q->max) + predict(q, (uint32_t)(end - full * q->max));
-    if (predict(q, own) <= q->lat && age_s(req, now) + t > q->lat) {
-      bh_metrics_rejected(b->w, 503);
-      bh_http_reject(req, 503);
+    /* Only on a model fitted to measured batches: priors times a long queue
+     * would refuse requests on a guess (BentoML's spurious 503s). */
+    if (q->nsamples >= 2 && predict(q, own) <= q->lat && age_s(req, now) + t > q->lat) {
+      bh_http_reject(req, 503); /* which counts it as rejected */
       return;
     }
   }

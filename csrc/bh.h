@@ -287,6 +287,8 @@ struct bh_worker {
    * registered by Python before publish(). */
   struct bh_document *documents;
 
+  int fresh_conns;           /* I/O thread: accepted connections with no request yet */
+
   _Atomic int ready;         /* /readyz: instance built and on_startup hooks run */
   _Atomic int alive;         /* /livez: __is_alive__ */
   _Atomic int io_ready;      /* the I/O thread has initialised the bridge */

@@ -82,6 +82,7 @@ typedef struct bh_conn {
   uint64_t body_total; /* Content-Length, 0 when chunked */
   uint64_t body_seen;
   int discard_body;
+  int fresh;         /* accepted, first request not begun: counts as load */
   int keep_alive;
   int head;
   int http_minor;
@@ -302,11 +303,22 @@ static void conn_on_close(uv_handle_t *h) {
   conn_unref(h->data);
 }
 
+/* A new connection almost always carries a request: until its first one
+ * begins it counts against traffic.concurrency, or a worker would accept a
+ * whole burst of connections before any of them had sent a byte. */
+static void conn_not_fresh(bh_conn_t *c) {
+  if (c->fresh) {
+    c->fresh = 0;
+    c->io->w->fresh_conns--;
+  }
+}
+
 static void conn_close(bh_conn_t *c) {
   bh_io_t *io = c->io;
 
   if (c->closing)
     return;
+  conn_not_fresh(c);
   c->closing = 1;
   c->busy = 1;
   conn_detach(c, BH_REQ_GONE);
@@ -609,6 +621,11 @@ static int hdr_count(bh_conn_t *c, size_t n) {
 static int on_message_begin(llhttp_t *p) {
   bh_conn_t *c = p->data;
 
+  if (c->fresh) {
+    /* The request is admitted (and counted in-flight) at its headers, so the
+     * connection stops counting as fresh from then on. */
+    conn_not_fresh(c);
+  }
   c->in_message = 1;
   c->err_status = 0;
   c->err_body[0] = '\0';
@@ -1328,6 +1345,8 @@ void bh_http_on_connection(uv_stream_t *listener, int status) {
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
   c->parser.data = c;
   c->keep_alive = 1;
+  c->fresh = 1;
+  io->w->fresh_conns++;
 
   c->next = io->conns;
   if (io->conns != NULL)

@@ -53,5 +53,5 @@ int bh_limiter_may_accept(bh_worker_t *w) {
   if (n <= 0)
     n = w->config.workers > 0 ? w->config.workers : 1;
   int64_t share = (c + n - 1) / n;
-  return atomic_load(&s->inflight) < share;
+  return atomic_load(&s->inflight) + w->fresh_conns < share;
 }

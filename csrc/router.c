@@ -88,7 +88,8 @@ void bh_router_error(int status, bh_builtin_resp_t *out) {
     out->headers = "retry-after: 1\r\n";
     break;
   case 431: out->body = "{\"error\":\"Request Header Fields Too Large\"}"; break;
-  case 503: out->body = "{\"error\":\"Service Busy\"}"; break;
+  /* BentoML answers a shed request with its generic 5xx body: clients match it. */
+  case 503: out->body = "{\"error\":\"An unexpected error has occurred, please check the server log.\"}"; break;
   case 500:
   default:
     out->status = 500;

@@ -58,6 +58,17 @@ def sizes(srv) -> dict[str, list[int]]:
     return r.json()
 
 
+def metric(srv, name: str, **labels) -> float:
+    r = srv.get("/metrics", timeout=5)
+    assert r.status_code == 200, r.text
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(r.text)
+        for s in fam.samples
+        if s.name == name and all(s.labels.get(k) == str(v) for k, v in labels.items())
+    )
+
+
 def rows(i: int, k: int = 1) -> list[list[float]]:
     """k distinct rows for request i."""
     return [[i + 0.25, -float(i), 1000.0 * i + j] for j in range(k)]
@@ -167,6 +178,48 @@ def test_list_request_split_across_batches(batcher):
     assert sum(new) == 19 and max(new) <= 8, new
 
 
+# --------------------------------------------------------------------------- failures
+
+
+def test_batch_function_exception_fails_every_member(batcher):
+    bodies = [{"xs": [i]} for i in range(8)]
+    results = burst(batcher, "/explode", bodies)
+    for i, (status, body) in enumerate(results):
+        assert status == 500, (i, status, body)
+        assert json.loads(body) == GENERIC_5XX, body
+    assert "batch-explode-marker" in batcher.log()
+    # the worker is fine afterwards
+    r = batcher.post("/double", {"xs": [4]})
+    assert r.status_code == 200 and r.json() == [8], r.text
+
+
+def test_batch_output_that_cannot_be_split_back_is_500(batcher):
+    results = burst(batcher, "/short", [{"xs": [i, i + 1]} for i in range(8)])
+    for i, (status, body) in enumerate(results):
+        assert status == 500, (i, status, body)
+    r = batcher.post("/double", {"xs": [5]})
+    assert r.status_code == 200 and r.json() == [10], r.text
+
+
+def test_batched_requests_are_counted_one_by_one(batcher):
+    before = metric(batcher, "bentoml_service_request_total", endpoint="/predict", http_response_code=200)
+    results = burst(batcher, "/predict", [{"x": rows(i)} for i in range(16)])
+    assert [s for s, _ in results] == [200] * 16, results
+    after = metric(batcher, "bentoml_service_request_total", endpoint="/predict", http_response_code=200)
+    assert after == before + 16
+
+
+def test_batch_queue_time_metric(batcher):
+    burst(batcher, "/predict", [{"x": rows(i)} for i in range(8)])
+    r = batcher.get("/metrics")
+    fams = {f.name: f for f in text_string_to_metric_families(r.text)}
+    queue = [f for name, f in fams.items() if name.startswith("bentohost_") and "queue" in name]
+    assert queue, f"no bentohost queue-time metric among {sorted(fams)}"
+    counts = [s for f in queue for s in f.samples
+              if s.name.endswith("_count") and s.labels.get("method_name", "predict") == "predict"]
+    assert counts and sum(s.value for s in counts) >= 1, counts
+
+
 # --------------------------------------------------------------------------- shedding
 
 
@@ -195,12 +248,14 @@ def test_requests_that_cannot_meet_max_latency_get_503(batcher):
 
 def test_shed_requests_never_reach_python(batcher):
     before = sum(sizes(batcher)["overload"])
+    rejected = metric(batcher, "bentohost_requests_rejected_total", reason="503")
     bodies = [{"x": rows(i)} for i in range(16)]
     results = burst(batcher, "/overload", bodies)
     ok = sum(1 for s, _ in results if s == 200)
     shed = sum(1 for s, _ in results if s == 503)
     assert ok + shed == 16, results
     assert sum(sizes(batcher)["overload"]) - before == ok, "a shed request was still run by Python"
+    assert metric(batcher, "bentohost_requests_rejected_total", reason="503") == rejected + shed
 
 
 # --------------------------------------------------------------------------- metrics

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import uuid
 
@@ -159,3 +160,100 @@ def test_504_keeps_the_connection_usable_and_clean(timeouts):
                 break
             time.sleep(0.1)
         assert r.status == 200 and r.body == b"fast", r
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def test_stream_is_bounded_only_until_its_first_byte(timeouts):
+    srv = timeouts
+    t0 = time.monotonic()
+    r = srv.post("/astream", {"first_delay": 0.0, "n": 5, "delay": 0.4}, timeout=15)
+    elapsed = time.monotonic() - t0
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert r.text == "".join(f"c{i}\n" for i in range(5)), r.text
+    assert elapsed >= 1.5, f"the stream should have run past the 1.0 s timeout ({elapsed:.2f}s)"
+
+
+def test_stream_without_first_byte_in_time_gets_504(timeouts):
+    srv = timeouts
+    t0 = time.monotonic()
+    r = srv.post("/astream", {"first_delay": 3.0, "n": 2, "delay": 0.1}, timeout=15)
+    elapsed = time.monotonic() - t0
+    assert r.status_code == 504, (r.status_code, r.text)
+    assert r.json() == TIMEOUT_BODY
+    assert elapsed < 2.5, elapsed
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _metric(srv, name: str, **labels) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = srv.get("/metrics", timeout=5)
+    assert r.status_code == 200, r.text
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(r.text)
+        for s in fam.samples
+        if s.name == name and all(s.labels.get(k) == str(v) for k, v in labels.items())
+    )
+
+
+def test_504_is_counted(timeouts):
+    srv = timeouts
+    rejected = _metric(srv, "bentohost_requests_rejected_total", reason="504")
+    total = _metric(srv, "bentoml_service_request_total", endpoint="/aslow", http_response_code=504)
+    tag = uuid.uuid4().hex[:8]
+    r = srv.post("/aslow", {"seconds": 5, "tag": tag}, timeout=15)
+    assert r.status_code == 504, r.text
+    wait_for(lambda: marker(srv, "cancelled", tag), 5, what="the task to be cancelled")
+    assert _metric(srv, "bentohost_requests_rejected_total", reason="504") == rejected + 1
+    # like BentoML (metrics middleware outside the timeout): the 504 is in request_total too
+    assert _metric(srv, "bentoml_service_request_total", endpoint="/aslow", http_response_code=504) == total + 1
+
+
+# --------------------------------------------------------------------------- queued calls
+
+
+def _queued_pair(server_factory, tmp_path):
+    """threads=1: A (3 s) holds the only sync thread, B (0.1 s) arrives during it and waits."""
+    d = tmp_path / "marks"
+    d.mkdir()
+    srv = server_factory("traffic_queue.py:Queued", "--workers", "1", env={"TRAFFIC_LOG_DIR": d})
+    out = {}
+
+    def call(tag, seconds):
+        t0 = time.monotonic()
+        r = srv.post("/sslow", {"seconds": seconds, "tag": tag}, timeout=15)
+        out[tag] = (r.status_code, r.text, time.monotonic() - t0)
+
+    ta = threading.Thread(target=call, args=("A", 3.0), daemon=True)
+    ta.start()
+    wait_for(lambda: (d / "sstart-A").exists(), 5, what="A to start")
+    tb = threading.Thread(target=call, args=("B", 0.1), daemon=True)
+    tb.start()
+    tb.join(10)
+    ta.join(10)
+    return srv, d, out
+
+
+def test_call_queued_behind_the_sync_thread_times_out_from_its_arrival(server_factory, tmp_path):
+    """B's 504 comes 1 s after B arrived, not when A ends."""
+    srv, d, out = _queued_pair(server_factory, tmp_path)
+    assert out["A"][0] == 504, out
+    assert out["B"][0] == 504, out
+    assert json.loads(out["B"][1]) == TIMEOUT_BODY
+    assert out["B"][2] < 2.0, f"B's 504 took {out['B'][2]:.2f}s: it waited for A instead of its own timeout"
+
+
+def test_call_timed_out_before_it_started_is_never_run(server_factory, tmp_path):
+    """BentoML parity (reference §7: the app task is cancelled at the timeout, and a sync
+    call still waiting for the thread limiter never runs): B, 504'd while queued, must not
+    be started once A frees the thread."""
+    srv, d, out = _queued_pair(server_factory, tmp_path)
+    assert out["B"][0] == 504, out
+    wait_for(lambda: (d / "sreturned-A").exists(), 10, what="A to return")
+    time.sleep(0.5)
+    assert not (d / "sstart-B").exists(), "B was run after its 504 had been sent"

@@ -330,3 +330,43 @@ def test_concurrency_sizes_the_sync_thread_pool(server_factory):
     bodies = [r.json() for r in results]
     assert len({b["thread"] for b in bodies}) == 4, bodies
     assert max_overlap([(b["start"], b["end"]) for b in bodies]) == 4, bodies
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def test_stream_holds_its_slot_until_the_stream_ends(limited):
+    srv = limited
+    conns = [RawConn(srv.host, srv.port, timeout=15) for _ in range(LIMIT)]
+    try:
+        for c in conns:
+            c.send(raw_request("POST", "/stream", json.dumps({"n": 4, "delay": 0.6})))
+        for c in conns:  # every stream has started: status line and headers are out
+            head = c._read_until(b"\r\n\r\n").decode("latin-1")
+            assert head.startswith("HTTP/1.1 200"), head
+        t_headers = time.monotonic()
+        # the response has started, but the streams still hold the 4 slots
+        r = srv.post("/work", {"seconds": 0.01}, timeout=5)
+        still_streaming = time.monotonic() - t_headers < 1.5
+        assert still_streaming, "the test was too slow to observe the streams"
+        assert r.status_code == 429, (r.status_code, r.text)
+        assert srv.get("/livez", timeout=5).status_code == 200
+        assert in_progress(srv, "/stream") == LIMIT
+        # read the rest of every stream
+        for c in conns:
+            body = b""
+            while b"0\r\n\r\n" not in body:
+                assert c._fill(), f"stream closed early: {body!r}"
+                body, c.buf = body + c.buf, b""
+            assert all(f"chunk {i}".encode() in body for i in range(4)), body
+    finally:
+        for c in conns:
+            c.close()
+
+    def served():
+        r = srv.post("/work", {"seconds": 0.01}, timeout=5)
+        assert r.status_code in (200, 429), r.text
+        return r.status_code == 200
+
+    wait_for(served, 3, interval=0.1, what="the slots to be free after the streams ended")
+    wait_for(lambda: in_progress(srv, "/stream") == 0, 5, what="in_progress{/stream} back to 0")

@@ -42,6 +42,16 @@ class Batcher:
         time.sleep(0.3)
         return x * 2 + 1
 
+    @bentohost.api(batchable=True, max_batch_size=8, max_latency_ms=1000)
+    def explode(self, xs: list[int]) -> list[int]:
+        time.sleep(BATCH_SLEEP)
+        raise ValueError("batch-explode-marker")
+
+    @bentohost.api(batchable=True, max_batch_size=8, max_latency_ms=1000)
+    def short(self, xs: list[int]) -> list[int]:
+        time.sleep(BATCH_SLEEP)
+        return [2 * v for v in xs][:-1]  # one output too few: it cannot be split back
+
     @bentohost.api
     def sizes_seen(self) -> dict:
         return self.sizes

@@ -12,6 +12,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import AsyncGenerator
 
 import bentohost
 
@@ -36,6 +37,13 @@ class Limited:
             with open(path, "a") as f:
                 f.write(f"{start} {end} {os.getpid()}\n")
         return {"worker_index": bentohost.server_context.worker_index, "pid": os.getpid()}
+
+    @bentohost.api
+    async def stream(self, n: int = 4, delay: float = 0.5) -> AsyncGenerator[str, None]:
+        for i in range(n):
+            if i:
+                await asyncio.sleep(delay)
+            yield f"chunk {i}\n"
 
     @bentohost.api
     def whoami(self) -> dict:

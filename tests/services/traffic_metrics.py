@@ -24,5 +24,10 @@ class Metered:
         return "slow"
 
     @bentohost.api
+    async def count(self) -> dict:
+        await asyncio.sleep(0.05)
+        return {"worker_index": bentohost.server_context.worker_index}
+
+    @bentohost.api
     def whoami(self) -> dict:
         return {"worker_index": bentohost.server_context.worker_index, "pid": os.getpid()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncGenerator
 
 import bentohost
 
@@ -46,6 +47,14 @@ class Timeouts:
         time.sleep(seconds)
         _mark("sreturned", tag)
         raise RuntimeError(f"late-exception-{tag}")
+
+    @bentohost.api
+    async def astream(self, first_delay: float = 0.0, n: int = 5, delay: float = 0.4) -> AsyncGenerator[str, None]:
+        await asyncio.sleep(first_delay)
+        for i in range(n):
+            if i:
+                await asyncio.sleep(delay)
+            yield f"c{i}\n"
 
     @bentohost.api
     def fast(self) -> str:
