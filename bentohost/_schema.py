@@ -114,16 +114,72 @@ def _output_media_type(ep: Endpoint) -> str:
     return APPLICATION_JSON
 
 
-def input_schema(ep: Endpoint) -> dict[str, Any]:
-    schema = flatten_schema(_model_schema(ep.input.model))
-    if ep.input.kind not in ("none", "object"):
-        schema["root_input"] = True
+def _descriptor_schema(ann: Any) -> dict[str, Any]:
+    """Validation-mode schema of BentoML's ``ensure_io_descriptor(ann)`` model.
+
+    A pydantic model ``M`` becomes ``MIODescriptor(IOMixin, M)`` (so its title is
+    ``"MIODescriptor"`` unless ``M`` sets one in its config); anything else becomes an
+    ``IORootModel`` whose schema is the bare ``TypeAdapter`` schema (no title, no default).
+    """
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        try:
+            schema = ann.model_json_schema(mode="validation")
+        except Exception:  # noqa: BLE001
+            return {"title": f"{ann.__name__}IODescriptor", "type": "object"}
+        if not ann.model_config.get("title"):
+            schema["title"] = f"{ann.__name__}IODescriptor"
+        return schema
+    return _type_schema(ann)
+
+
+def _flatten_field(schema: dict[str, Any], defs: dict[str, Any], stack: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Port of BentoML's ``method._flatten_field``: the first ``allOf``/``anyOf`` alternative
+    replaces the union (``Optional[int]`` becomes ``integer``), ``$ref`` is inlined, and only
+    ``properties`` and ``items`` are walked (a recursive model stops at ``{"type": "object"}``)."""
+    if "allOf" in schema:
+        schema.update(schema.pop("allOf")[0])
+    if "anyOf" in schema:
+        schema.update(schema.pop("anyOf")[0])
+    if "$ref" in schema:
+        ref = schema.pop("$ref")[len("#/$defs/") :]
+        if ref in stack or ref not in defs:
+            schema.update({"type": "object"})
+        else:
+            schema.update(_flatten_field(copy.deepcopy(defs[ref]), defs, (*stack, ref)))
+    elif schema.get("type") == "object" and "properties" in schema:
+        for k, v in schema["properties"].items():
+            schema["properties"][k] = _flatten_field(v, defs, stack)
+    elif schema.get("type") == "array" and "items" in schema:
+        schema["items"] = _flatten_field(schema["items"], defs, stack)
     return schema
+
+
+def flatten_model_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """BentoML's ``_flatten_model_schema``: only schemas with ``properties`` are flattened;
+    any other (e.g. ``list[Model]``) is published as is, ``$defs`` included."""
+    schema = copy.deepcopy(schema)
+    if not schema.get("properties"):
+        return schema
+    defs = schema.pop("$defs", {})
+    return _flatten_field(schema, defs)
+
+
+def _root_annotation(ep: Endpoint) -> Any:
+    (ann,) = ep.input.fields.values() if ep.input.fields else (Any,)
+    return ann
+
+
+def input_schema(ep: Endpoint) -> dict[str, Any]:
+    if ep.input.kind in ("none", "object"):
+        return flatten_model_schema(_model_schema(ep.input.model))
+    schema = _descriptor_schema(_root_annotation(ep))
+    schema["root_input"] = True
+    return flatten_model_schema(schema)
 
 
 def output_schema(ep: Endpoint) -> dict[str, Any]:
     item, _ = output_item_type(ep.return_annotation)
-    schema = flatten_schema(_type_schema(item))
+    schema = flatten_model_schema(_descriptor_schema(item))
     if ep.is_stream:
         schema["is_stream"] = True
         schema["media_type"] = ep.stream_ct.split(";", 1)[0]
@@ -134,6 +190,11 @@ def output_schema(ep: Endpoint) -> dict[str, Any]:
     return schema
 
 
+def sorted_endpoints(endpoints: list[Endpoint]) -> list[Endpoint]:
+    """BentoML collects APIs with ``dir(service_class)``: sorted by attribute name."""
+    return sorted(endpoints, key=lambda ep: getattr(ep.method.func, "__name__", ep.name))
+
+
 # --------------------------------------------------------------------------- /schema.json
 
 
@@ -141,7 +202,7 @@ def service_schema(svc: Service[Any], endpoints: list[Endpoint]) -> dict[str, An
     """The ``/schema.json`` document (BentoML 1.4 shape; keys whose value is None are dropped)."""
     routes = []
     paths: dict[str, Any] = {}
-    for ep in endpoints:
+    for ep in sorted_endpoints(endpoints):
         route = svc.path_prefix + ep.method.route
         paths[route] = {"mounted": False}
         routes.append(
@@ -149,16 +210,15 @@ def service_schema(svc: Service[Any], endpoints: list[Endpoint]) -> dict[str, An
                 "name": ep.name,
                 "route": route,
                 "batchable": ep.method.batchable,
-                "is_task": False,
                 "input": input_schema(ep),
                 "output": output_schema(ep),
+                "is_task": False,
             }
         )
-    doc: dict[str, Any] = {"name": svc.name, "type": "service"}
+    doc: dict[str, Any] = {"name": svc.name, "type": "service", "routes": routes}
     if svc.description:
         doc["description"] = svc.description
     doc["paths"] = paths
-    doc["routes"] = routes
     return doc
 
 

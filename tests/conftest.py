@@ -22,7 +22,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = Path(__file__).resolve().parent / "services"
-HOST_BINARY = REPO / "bentohost" / "_bin" / "bentohost-host"
+# The launcher honours BENTOHOST_BIN (e.g. the sanitizer build in test_sanitizers.py).
+HOST_BINARY = Path(os.environ.get("BENTOHOST_BIN") or REPO / "bentohost" / "_bin" / "bentohost-host")
 
 READY_TIMEOUT = 30.0
 
