@@ -91,6 +91,15 @@ class Refused(Exception):
         self.response = response
 
 
+class RootInputError(Exception):
+    """A ``ValidationError`` of a root (positional-only) input, reported with BentoML's locations."""
+
+    def __init__(self, error: ValidationError, loc_prefix: tuple[str, ...]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.loc_prefix = loc_prefix
+
+
 _PICKLE_REFUSED: Response = (
     415,
     APPLICATION_JSON,
@@ -126,6 +135,7 @@ class InputSpec:
         "root_ct",
         "fields",
         "field_kinds",
+        "root_loc",
     )
 
     def __init__(
@@ -152,6 +162,8 @@ class InputSpec:
         self.fields: dict[str, Any] = {}
         #: parameter names whose type is a file or an image (or a list/Optional of them)
         self.field_kinds: dict[str, str] = {}
+        #: prefix of error locations of a root input (BentoML's IORootModel reports ``("root", ...)``)
+        self.root_loc: tuple[str, ...] = ()
 
     # -- JSON (the hot path)
 
@@ -170,9 +182,12 @@ class InputSpec:
             return (), {}
         model = self.model
         assert model is not None
-        if kind == "raw" or kind == "root_image":
-            return (model.model_validate(body).root,), {}  # type: ignore[attr-defined]
-        return (model.model_validate_json(body).root,), {}  # type: ignore[attr-defined]
+        try:
+            if kind == "raw" or kind == "root_image":
+                return (model.model_validate(body).root,), {}  # type: ignore[attr-defined]
+            return (model.model_validate_json(body).root,), {}  # type: ignore[attr-defined]
+        except ValidationError as e:
+            raise RootInputError(e, self.root_loc) from None
 
     def _spread(self, kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         args: tuple[Any, ...] = ()
@@ -193,6 +208,16 @@ class InputSpec:
 
         ``scope`` provides ``temp_dir`` for files that must be written to disk.
         """
+        if self.kind in ("none", "object"):
+            return self._decode_other(body, content_type, meta, scope)
+        try:
+            return self._decode_other(body, content_type, meta, scope)
+        except ValidationError as e:
+            raise RootInputError(e, self.root_loc) from None
+
+    def _decode_other(
+        self, body: bytes | None, content_type: str | None, meta: Any, scope: Any
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         mt = content_type.split(";", 1)[0].strip().lower() if content_type else APPLICATION_JSON
         if mt == PICKLE:
             raise Refused(_PICKLE_REFUSED)
@@ -207,7 +232,7 @@ class InputSpec:
         kind = self.kind
         if kind == "root_file":
             if mt != APPLICATION_JSON and not content_type_matches(self.root_ct, mt):
-                raise validation_error((), f"Invalid content type {mt!r}, expected {self.root_ct!r}")
+                raise validation_error((), f"Invalid content type {mt}, expected {self.root_ct}", self.model.__name__)  # type: ignore[union-attr]
             return (self._write_temp(body, mt, None, scope),), {}
         if mt == OCTET_STREAM or mt == NPY:
             if kind == "root_tensor":
@@ -280,7 +305,7 @@ class InputSpec:
         assert model is not None
         if kind == "root_file":
             if not content_type_matches(self.root_ct, ctype):
-                raise validation_error((), f"Invalid content type {ctype or OCTET_STREAM!r}, expected {self.root_ct!r}")
+                raise validation_error((), f"Invalid content type {ctype or OCTET_STREAM}, expected {self.root_ct}", model.__name__)
             if path is not None:
                 from pathlib import Path
 
@@ -330,7 +355,14 @@ def build_input(
         ns: dict[str, Any] = {"__module__": __name__, "__annotations__": {"root": root_type}}
         if p.default is not _EMPTY:
             ns["root"] = p.default
-        model = _make_model(lambda cfg: type("Input", (RootModel,), {**ns, "model_config": cfg}))
+        # BentoML names the root model ``f"{type.__name__}IODescriptor"`` (the 400 body's title);
+        # a pydantic model keeps its own fields, any other type reports locations under "root".
+        is_model = isinstance(ann, type) and issubclass(ann, BaseModel)
+        if is_model and ann.model_config.get("title"):
+            root_name = str(ann.model_config["title"])
+        else:
+            root_name = f"{getattr(ann, '__name__', '')}IODescriptor"
+        model = _make_model(lambda cfg: type(root_name, (RootModel,), {**ns, "model_config": cfg}))
         info = classify(ann)
         base = strip_annotated(ann)
         if base in (str, bytes):
@@ -344,6 +376,7 @@ def build_input(
         else:
             kind = "root"
         spec = InputSpec(model, kind)
+        spec.root_loc = () if is_model else ("root",)
         spec.root_info = info
         spec.root_ct = content_type_of(ann) or info.content_type
         spec.fields = {p.name: ann}
@@ -440,9 +473,18 @@ def _is_pil(value: Any) -> bool:
     return pil is not None and isinstance(value, pil.Image)
 
 
+def with_charset(content_type: str) -> str:
+    """Starlette's rule: a ``text/*`` media type without a charset gets ``; charset=utf-8``."""
+    if content_type.startswith("text/") and "charset=" not in content_type.lower():
+        return content_type + "; charset=utf-8"
+    return content_type
+
+
 def make_encoder(return_annotation: Any) -> Callable[[Any], Encoded]:
     """Encoder ``value -> (content_type, body, extra_headers)`` for an API's declared return type."""
     declared = content_type_of(return_annotation)
+    if declared:
+        declared = with_charset(declared)
     info = classify(return_annotation)
     json_ct = declared or APPLICATION_JSON
     text_ct = declared or TEXT_PLAIN
@@ -492,14 +534,12 @@ def make_item_encoder() -> Callable[[Any], bytes | str]:
 
 
 def _disposition(kind: str, filename: str) -> str:
-    safe = "".join(ch for ch in filename if ch >= " " and ch != "\x7f").replace("\\", "\\\\").replace('"', '\\"')
-    try:
-        safe.encode("ascii")
-        return f'{kind}; filename="{safe}"'
-    except UnicodeEncodeError:
-        ascii_name = safe.encode("ascii", "replace").decode().replace("?", "_")
-        quoted = urllib.parse.quote(filename, safe="")
-        return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quoted}"
+    """Starlette ``FileResponse``: ``filename="name"`` when ``quote(name)`` leaves it unchanged,
+    else ``filename*=utf-8''<quoted>`` (e.g. ``a b.txt`` -> ``filename*=utf-8''a%20b.txt``)."""
+    quoted = urllib.parse.quote(filename)
+    if quoted != filename:
+        return f"{kind}; filename*=utf-8''{quoted}"
+    return f'{kind}; filename="{filename}"'
 
 
 def encode_path(value: Any, declared: str | None) -> Encoded:
@@ -507,9 +547,9 @@ def encode_path(value: Any, declared: str | None) -> Encoded:
     with open(path, "rb") as f:
         data = f.read()
     guessed = mimetypes.guess_type(path)[0]
-    ctype = guessed or declared or OCTET_STREAM
-    kind = "inline" if ctype.startswith("image/") else "attachment"
-    return ctype, data, "content-disposition: " + _disposition(kind, os.path.basename(path)) + "\r\n"
+    ctype = guessed or (declared.split(";", 1)[0].strip() if declared else None) or OCTET_STREAM
+    kind = "inline" if ctype.startswith("image") else "attachment"
+    return with_charset(ctype), data, "content-disposition: " + _disposition(kind, os.path.basename(path)) + "\r\n"
 
 
 _PIL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF"}
@@ -540,8 +580,9 @@ def stream_content_type(return_annotation: Any) -> str:
         if args:
             declared = content_type_of(args[0])
             if declared:
-                return declared
-    return content_type_of(return_annotation) or EVENT_STREAM
+                return declared  # bentohost extension (BentoML ignores a ContentType on the item type)
+    declared = content_type_of(return_annotation)
+    return with_charset(declared) if declared else EVENT_STREAM
 
 
 # --------------------------------------------------------------------------- headers
@@ -574,9 +615,12 @@ def _compact(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def validation_error_body(exc: ValidationError) -> bytes:
+def validation_error_body(exc: ValidationError, loc_prefix: tuple[str, ...] = ()) -> bytes:
     n = exc.error_count()
     detail = exc.errors(include_input=False, include_context=False)
+    if loc_prefix:
+        for err in detail:
+            err["loc"] = (*loc_prefix, *err["loc"])
     return _compact({"error": f"{n} validation error for {exc.title}", "detail": detail})
 
 
@@ -584,6 +628,8 @@ def error_response(exc: BaseException) -> Response:
     """Map an exception raised while serving a request to ``(status, content_type, body, None)``."""
     if isinstance(exc, ValidationError):
         return 400, APPLICATION_JSON, validation_error_body(exc), None
+    if isinstance(exc, RootInputError):
+        return 400, APPLICATION_JSON, validation_error_body(exc.error, exc.loc_prefix), None
     if isinstance(exc, Refused):
         return exc.response
     if isinstance(exc, BentoMLException):

@@ -389,6 +389,7 @@ def openapi_spec(svc: Service[Any], endpoints: list[Endpoint], version: str | No
                 "responses": {"200": {"description": "Successful Response"}},
             }
         }
+    endpoints = sorted_endpoints(endpoints)
     for ep in endpoints:
         in_schema = _model_schema(ep.input.model)
         in_name = f"{ep.name}__Input"
@@ -403,6 +404,7 @@ def openapi_spec(svc: Service[Any], endpoints: list[Endpoint], version: str | No
             # root inputs: the body is the bare value
             media = {"schema": to_openapi(flatten_schema(_model_schema(ep.input.model)))}
             media["schema"].pop("title", None)
+            # BentoML also puts ``root_input: true`` here, which makes its docs.json invalid OpenAPI 3.0
         if in_mt == "multipart/form-data":
             media["encoding"] = {
                 name: {"contentType": APPLICATION_JSON} for name in ep.input.fields if name not in ep.input.field_kinds

@@ -334,9 +334,7 @@ def _file_validator(info: TypeKind) -> Callable[[Any], Any]:
     def validate(value: Any) -> Any:
         if isinstance(value, Upload):
             if not content_type_matches(pattern, value.content_type):
-                raise ValueError(
-                    f"Invalid content type {value.content_type or OCTET_STREAM!r}, expected {pattern!r}"
-                )
+                raise ValueError(f"Invalid content type {value.content_type or OCTET_STREAM}, expected {pattern}")
             if value.path is None:
                 raise ValueError("expected a file upload")
             return Path(value.path)

@@ -180,7 +180,7 @@ def test_file_outputs(srv):
 
 def test_content_type_output(srv):
     r = srv.post("/html", json_body={})
-    assert r.headers["content-type"] == "text/html" and r.text == "<p>hi</p>"
+    assert r.headers["content-type"] == "text/html; charset=utf-8" and r.text == "<p>hi</p>"
 
 
 def test_batchable_single_request(srv):

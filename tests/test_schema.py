@@ -50,7 +50,7 @@ def test_nested_models_inlined(schema):
     p = routes(schema)["person"]["input"]["properties"]["p"]
     assert p["properties"]["address"]["properties"]["city"] == {"title": "City", "type": "string"}
     out = routes(schema)["person"]["output"]
-    assert out["title"] == "Person" and "address" in out["properties"]
+    assert out["title"] == "PersonIODescriptor" and "address" in out["properties"]  # BentoML: f"{Model}IODescriptor"
 
 
 def test_root_inputs(schema):

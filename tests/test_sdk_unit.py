@@ -791,7 +791,7 @@ def test_annotated_content_type_output() -> None:
             return "<b>x</b>"
 
     (ep,) = build_endpoints(H, H())
-    assert handle_request(ep, b"") == (200, "text/html", b"<b>x</b>", None)
+    assert handle_request(ep, b"") == (200, "text/html; charset=utf-8", b"<b>x</b>", None)  # Starlette adds the charset
 
 
 # ------------------------------------------------------------------ main() with a fake _bentohost
