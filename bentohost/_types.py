@@ -312,8 +312,11 @@ def _image_validator(info: TypeKind) -> Callable[[Any], Any]:
         else:
             raise ValueError("expected an image file")
         try:
+            # Only the header is read here (format, size, mode): the pixels are
+            # decoded when the method touches them, as with BentoML, so an API that
+            # needs only the size or hands the file on never pays for decoding. The
+            # file lives in the request's temp dir until the response is sent.
             img = Image.open(src)
-            img.load()
         except Exception as e:  # noqa: BLE001 - any decoder failure is bad input
             raise ValueError(f"cannot read the image: {e}") from None
         return img

@@ -539,6 +539,7 @@ class WorkerRuntime:
         agen = st.gen
         write = self.host.stream_write
         encode = ep.encode_item
+        sent = 0
         try:
             while True:
                 try:
@@ -548,6 +549,12 @@ class WorkerRuntime:
                 if not st.started:
                     self._stream_begin(st)
                 rc = write(handle, encode(item))
+                sent += 1
+                if not sent & 15:
+                    # A generator that never really awaits would keep the loop to
+                    # itself until it ends: let other requests (and new streams'
+                    # first chunks) through every few items.
+                    await asyncio.sleep(0)
                 if rc < 0:
                     st.cancelled = True
                     break
@@ -676,6 +683,10 @@ class WorkerRuntime:
             self._poll_health()
         else:
             self.host.set_ready(True)
+        # The loop thread must take the GIL from busy pool threads quickly to hand
+        # over new requests: CPython's default 5 ms switch interval would add up to
+        # that to every hand-off while a sync method or generator runs.
+        sys.setswitchinterval(float(os.environ.get("BENTOHOST_SWITCH_INTERVAL", "0.0005")))
         self._fd = self.host.eventfd()
         self.loop.add_reader(self._fd, self.drain)
         self.loop.call_soon(self.drain)  # requests that arrived before the reader was attached

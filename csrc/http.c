@@ -1362,11 +1362,57 @@ void bh_http_on_connection(uv_stream_t *listener, int status) {
   conn_arm(c, keepalive_ms(io));
 }
 
+#define MERGE_CHUNK_MAX (16u << 10)  /* chunks smaller than this are merged */
+#define MERGE_TOTAL_MAX (256u << 10) /* into writes of at most this much */
+
+/* Consecutive chunks of one stream that arrived in the same hand-off are sent as
+ * one chunk with one write: a generator yielding small tokens would otherwise
+ * cost a system call (and a chunk header) per token. All of them were yielded
+ * before this point, so merging delays none. Returns the message to handle, whose
+ * next is the first message not merged. */
+static bh_out_t *merge_chunks(bh_out_t *msg) {
+  size_t total = msg->len;
+  int n = 1;
+  bh_out_t *m, *next, *merged;
+  char *p;
+
+  if (msg->len >= MERGE_CHUNK_MAX)
+    return msg;
+  for (m = msg->next; m != NULL && m->kind == BH_OUT_CHUNK && m->req == msg->req &&
+                      m->len < MERGE_CHUNK_MAX && total + m->len <= MERGE_TOTAL_MAX;
+       m = m->next) {
+    total += m->len;
+    n++;
+  }
+  if (n == 1)
+    return msg;
+  /* Same single-block layout as bh_out_new(): freed with one free(). */
+  merged = malloc(sizeof(*merged) + total);
+  if (merged == NULL)
+    return msg; /* handled one by one instead */
+  *merged = *msg;
+  p = (char *)(merged + 1);
+  merged->data = p;
+  merged->len = total;
+  for (m = msg; n-- > 0; m = next) {
+    next = m->next;
+    if (m->len > 0) { /* an empty chunk has no data at all */
+      memcpy(p, m->data, m->len);
+      p += m->len;
+    }
+    free(m);
+  }
+  merged->next = m;
+  return merged;
+}
+
 void bh_http_on_out(bh_out_t *list, void *arg) {
   bh_io_t *io = arg;
   bh_out_t *msg, *next;
 
   for (msg = list; msg != NULL; msg = next) {
+    if (msg->kind == BH_OUT_CHUNK)
+      msg = merge_chunks(msg);
     next = msg->next;
     out_handle(io, msg, 0);
   }

@@ -10,7 +10,12 @@
  *
  * File parts (those whose Content-Disposition has a filename) are written
  * with write(2) to files in a temp dir made on the first file part; the I/O
- * thread does this directly because they are local files. */
+ * thread does this directly because they are local files. Their content goes
+ * through one FBUF_CAP buffer per parser and is written only when the buffer
+ * is full and at the part's end: a part of up to FBUF_CAP bytes costs one
+ * write, a 1 MiB one 16, however the body was split and however many CRs it
+ * holds (held-back delimiter bytes that turn out to be content are copied into
+ * the buffer, never written on their own). */
 #include "multipart.h"
 
 #include <errno.h>
@@ -27,6 +32,7 @@
 #define MAX_PART_HEADERS (16 * 1024)
 #define MAX_PARTS 10000
 #define MAX_FILENAME 128
+#define FBUF_CAP (64 * 1024)
 
 enum { S_PREAMBLE, S_AFTER_DELIM, S_HEADERS, S_BODY, S_EPILOGUE, S_ERROR };
 
@@ -44,6 +50,8 @@ struct bh_multipart {
   int in_part;
   int fd;
   size_t dcap;
+  char *fbuf;        /* file content not yet written to fd (FBUF_CAP bytes) */
+  size_t flen;
 
   bh_part_t *parts;
   size_t nparts, pcap;
@@ -217,6 +225,9 @@ static int part_open_file(bh_multipart_t *mp) {
     if ((mp->temp_dir = strdup(tmpl)) == NULL)
       return mp_fail(mp, 500, "out of memory", NULL);
   }
+  if (mp->fbuf == NULL && (mp->fbuf = malloc(FBUF_CAP)) == NULL)
+    return mp_fail(mp, 500, "out of memory", NULL);
+  mp->flen = 0;
   sanitize(mp->cur.filename, name, sizeof(name));
   for (i = 0; i < 10000; i++) {
     if (i == 0)
@@ -236,20 +247,44 @@ static int part_open_file(bh_multipart_t *mp) {
   return 0;
 }
 
+static int write_all(bh_multipart_t *mp, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(mp->fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return mp_fail(mp, 500, "cannot write a file: %s", strerror(errno));
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Writes the buffered file content out. */
+static int fbuf_flush(bh_multipart_t *mp) {
+  size_t n = mp->flen;
+  mp->flen = 0;
+  return n > 0 ? write_all(mp, mp->fbuf, n) : 0;
+}
+
+/* Content of the current part: buffered for a file, kept for a field. */
 static int emit(bh_multipart_t *mp, const char *p, size_t n) {
   if (mp->state == S_PREAMBLE || n == 0)
     return 0;
   if (mp->fd >= 0) {
+    mp->cur.len += n;
     while (n > 0) {
-      ssize_t w = write(mp->fd, p, n);
-      if (w < 0) {
-        if (errno == EINTR)
-          continue;
-        return mp_fail(mp, 500, "cannot write a file: %s", strerror(errno));
-      }
-      p += w;
-      n -= (size_t)w;
-      mp->cur.len += (size_t)w;
+      size_t take;
+      if (mp->flen == 0 && n >= FBUF_CAP) /* a big piece: no copy */
+        return write_all(mp, p, n);
+      take = FBUF_CAP - mp->flen < n ? FBUF_CAP - mp->flen : n;
+      memcpy(mp->fbuf + mp->flen, p, take);
+      mp->flen += take;
+      p += take;
+      n -= take;
+      if (mp->flen == FBUF_CAP && fbuf_flush(mp))
+        return -EINVAL;
     }
     return 0;
   }
@@ -273,6 +308,8 @@ static int emit(bh_multipart_t *mp, const char *p, size_t n) {
 
 static int part_end(bh_multipart_t *mp) {
   if (mp->fd >= 0) {
+    if (fbuf_flush(mp))
+      return -EINVAL;
     if (close(mp->fd) != 0 && errno != EINTR) {
       mp->fd = -1;
       return mp_fail(mp, 500, "cannot write a file: %s", strerror(errno));
@@ -396,40 +433,64 @@ static size_t feed_headers(bh_multipart_t *mp, const char *p, size_t n) {
   return take;
 }
 
+/* The delimiter is complete: the part (if any) ends. Returns nonzero on error. */
+static int delim_done(bh_multipart_t *mp) {
+  mp->match = 0;
+  if (mp->state == S_BODY && part_end(mp))
+    return -EINVAL;
+  mp->state = S_AFTER_DELIM;
+  mp->ad = 0;
+  return 0;
+}
+
 /* Content until the next delimiter. Returns bytes used; the state moves to
- * S_AFTER_DELIM when the delimiter is complete. */
+ * S_AFTER_DELIM when the delimiter is complete. Content is emitted in runs as
+ * long as the input allows: a CR that is not followed by the rest of the
+ * delimiter (known from the bytes at hand) does not cut the run. */
 static size_t feed_content(bh_multipart_t *mp, const char *p, size_t n) {
   size_t i = 0;
 
-  while (i < n) {
-    if (mp->match == 0) {
-      const char *cr = memchr(p + i, '\r', n - i);
-      size_t run = cr ? (size_t)(cr - (p + i)) : n - i;
-      if (emit(mp, p + i, run))
-        return n;
-      i += run;
-      if (cr == NULL)
-        break;
-      mp->match = 1;
-      i++;
-      continue;
-    }
+  /* a match held back from the previous feed: go on byte by byte */
+  while (mp->match > 0 && i < n) {
     if (p[i] == mp->delim[mp->match]) {
       i++;
-      if (++mp->match == mp->dlen) {
-        mp->match = 0;
-        if (mp->state == S_BODY && part_end(mp))
-          return n;
-        mp->state = S_AFTER_DELIM;
-        mp->ad = 0;
-        return i;
-      }
+      if (++mp->match == mp->dlen)
+        return delim_done(mp) ? n : i;
     } else {
       /* the held bytes were content after all; p[i] is looked at again */
       if (emit(mp, mp->delim, mp->match))
         return n;
       mp->match = 0;
     }
+  }
+
+  {
+    size_t start = i; /* start of the content run not yet emitted */
+    while (i < n) {
+      const char *cr = memchr(p + i, '\r', n - i);
+      size_t c, m;
+      if (cr == NULL)
+        break;
+      c = (size_t)(cr - p);
+      /* how much of the delimiter follows (the CR is its first byte) */
+      for (m = 1; m < mp->dlen && c + m < n && p[c + m] == mp->delim[m]; m++)
+        ;
+      if (m == mp->dlen) {
+        if (emit(mp, p + start, c - start))
+          return n;
+        return delim_done(mp) ? n : c + m;
+      }
+      if (c + m == n) { /* a partial match up to the end: hold it back */
+        if (emit(mp, p + start, c - start))
+          return n;
+        mp->match = m;
+        return n;
+      }
+      /* a mismatch: the CR and what matched are content (none is a CR) */
+      i = c + m;
+    }
+    if (emit(mp, p + start, n - start))
+      return n;
   }
   return n;
 }
@@ -533,6 +594,7 @@ void bh_multipart_free(bh_multipart_t *mp) {
     return;
   if (mp->fd >= 0)
     close(mp->fd);
+  free(mp->fbuf);
   part_clear(&mp->cur);
   for (i = 0; i < mp->nparts; i++)
     part_clear(&mp->parts[i]);

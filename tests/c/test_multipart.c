@@ -12,7 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* write(2) as multipart.c calls it, counted: file content must be written in
+ * large pieces (one write per 64 KiB buffer), whatever the feeds and CRs. */
+static size_t nwrites;
+ssize_t write(int fd, const void *buf, size_t n) {
+  if (fd > 2)
+    nwrites++;
+  return syscall(SYS_write, fd, buf, n);
+}
 
 void bh_log(const char *fmt, ...) {
   va_list ap;
@@ -170,6 +180,149 @@ static void fail_case(const char *ctype, const char *b, const char *reason) {
   bh_multipart_free(mp);
 }
 
+/* ---------------------------------------------------------- large parts */
+
+#define FBUF (64 * 1024)
+static const char BCTYPE[] = "multipart/form-data; boundary=bNd";
+static char *big;             /* the body */
+static size_t big_len;
+static char *bfile[4];        /* file parts: random, FBUF, FBUF + 1, empty */
+static size_t bfile_len[4];
+static size_t bdelim[5];      /* offsets of the delimiters' CRs */
+
+static unsigned rnd(unsigned *s) {
+  *s = *s * 1103515245 + 12345;
+  return *s >> 8;
+}
+
+static void build_big(void) {
+  static const size_t lens[4] = {300 * 1024 + 17, FBUF, FBUF + 1, 0};
+  static const char *near[] = {"\r\n--bN", "\r\n--bNx", "\r\r\n--bNd", "\r\n-", "\r\n--b\r"};
+  unsigned seed = 99;
+  size_t i, k, o = 0;
+
+  for (k = 0; k < 4; k++) {
+    bfile_len[k] = lens[k];
+    bfile[k] = malloc(lens[k] + 1);
+    for (i = 0; i < lens[k]; i++) /* plenty of CRs and LFs */
+      bfile[k][i] = rnd(&seed) % 8 == 0 ? "\r\n-"[rnd(&seed) % 3] : (char)rnd(&seed);
+    /* near-misses of the delimiter, some across the buffer's size */
+    for (i = 100; i + 12 < lens[k]; i += 1000 + rnd(&seed) % 9000) {
+      const char *m = near[rnd(&seed) % 5];
+      memcpy(bfile[k] + i, m, strlen(m));
+    }
+    if (lens[k] > FBUF + 8)
+      memcpy(bfile[k] + FBUF - 3, "\r\n--bN", 7);
+    for (i = 0; i + 7 <= lens[k]; i++) /* no real delimiter by chance */
+      if (memcmp(bfile[k] + i, "\r\n--bNd", 7) == 0)
+        bfile[k][i + 6] = 'D';
+    if (lens[k] > 0)
+      bfile[k][lens[k] - 1] = '\r';
+  }
+  big = malloc(lens[0] + lens[1] + lens[2] + 4096);
+  for (k = 0; k < 4; k++) {
+    if (k == 0)
+      o += (size_t)sprintf(big + o, "--bNd");
+    else
+      o += (size_t)sprintf(big + o, "\r\n--bNd");
+    bdelim[k] = o - (k == 0 ? 5 : 7);
+    o += (size_t)sprintf(big + o, "\r\nContent-Disposition: form-data; name=\"f%zu\"; "
+                         "filename=\"f%zu.bin\"\r\n\r\n", k, k);
+    memcpy(big + o, bfile[k], bfile_len[k]);
+    o += bfile_len[k];
+  }
+  bdelim[4] = o;
+  o += (size_t)sprintf(big + o, "\r\n--bNd--\r\n");
+  big_len = o;
+}
+
+/* Parses big fed in pieces of the given sizes (cycled; 0 = the rest) and
+ * checks the parts and the number of writes. */
+static void parse_big(const size_t *cuts, size_t ncuts) {
+  bh_multipart_t *mp;
+  bh_req_t *req = calloc(1, sizeof(*req));
+  size_t prev = 0, i, k, len, maxw = 0;
+  char *data;
+
+  CHECK(bh_multipart_new(&mp, BCTYPE, strlen(BCTYPE), 1 << 20) == 0);
+  nwrites = 0;
+  for (i = 0; i <= ncuts; i++) {
+    size_t end = i < ncuts ? cuts[i] : big_len;
+    if (bh_multipart_feed(mp, big + prev, end - prev) != 0) {
+      fprintf(stderr, "feed: %s\n", bh_multipart_error(mp));
+      exit(1);
+    }
+    prev = end;
+  }
+  CHECK(bh_multipart_finish(mp, req) == 0);
+  bh_multipart_free(mp);
+  CHECK(req->nparts == 4);
+  for (k = 0; k < 4; k++) {
+    CHECK(req->parts[k].path != NULL && req->parts[k].len == bfile_len[k]);
+    data = read_file(req->parts[k].path, &len);
+    CHECK(len == bfile_len[k] && memcmp(data, bfile[k], len) == 0);
+    free(data);
+    maxw += (bfile_len[k] + FBUF - 1) / FBUF + 1;
+  }
+  /* at most one write per buffer-full (+ one a part): a part that fits in
+   * the buffer is one write, an empty one none */
+  if (nwrites > maxw) {
+    fprintf(stderr, "%zu writes, want <= %zu\n", nwrites, maxw);
+    exit(1);
+  }
+  bh_req_free(req);
+}
+
+static void big_tests(void) {
+  size_t *cuts, k, j, n;
+  unsigned seed = 5;
+
+  build_big();
+  cuts = malloc((big_len + 1) * sizeof(size_t));
+  parse_big(NULL, 0);
+  /* byte by byte: exactly ceil(len / FBUF) writes per part */
+  for (k = 0; k < big_len; k++)
+    cuts[k] = k;
+  parse_big(cuts, big_len);
+  CHECK(nwrites == 5 + 1 + 2 + 0);
+  /* random pieces, small and large */
+  for (k = 0; k < 60; k++) {
+    size_t pos = 0, maxp = k % 3 == 0 ? 64 : k % 3 == 1 ? 5000 : 200000;
+    n = 0;
+    for (;;) {
+      pos += 1 + rnd(&seed) % maxp;
+      if (pos >= big_len)
+        break;
+      cuts[n++] = pos;
+    }
+    parse_big(cuts, n);
+  }
+  /* split at every byte around each delimiter and the first buffer-full */
+  for (j = 0; j < 6; j++) {
+    size_t at = j < 5 ? bdelim[j] : bdelim[0] + 80 + FBUF;
+    for (k = at > 40 ? at - 40 : 0; k < at + 40 && k < big_len; k++) {
+      cuts[0] = k;
+      parse_big(cuts, 1);
+    }
+  }
+  /* truncated anywhere: fails, nothing left behind */
+  for (k = 0; k < 40; k++) {
+    bh_multipart_t *mp;
+    bh_req_t req;
+    size_t end = rnd(&seed) % bdelim[4];
+    memset(&req, 0, sizeof(req));
+    CHECK(bh_multipart_new(&mp, BCTYPE, strlen(BCTYPE), 1 << 20) == 0);
+    CHECK(bh_multipart_feed(mp, big, end / 2) == 0);
+    CHECK(bh_multipart_feed(mp, big + end / 2, end - end / 2) == 0);
+    CHECK(bh_multipart_finish(mp, &req) != 0 && bh_multipart_status(mp) == 400);
+    bh_multipart_free(mp);
+  }
+  for (k = 0; k < 4; k++)
+    free(bfile[k]);
+  free(big);
+  free(cuts);
+}
+
 int main(void) {
   const char *tmp = getenv("TMPDIR");
   size_t cuts[3], k, j, n = 0;
@@ -282,6 +435,13 @@ int main(void) {
     CHECK(bh_multipart_status(mp) == 413);
     bh_multipart_free(mp);
   }
+  CHECK(dir_empty(tmp));
+  /* the small body: its file parts fit in the buffer, one write each */
+  nwrites = 0;
+  req = parse_split(cuts, 0, body_len, 1);
+  CHECK(nwrites == 2);
+  bh_req_free(req);
+  big_tests();
   CHECK(dir_empty(tmp));
   printf("multipart: %zu splits OK\n", n);
   printf("OK\n");
