@@ -686,7 +686,7 @@ class WorkerRuntime:
         # The loop thread must take the GIL from busy pool threads quickly to hand
         # over new requests: CPython's default 5 ms switch interval would add up to
         # that to every hand-off while a sync method or generator runs.
-        sys.setswitchinterval(float(os.environ.get("BENTOHOST_SWITCH_INTERVAL", "0.0005")))
+        sys.setswitchinterval(float(os.environ.get("BENTOHOST_SWITCH_INTERVAL", "0.001")))
         self._fd = self.host.eventfd()
         self.loop.add_reader(self._fd, self.drain)
         self.loop.call_soon(self.drain)  # requests that arrived before the reader was attached
