@@ -322,7 +322,8 @@ int bh_supervisor_run(const bh_options_t *opts);
 void bh_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Exit codes of a worker that the supervisor understands. */
-#define BH_EXIT_LOAD_FAILED 3   /* the service could not be imported: do not respawn */
+#define BH_EXIT_LOAD_FAILED 3   /* the service could not be imported: fatal before the
+                                   config is known, a start-up failure after */
 #define BH_EXIT_START_FAILED 4  /* instance or on_startup failed: respawn with backoff */
 
 #endif

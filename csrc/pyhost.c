@@ -271,10 +271,12 @@ static void post_error(bh_req_t *req) {
       "{\"error\":\"An unexpected error has occurred, please check the server log.\"}";
   bh_out_t *msg = bh_out_new(req, BH_OUT_COMPLETE, 500, "application/json", 16, NULL, 0, body,
                              sizeof(body) - 1);
-  if (msg != NULL) {
-    bh_bridge_post(&g_worker->bridge, msg);
-    work_done();
+  if (msg == NULL) {
+    bh_log("error: out of memory answering a request: it is lost");
+    return;
   }
+  bh_bridge_post(&g_worker->bridge, msg);
+  work_done();
 }
 
 /* An entry that could not be turned into Python objects is answered here, so
@@ -283,8 +285,11 @@ static void fail_entry(const bh_in_t *in) {
   if (in->kind == BH_IN_REQUEST) {
     post_error(in->req);
   } else if (in->kind == BH_IN_BATCH) {
-    for (bh_req_t *m = in->req; m != NULL; m = m->batch_next)
+    /* Read the link first: once its final message is posted, m may be freed. */
+    for (bh_req_t *m = in->req, *next; m != NULL; m = next) {
+      next = m->batch_next;
       post_error(m);
+    }
   }
 }
 
@@ -314,12 +319,13 @@ static PyObject *py_take(PyObject *self, PyObject *unused) {
   for (size_t i = 0; i < n; i++) {
     PyObject *item = in_tuple(&entries[i]);
     if (item == NULL) {
-      /* Entries already in the list reach Python with the exception; the rest
-       * are answered here. */
+      /* The entries already built go to Python; the rest are answered here, so
+       * that none is lost. */
+      PyErr_WriteUnraisable(NULL);
       for (size_t j = i; j < n; j++)
         fail_entry(&entries[j]);
-      Py_DECREF(list);
-      return NULL;
+      Py_SET_SIZE(list, (Py_ssize_t)i);
+      return list;
     }
     PyList_SET_ITEM(list, (Py_ssize_t)i, item);
   }
@@ -631,9 +637,10 @@ int bh_pyhost_run(bh_worker_t *w) {
   result = PyObject_CallMethod(mod, "main", NULL);
   if (result == NULL)
     goto fail;
-  code = (int)PyLong_AsLong(result);
-  if (code == -1 && PyErr_Occurred())
+  long rc = PyLong_AsLong(result);
+  if (rc == -1 && PyErr_Occurred())
     goto fail;
+  code = (int)rc;
   Py_DECREF(result);
   Py_DECREF(mod);
   /* Python is not finalised: daemon threads of user code may still hold the GIL
@@ -641,7 +648,14 @@ int bh_pyhost_run(bh_worker_t *w) {
   return code;
 
 fail:
-  PyErr_Print();
+  /* PyErr_Print() would finalise and exit on SystemExit while the I/O thread
+   * runs: show the exception and let the caller _exit(). */
+  if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+    bh_log("the worker called sys.exit()");
+    PyErr_Clear();
+  } else {
+    PyErr_Print();
+  }
   Py_XDECREF(result);
   Py_XDECREF(mod);
   return code;

@@ -120,12 +120,16 @@ static void spawn_worker(sup_t *s, int index) {
     return;
   }
   if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
+    /* The mask the worker runs with (see worker.c), set at once: a SIGTERM from
+     * kill_all() right after fork() must wait for the I/O thread, not kill. */
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
     close(s->signal_fd);
     close(s->status_rd);
     signal(SIGCHLD, SIG_DFL);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGINT, SIG_IGN);
+    sigprocmask(SIG_SETMASK, &term, NULL);
     /* Workers never outlive the supervisor. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != s->pid)
@@ -173,7 +177,9 @@ static void begin_shutdown(sup_t *s, int exit_code) {
     if (s->workers[i].state == W_WAITING)
       s->workers[i].state = W_EMPTY;
   kill_all(s, SIGTERM);
-  s->kill_at = now_s() + s->opts->graceful_timeout_s;
+  /* A margin over the workers' own drain deadline, so that they can close what
+   * is left and exit cleanly before being killed. */
+  s->kill_at = now_s() + s->opts->graceful_timeout_s + 5.0;
 }
 
 static int grow_workers(sup_t *s, int n) {
@@ -188,7 +194,8 @@ static int grow_workers(sup_t *s, int n) {
 }
 
 static void on_config(sup_t *s, const char *json, size_t len) {
-  if (s->have_config)
+  /* Shutting down while worker 1 was loading: start no more workers. */
+  if (s->have_config || s->shutting_down)
     return;
   if (bh_config_parse(&s->config, json, len) != 0) {
     bh_log("error: the worker reported an unreadable service configuration");
@@ -464,6 +471,7 @@ int bh_supervisor_run(const bh_options_t *opts) {
     int n = poll(pfds, 2, next_timeout_ms(&s));
     if (n < 0 && errno != EINTR) {
       bh_log("error: poll: %s", strerror(errno));
+      s.exit_code = 1;
       break;
     }
     if (pfds[1].revents & POLLIN)
