@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any, AsyncIterator, Mapping
 
@@ -19,7 +18,6 @@ from ._common import (
     httpx_module,
     map_exception,
     next_poll_delay,
-    parse_schema,
 )
 
 __all__ = ["AsyncHTTPClient", "AsyncStream", "AsyncTask"]
@@ -170,33 +168,7 @@ class AsyncHTTPClient(ClientBase):
             resp = await self.client.get("/schema.json")
         except httpx.HTTPError as exc:
             raise _exc.ServiceUnavailable(f"Failed to fetch schema from {self.url}/schema.json: {exc}") from exc
-        if resp.is_error:
-            raise _exc.BentoMLException(
-                f"Failed to fetch schema from {self.url}/schema.json: HTTP {resp.status_code} {resp.text[:200]}"
-            )
-        try:
-            doc = resp.json()
-        except ValueError as exc:
-            raise _exc.BentoMLException(f"Invalid schema document from {self.url}/schema.json") from exc
-        self._install_endpoints(parse_schema(doc, self.url), self._make_method)
-
-    def _make_method(self, endpoint: ClientEndpoint) -> Any:
-        name = endpoint.name
-
-        def method(*args: Any, **kwargs: Any) -> Any:
-            return self.call(name, *args, **kwargs)
-
-        method.__name__ = name
-        method.__qualname__ = f"{type(self).__name__}.{name}"
-        method.__doc__ = endpoint.doc
-        method.__signature__ = endpoint.signature()  # type: ignore[attr-defined]
-        if endpoint.is_task:
-            method.submit = functools.partial(self._submit, endpoint)  # type: ignore[attr-defined]
-            method.get = functools.partial(self._get_task_result, endpoint)  # type: ignore[attr-defined]
-            method.get_status = functools.partial(self._get_task_status, endpoint)  # type: ignore[attr-defined]
-            method.cancel = functools.partial(self._cancel_task, endpoint)  # type: ignore[attr-defined]
-            method.retry = functools.partial(self._retry_task, endpoint)  # type: ignore[attr-defined]
-        return method
+        self._install_schema(resp)
 
     async def is_ready(self, timeout: float | None = None) -> bool:
         httpx = httpx_module()

@@ -8,6 +8,7 @@ of its kind is seen.
 from __future__ import annotations
 
 import codecs
+import functools
 import inspect
 import io
 import json
@@ -653,6 +654,36 @@ class ClientBase:
 
     def _wants_ready_wait(self) -> bool:
         return self.server_ready_timeout is None or self.server_ready_timeout > 0
+
+    def _install_schema(self, resp: Any) -> None:
+        """One method per route of a fetched ``/schema.json`` response."""
+        if resp.is_error:
+            raise _exc.BentoMLException(
+                f"Failed to fetch schema from {self.url}/schema.json: HTTP {resp.status_code} {resp.text[:200]}"
+            )
+        try:
+            doc = resp.json()
+        except ValueError as exc:
+            raise _exc.BentoMLException(f"Invalid schema document from {self.url}/schema.json") from exc
+        self._install_endpoints(parse_schema(doc, self.url), self._make_method)
+
+    def _make_method(self, endpoint: ClientEndpoint) -> Any:
+        name = endpoint.name
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return self.call(name, *args, **kwargs)  # type: ignore[attr-defined]
+
+        method.__name__ = name
+        method.__qualname__ = f"{type(self).__name__}.{name}"
+        method.__doc__ = endpoint.doc
+        method.__signature__ = endpoint.signature()  # type: ignore[attr-defined]
+        if endpoint.is_task:
+            method.submit = functools.partial(self._submit, endpoint)  # type: ignore[attr-defined]
+            method.get = functools.partial(self._get_task_result, endpoint)  # type: ignore[attr-defined]
+            method.get_status = functools.partial(self._get_task_status, endpoint)  # type: ignore[attr-defined]
+            method.cancel = functools.partial(self._cancel_task, endpoint)  # type: ignore[attr-defined]
+            method.retry = functools.partial(self._retry_task, endpoint)  # type: ignore[attr-defined]
+        return method
 
     def _install_endpoints(self, endpoints: dict[str, ClientEndpoint], make: Callable[[ClientEndpoint], Any]) -> None:
         self.endpoints = endpoints
