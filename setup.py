@@ -82,7 +82,7 @@ def _check_system() -> None:
 
 
 def build_host(output: Path, *, sanitize: bool = False, verbose: bool = False) -> Path:
-    """Compile csrc/*.c and llhttp into one executable at ``output``."""
+    """Compile csrc/**/*.c and llhttp into one executable at ``output``."""
     _check_system()
     cc = os.environ.get("CC", "cc")
     py_cflags, py_ldflags = _python_flags()
@@ -90,11 +90,11 @@ def build_host(output: Path, *, sanitize: bool = False, verbose: bool = False) -
     objdir = ROOT / "build" / f"host-{variant}-{sys.implementation.cache_tag}"
     objdir.mkdir(parents=True, exist_ok=True)
     extra = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if sanitize else []
-    headers = sorted(CSRC.glob("*.h"))
+    headers = sorted(CSRC.rglob("*.h"))
     newest_header = max((h.stat().st_mtime for h in headers), default=0.0)
 
     jobs: list[tuple[Path, list[str]]] = []
-    for src in sorted(CSRC.glob("*.c")):
+    for src in sorted(CSRC.rglob("*.c")):
         flags = CFLAGS + WARNINGS + extra + py_cflags + [f"-I{CSRC}", f"-I{LLHTTP_INCLUDE}"]
         jobs.append((src, flags))
     for src in sorted(LLHTTP_SRC.glob("*.c")):
@@ -103,7 +103,11 @@ def build_host(output: Path, *, sanitize: bool = False, verbose: bool = False) -
 
     def compile_one(job: tuple[Path, list[str]]) -> Path:
         src, flags = job
-        obj = objdir / (("llhttp_" if src.parent == LLHTTP_SRC else "") + src.stem + ".o")
+        if src.parent == LLHTTP_SRC:
+            name = "llhttp_" + src.stem
+        else:
+            name = "_".join(src.relative_to(CSRC).with_suffix("").parts)
+        obj = objdir / (name + ".o")
         fresh = obj.exists() and obj.stat().st_mtime >= max(src.stat().st_mtime, newest_header)
         if not fresh:
             cmd = [cc, *flags, "-c", str(src), "-o", str(obj)]

@@ -15,26 +15,26 @@ from any thread; every handle gets exactly one final message.
 from __future__ import annotations
 
 import asyncio
-import collections
 import faulthandler
 import functools
 import inspect
 import logging
 import os
-import queue
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._config import service_config, service_config_json
-from ._context import Context, server_context
+from ._context import server_context
 from ._dispatch import Endpoint, build_endpoints, concat_batch, handle_request, handle_request_async, split_batch
-from ._io import INTERNAL_ERROR, Response, error_response
+from ._io import Response, error_response
 from ._loader import TargetError, guess_service_name, load_service
+from ._hooks import run_hooks
+from ._pool import Job, ThreadPool
 from ._service import Service
+from ._streams import _CANCELLED, _INTERNAL_ERROR, StreamsMixin, _Stream
 
 __all__ = ["main", "Host", "ThreadPool", "WorkerRuntime", "handle_request", "handle_request_async", "run_hooks"]
 
@@ -48,11 +48,7 @@ HEARTBEAT_S = 0.5
 CANCEL = -1
 WRITABLE = -2
 
-_INTERNAL_ERROR: Response = INTERNAL_ERROR
-_CANCELLED: Response = (503, "application/json", b'{"error":"request cancelled"}', None)
 
-#: ``(fn, handle, x, body, content_type, meta)``: the pool calls ``fn(handle, x, body, content_type, meta)``
-Job = tuple[Callable[..., None], int, Any, Any, Any, Any]
 
 
 class Host(Protocol):
@@ -73,110 +69,7 @@ class Host(Protocol):
     def stream_end(self, handle: int) -> None: ...
 
 
-class ThreadPool:
-    """``threads`` Python threads running sync work (sync APIs, generator steps, batches).
-
-    A drained batch goes in with one ``deque.extend`` and at most ``min(len, threads)``
-    wake-ups (one with the default single thread); each woken thread keeps taking
-    jobs until the deque is empty. A job is ``(fn, *args)``; ``fn`` must answer its
-    handle itself (exceptions are logged).
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = max(1, size)
-        self._jobs: collections.deque[Job] = collections.deque()
-        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"bentohost-api-{i}", daemon=True) for i in range(self.size)
-        ]
-        for t in self._threads:
-            t.start()
-
-    def submit_many(self, jobs: list[Job]) -> None:
-        self._jobs.extend(jobs)
-        put = self._wake.put
-        for _ in range(min(len(jobs), self.size)):
-            put(True)
-
-    def submit(self, job: Job) -> None:
-        self._jobs.append(job)
-        self._wake.put(True)
-
-    def busy(self) -> bool:
-        """True when jobs are waiting for a thread."""
-        return bool(self._jobs)
-
-    def stop(self) -> None:
-        for _ in self._threads:
-            self._wake.put(False)
-
-    def join(self, timeout: float | None = None) -> None:
-        for t in self._threads:
-            t.join(timeout)
-
-    def _run(self) -> None:
-        jobs = self._jobs
-        popleft = jobs.popleft
-        wait = self._wake.get
-        while wait():
-            while True:
-                try:
-                    fn, handle, x, body, ctype, meta = popleft()
-                except IndexError:
-                    break
-                try:
-                    fn(handle, x, body, ctype, meta)
-                except BaseException:  # noqa: BLE001 - keep the thread alive
-                    logger.exception("job failed")
-
-
-async def run_hooks(instance: object, names: list[str]) -> None:
-    """Run lifecycle hooks in order; each may be sync or async and may take a ``ctx``."""
-    for name in names:
-        hook = getattr(instance, name)
-        try:
-            nparams = len(inspect.signature(hook).parameters)
-        except (TypeError, ValueError):
-            nparams = 0
-        result = hook(Context()) if nparams >= 1 else hook()
-        if inspect.isawaitable(result):
-            await result
-
-
-class _Stream:
-    """State of one streaming response."""
-
-    __slots__ = (
-        "handle",
-        "ep",
-        "gen",
-        "ctx",
-        "started",
-        "cancelled",
-        "paused",
-        "writable_pending",
-        "lock",
-        "task",
-        "waiter",
-        "done",
-    )
-
-    def __init__(self, handle: int, ep: Endpoint) -> None:
-        self.handle = handle
-        self.ep = ep
-        self.gen: Any = None
-        self.ctx: Context | None = None
-        self.started = False
-        self.cancelled = False
-        self.paused = False
-        self.writable_pending = False
-        self.lock = threading.Lock()
-        self.task: asyncio.Task[None] | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.done = False
-
-
-class WorkerRuntime:
+class WorkerRuntime(StreamsMixin):
     """The asyncio side of one worker: drains the C ring and dispatches requests."""
 
     def __init__(
@@ -378,208 +271,6 @@ class WorkerRuntime:
         if entry is not None and not isinstance(entry, _Stream):
             del self._active[handle]
             self._complete(handle, _CANCELLED)
-
-    def _writable(self, handle: int) -> None:
-        st = self._active.get(handle)
-        if not isinstance(st, _Stream):
-            return
-        if st.task is not None:  # async generator: wake the writer
-            w = st.waiter
-            if w is not None and not w.done():
-                w.set_result(None)
-            else:
-                st.writable_pending = True
-            return
-        with st.lock:
-            if st.paused:
-                st.paused = False
-                resume = True
-            else:
-                st.writable_pending = True
-                resume = False
-        if resume:
-            self.pool.submit((self._gen_step_job, st.handle, st, None, None, None))
-
-    # streams ----------------------------------------------------------------------
-
-    def _stream_begin(self, st: _Stream) -> None:
-        ep = st.ep
-        assert st.ctx is not None
-        status, ctype, headers = ep.stream_head(st.ctx)
-        if headers is None:
-            self.host.stream_start(st.handle, status, ctype)
-        else:
-            self.host.stream_start(st.handle, status, ctype, headers)
-        st.started = True
-
-    def _stream_finish(self, st: _Stream) -> None:
-        """The final message of a stream (exactly once) and its clean-up."""
-        if st.done:
-            return
-        st.done = True
-        self._active.pop(st.handle, None)
-        try:
-            if st.started:
-                self.host.stream_end(st.handle)
-            else:
-                self._complete(st.handle, _CANCELLED if st.cancelled else (200, st.ep.stream_ct, b"", None))
-        finally:
-            if st.ctx is not None:
-                st.ctx.close()
-
-    def _stream_fail(self, st: _Stream, exc: BaseException) -> None:
-        if st.started:
-            logger.error("Exception in stream after the first chunk; ending the stream", exc_info=exc)
-            self._stream_finish(st)
-            return
-        st.done = True
-        self._active.pop(st.handle, None)
-        try:
-            self._complete(st.handle, error_response(exc))
-        finally:
-            if st.ctx is not None:
-                st.ctx.close()
-
-    def _gen_open_job(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
-        """Pool: call a sync generator API and stream it."""
-        st = _Stream(handle, ep)
-        try:
-            st.gen, st.ctx = ep.open_stream(body, ctype, meta)
-        except BaseException as exc:  # noqa: BLE001
-            st.done = True
-            self._complete(handle, error_response(exc) if isinstance(exc, Exception) else _INTERNAL_ERROR)
-            return
-        self._active[handle] = st  # dict ops are atomic under the GIL
-        self._gen_step_job(handle, st, None, None, None)
-
-    def _gen_step_job(self, handle: int, st: _Stream, _a: Any, _b: Any, _c: Any) -> None:
-        """Pool: advance a sync generator while its items can be written.
-
-        Keeps the thread while no other job waits; otherwise yields the thread after
-        one item (the stream goes to the back of the queue). Stops on a full socket
-        buffer until C reports the handle writable again.
-        """
-        gen = st.gen
-        encode = st.ep.encode_item
-        write = self.host.stream_write
-        pool = self.pool
-        while True:
-            if st.cancelled:
-                self._close_sync(st)
-                return
-            try:
-                item = next(gen)
-            except StopIteration:
-                self._stream_finish(st)
-                return
-            except Exception as exc:
-                self._stream_fail(st, exc)
-                return
-            if not st.started:
-                try:
-                    self._stream_begin(st)
-                except Exception as exc:  # bad headers set on ctx.response
-                    self._close_sync(st, answer=False)
-                    self._stream_fail(st, exc)
-                    return
-            try:
-                data = encode(item)
-            except Exception as exc:
-                self._close_sync(st, answer=False)
-                self._stream_fail(st, exc)
-                return
-            rc = write(handle, data)
-            if rc < 0:
-                st.cancelled = True
-                self._close_sync(st)
-                return
-            if rc > 0:
-                with st.lock:
-                    if st.writable_pending:
-                        st.writable_pending = False
-                    elif not st.cancelled:
-                        st.paused = True
-                        return
-            if pool.busy():
-                pool.submit((self._gen_step_job, handle, st, None, None, None))
-                return
-
-    def _close_sync(self, st: _Stream, answer: bool = True) -> None:
-        try:
-            st.gen.close()
-        except Exception:  # noqa: BLE001
-            logger.exception("closing the generator failed")
-        if answer:
-            self._stream_finish(st)
-
-    def _cancel_stream(self, st: _Stream) -> None:
-        if st.task is not None:
-            st.cancelled = True
-            st.task.cancel()
-            return
-        with st.lock:
-            st.cancelled = True
-            resume = st.paused
-            st.paused = False
-        if resume:  # nobody runs it: close it on a pool thread
-            self.pool.submit((self._gen_step_job, st.handle, st, None, None, None))
-
-    async def _run_agen(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
-        """Loop: stream an async generator API (its items are awaited on the loop)."""
-        st = _Stream(handle, ep)
-        st.task = self._active.get(handle)  # type: ignore[assignment]
-        self._active[handle] = st
-        try:
-            st.gen, st.ctx = ep.open_stream(body, ctype, meta)
-        except Exception as exc:
-            st.done = True
-            self._active.pop(handle, None)
-            self._complete(handle, error_response(exc))
-            return
-        agen = st.gen
-        write = self.host.stream_write
-        encode = ep.encode_item
-        sent = 0
-        try:
-            while True:
-                try:
-                    item = await agen.__anext__()
-                except StopAsyncIteration:
-                    break
-                if not st.started:
-                    self._stream_begin(st)
-                rc = write(handle, encode(item))
-                sent += 1
-                if not sent & 15:
-                    # A generator that never really awaits would keep the loop to
-                    # itself until it ends: let other requests (and new streams'
-                    # first chunks) through every few items.
-                    await asyncio.sleep(0)
-                if rc < 0:
-                    st.cancelled = True
-                    break
-                if rc > 0:
-                    if st.writable_pending:
-                        st.writable_pending = False
-                    else:
-                        st.waiter = self.loop.create_future()
-                        await st.waiter
-                        st.waiter = None
-        except asyncio.CancelledError:
-            st.cancelled = True
-        except Exception as exc:
-            await self._aclose(agen)
-            self._stream_fail(st, exc)
-            return
-        await self._aclose(agen)
-        self._stream_finish(st)
-
-    @staticmethod
-    async def _aclose(agen: Any) -> None:
-        try:
-            await agen.aclose()
-        except BaseException:  # noqa: BLE001
-            logger.exception("closing the async generator failed")
 
     # batches -----------------------------------------------------------------------
 

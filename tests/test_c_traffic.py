@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
 TESTS_C = ROOT / "tests" / "c"
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-pthread", "-I%s" % CSRC]
-TRAFFIC = ["shm.c", "limiter.c", "metrics.c"]
+TRAFFIC = ["traffic/shm.c", "traffic/limiter.c", "traffic/metrics.c"]
 
 _missing = None
 if shutil.which("gcc") is None:
@@ -60,7 +60,7 @@ def test_batcher(build_dir, flavour):
         "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
         "-fno-sanitize-recover=undefined"]
     exe = _build(build_dir / ("test_batch_" + flavour), TESTS_C / "test_batch.c",
-                 ["batch.c", "shm.c", "metrics.c"], extra)
+                 ["traffic/batch.c", "traffic/batch_join.c", "traffic/json_items.c", "traffic/shm.c", "traffic/metrics.c"], extra)
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120,
                        env={"ASAN_OPTIONS": "detect_leaks=1", "PATH": "/usr/bin:/bin"})
     if "LeakSanitizer does not work under ptrace" in r.stderr:

@@ -22,7 +22,11 @@ LLHTTP_SRC = Path(os.environ.get("BH_LLHTTP_SRC", "/usr/share/llhttp"))
 LLHTTP_INC = Path(os.environ.get("BH_LLHTTP_INC", "/usr/share/include/llhttp"))
 
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-pthread"]
-HOST_SOURCES = ["bridge.c", "io.c", "http.c", "router.c", "multipart.c"]
+SERVER_SOURCES = ["server/io.c", "server/conn.c", "server/parse.c", "server/respond.c",
+                  "server/stream.c", "server/router.c", "server/multipart.c"]
+# What the ring and the multipart parser need without the server around them.
+CORE_SOURCES = ["python/bridge.c", "common/request.c", "common/fs.c"]
+HOST_SOURCES = SERVER_SOURCES + CORE_SOURCES
 # The traffic side (limiter, metrics, batcher) is replaced by stubs here.
 STUB_SOURCES = ["traffic_stubs.c"]
 LLHTTP_SOURCES = ["api.c", "http.c", "llhttp.c"]
@@ -64,7 +68,7 @@ def _build(out, main, extra_flags=(), with_http=True):
             objs.append(str(o))
         srcs = [str(CSRC / s) for s in HOST_SOURCES] + [str(TESTS_C / s) for s in STUB_SOURCES]
     else:
-        srcs = [str(CSRC / "bridge.c"), str(CSRC / "multipart.c")]
+        srcs = [str(CSRC / s) for s in CORE_SOURCES + ["server/multipart.c"]]
     _run(["gcc", *CFLAGS, "-O2", *extra_flags, *inc, str(main), *srcs, *objs, "-luv", "-lm", "-o", str(out)])
     return out
 

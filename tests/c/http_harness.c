@@ -1,4 +1,4 @@
-/* A worker without Python: the I/O thread (io.c, http.c, router.c, bridge.c)
+/* A worker without Python: the I/O thread (csrc/server/ and python/bridge.c)
  * driven by a main thread that plays the Python side.
  *
  *   http_harness PORT [MAX_BODY] [KEEPALIVE_S] [MAX_HEADER] [READY_DELAY_MS] [TIMEOUT_S]
@@ -18,7 +18,10 @@
  *   POST /stats   -> JSON counters: CANCEL and WRITABLE events seen, ...
  * GET /schema.json and GET / are documents. Exits 0 after SIGTERM once the
  * I/O thread reports shutdown; prints the limiter's balance to stderr. */
-#include "bh.h"
+#include "common/context.h"
+#include "common/request.h"
+#include "python/bridge.h"
+#include "server/io.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -72,7 +75,7 @@ static void post(bh_req_t *req, bh_out_kind_t kind, int status, const char *ctyp
                              headers, headers ? strlen(headers) : 0, data, len);
   if (msg == NULL)
     abort();
-  bh_bridge_post(&worker.bridge, msg);
+  bh_bridge_post(worker.bridge, msg);
 }
 
 static void complete(bh_req_t *req, int status, const char *ctype, const char *body,
@@ -428,7 +431,7 @@ int main(int argc, char **argv) {
 
   start = now_ms();
   for (;;) {
-    size_t n = bh_bridge_take(&worker.bridge, batch, 64), i;
+    size_t n = bh_bridge_take(worker.bridge, batch, 64), i;
     struct pollfd pfd;
     int timeout = -1;
 
@@ -436,7 +439,7 @@ int main(int argc, char **argv) {
       on_event(&batch[i]);
     if (n > 0)
       continue;
-    if (atomic_load(&worker.bridge.shutdown))
+    if (atomic_load(&worker.bridge->shutdown))
       break;
     if (!atomic_load(&worker.ready)) {
       uint64_t t = now_ms();
@@ -446,17 +449,17 @@ int main(int argc, char **argv) {
       }
       timeout = (int)(start + ready_at - t);
     }
-    pfd.fd = worker.bridge.eventfd;
+    pfd.fd = worker.bridge->eventfd;
     pfd.events = POLLIN;
     if (poll(&pfd, 1, timeout) < 0 && errno != EINTR) {
       perror("poll");
       return 1;
     }
-    bh_bridge_clear_eventfd(&worker.bridge);
+    bh_bridge_clear_eventfd(worker.bridge);
   }
 
   err = bh_io_join(&worker);
-  bh_bridge_destroy(&worker.bridge);
+  bh_bridge_destroy(worker.bridge);
   fprintf(stderr, "[harness] limiter held=%ld acquired=%ld released=%ld\n", stub_held,
           stub_acquired, stub_released);
   fprintf(stderr, "[harness] clean exit\n");

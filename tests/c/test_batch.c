@@ -1,6 +1,6 @@
 /* Batcher and JSON item tests with a fake clock. The bridge and the HTTP layer
  * are stubs that record what the batcher hands them. */
-#include "traffic.h"
+#include "traffic/internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -30,9 +30,8 @@ static uint64_t g_now;
 static bh_req_t *g_rejected[4096];
 static int g_reject_status[4096], g_nrejected;
 
-int bh_bridge_submit(bh_bridge_t *b, bh_req_t *req, bh_in_kind_t kind) {
-  (void)b;
-  CHECK(kind == BH_IN_BATCH);
+static int stub_submit(void *arg, bh_req_t *req) {
+  (void)arg;
   if (g_ring_full)
     return -EAGAIN;
   g_batch_at[g_nbatches] = g_now;
@@ -48,13 +47,16 @@ void bh_req_free(bh_req_t *req) {
 
 static bh_worker_t g_w;
 
-/* Like http.c's: the rejection is counted where the answer is written. */
-void bh_http_reject(bh_req_t *req, int status) {
+/* Like the server's: the rejection is counted where the answer is written. */
+static void stub_reject(void *arg, bh_req_t *req, int status) {
+  (void)arg;
   bh_metrics_rejected(&g_w, status);
   g_reject_status[g_nrejected] = status;
   g_rejected[g_nrejected++] = req;
   bh_req_free(req);
 }
+
+static const bh_batcher_ops_t stub_ops = {stub_submit, stub_reject, NULL};
 
 bh_out_t *bh_out_new(bh_req_t *req, bh_out_kind_t kind, int status, const char *ct, size_t ctl,
                      const char *headers, size_t hl, const char *data, size_t len) {
@@ -102,7 +104,7 @@ static bh_batcher_t *setup(int max, double lat, int root) {
   g_w.config.napis = 1;
   g_nbatches = g_nrejected = g_ring_full = 0;
   bh_batcher_t *b;
-  CHECK(bh_batcher_create(&b, &g_w, NULL) == 0 && b != NULL);
+  CHECK(bh_batcher_create(&b, &g_w, NULL, &stub_ops) == 0 && b != NULL);
   return b;
 }
 

@@ -3,7 +3,7 @@
  * must give the same parts; truncated and malformed bodies must fail; temp
  * dirs must never be left behind. Run with TMPDIR set to an empty directory.
  * Exits 0 on success. */
-#include "multipart.h"
+#include "server/multipart.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* Unit test of the bridge: the SPSC ring with its eventfd wake-up protocol,
  * and the completion list drained on the loop thread by uv_async.
  * Exits 0 on success; prints what went wrong otherwise. */
-#include "bh.h"
+#include "python/bridge.h"
 
 #include <errno.h>
 #include <poll.h>

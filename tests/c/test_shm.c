@@ -2,7 +2,7 @@
  * sharing one bh_shm_create() segment, as under the supervisor.
  *   test_shm            run the checks
  *   test_shm render     print a populated /metrics page for pytest to parse */
-#include "traffic.h"
+#include "traffic/internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -155,18 +155,18 @@ static void test_may_accept_and_stall(void) {
   CHECK(bh_limiter_may_accept(&w));
 
   /* stall: only while Python work is pending */
-  uint64_t now = bh_traffic_now_ns();
+  uint64_t now = bh_now_ns();
   CHECK(bh_shm_stall_at(shm, 3, now + 5000000000ull) == 0); /* in flight, no Python work */
   bh_shm_work(shm, 3, 2);
-  double s = bh_shm_stall_at(shm, 3, bh_traffic_now_ns() + 2000000000ull);
+  double s = bh_shm_stall_at(shm, 3, bh_now_ns() + 2000000000ull);
   CHECK(s > 1.9 && s < 2.5);
   bh_shm_heartbeat(shm, 3);
-  s = bh_shm_stall_at(shm, 3, bh_traffic_now_ns() + 1000000000ull);
+  s = bh_shm_stall_at(shm, 3, bh_now_ns() + 1000000000ull);
   CHECK(s > 0.9 && s < 1.5);
   bh_shm_work(shm, 3, -1);
-  CHECK(bh_shm_stall_at(shm, 3, bh_traffic_now_ns() + 1000000000ull) > 0.9);
+  CHECK(bh_shm_stall_at(shm, 3, bh_now_ns() + 1000000000ull) > 0.9);
   bh_shm_work(shm, 3, -1);
-  CHECK(bh_shm_stall_at(shm, 3, bh_traffic_now_ns() + 1000000000ull) == 0);
+  CHECK(bh_shm_stall_at(shm, 3, bh_now_ns() + 1000000000ull) == 0);
   bh_shm_work(shm, 3, -1); /* unbalanced: clamped */
   CHECK(atomic_load(&shm->slots[3].pending) == 0);
   CHECK(bh_shm_stall_s(shm, 999) == 0);

@@ -1,9 +1,12 @@
-/* Stand-ins for the traffic side (limiter.c, metrics.c, batch.c, shm.c) so
+/* Stand-ins for the traffic side (csrc/traffic/: limiter, metrics, batcher, shm) so
  * that the I/O thread can be tested alone. The limiter admits at most
  * $HARNESS_MAX_CONCURRENCY requests at once (unlimited when unset) and
  * counts acquire/release so a test can check that every admitted request is
  * released exactly once. Runs on the I/O thread only. */
-#include "bh.h"
+#include "server/internal.h"
+#include "traffic/batch.h"
+#include "traffic/limiter.h"
+#include "traffic/metrics.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -69,9 +72,11 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *l
   return NULL;
 }
 
-int bh_batcher_create(bh_batcher_t **out, bh_worker_t *w, uv_loop_t *loop) {
+int bh_batcher_create(bh_batcher_t **out, bh_worker_t *w, uv_loop_t *loop,
+                      const bh_batcher_ops_t *ops) {
   (void)w;
   (void)loop;
+  (void)ops;
   *out = NULL;
   return -ENOSYS;
 }

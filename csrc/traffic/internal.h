@@ -1,10 +1,19 @@
-/* bentohost: private declarations of the traffic files (shm.c, limiter.c,
- * metrics.c, batch.c) and their unit tests. Nothing outside those files
- * should include this: the contract with the rest of the host is bh.h. */
-#ifndef BH_TRAFFIC_H
-#define BH_TRAFFIC_H
+/* Private to the traffic files (shm.c, limiter.c, metrics.c, batch.c,
+ * json_items.c) and their unit tests: the segment's layout, the JSON item
+ * scanner and the batcher's fake-clock entry points. The rest of the host uses
+ * the per-module headers (traffic/shm.h, limiter.h, metrics.h, batch.h). */
+#ifndef BH_TRAFFIC_INTERNAL_H
+#define BH_TRAFFIC_INTERNAL_H
 
-#include "bh.h"
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/clock.h"
+#include "traffic/batch.h"
+#include "traffic/limiter.h"
+#include "traffic/metrics.h"
+#include "traffic/shm.h"
 
 /* ---------------------------------------------------------------- segment layout */
 
@@ -63,7 +72,6 @@ static inline bh_slot_t *bh_shm_slot(bh_shm_t *shm, int index) {
   return &shm->slots[index];
 }
 
-uint64_t bh_traffic_now_ns(void); /* CLOCK_MONOTONIC */
 size_t bh_shm_size(void);
 double bh_shm_stall_at(bh_shm_t *shm, int index, uint64_t now_ns);
 /* Bucket index of a batch of `size` items among 1,2,4,..,<end, end, +Inf. */
@@ -81,6 +89,8 @@ int bh_batch_bucket_bounds(uint32_t end, double *bounds);
  * is not NULL it receives 2*count offsets (start, end) of the elements. */
 int bh_json_items(const char *body, size_t len, int root, const char *field,
                   size_t *open, size_t *close, long *count, size_t *elems, size_t max_elems);
+/* The index of the first non-blank byte of s[i..n), or n. */
+size_t bh_json_skip_ws(const char *s, size_t i, size_t n);
 /* Items a request carries for batching: the array's length, or 1. */
 uint32_t bh_json_count_items(const char *body, size_t len, int root, const char *field);
 /* A copy of body with the array sliced to elements [from, to): prefix + the
@@ -88,10 +98,32 @@ uint32_t bh_json_count_items(const char *body, size_t len, int root, const char 
 char *bh_json_slice(const char *body, size_t len, int root, const char *field,
                     uint32_t from, uint32_t to, size_t *out_len);
 
+/* ---------------------------------------------------------------- split requests */
+
+/* A request split across batches: it stays at the head of its queue while
+ * parts of it are cut off, and is answered once every part has finished. */
+typedef struct bh_split {
+  struct bh_split *next;
+  bh_req_t *parent;
+  uint32_t off;         /* items already cut into parts */
+  uint32_t outstanding; /* parts sent and not finished */
+  uint32_t done;        /* items finished (or dropped) */
+  bh_out_t *first;      /* first part's message: status, content type, headers */
+  bh_out_t *err;        /* first failure: becomes the parent's answer */
+  char *out;            /* the parts' array contents, joined */
+  size_t out_len, out_cap;
+} bh_split_t;
+
+/* A part's final message: keeps its array's contents, or its failure (msg is
+ * kept or freed). */
+void bh_split_absorb(bh_split_t *s, bh_out_t *msg);
+/* The parent's final message from what the parts gave (NULL: out of memory). */
+bh_out_t *bh_split_join(bh_split_t *s);
+
 /* ---------------------------------------------------------------- batcher, fake clock */
 
-/* The same as the bh.h entry points, at an explicit time (tests drive a fake
- * clock through these; the bh.h ones pass the monotonic clock). */
+/* The same as the traffic/batch.h entry points, at an explicit time (tests drive a fake
+ * clock through these; the public ones pass the monotonic clock). */
 void bh_batcher_enqueue_at(bh_batcher_t *b, bh_req_t *req, uint64_t now);
 int bh_batcher_member_done_at(bh_batcher_t *b, bh_req_t *req, bh_out_t *msg,
                               bh_out_t **parent_msg, uint64_t now);

@@ -1,35 +1,11 @@
-/* A worker process, right after fork(): prepares signals for the two-thread
- * model, runs the Python host on this (the main) thread and exits with its code. */
-#include "bh.h"
+/* Writing status lines to the supervisor (read by supervisor/supervisor.c). */
+#include "common/status.h"
 
 #include <errno.h>
-#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 #include <unistd.h>
-
-int bh_worker_main(bh_worker_t *w) {
-  sigset_t mask;
-
-  /* SIGTERM must reach the I/O thread (it unblocks it for itself), never the
-   * Python thread; threads started later from here inherit this mask. */
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &mask, NULL);
-  /* Ctrl-C reaches the whole process group: the supervisor turns it into an
-   * orderly SIGTERM for each worker, so workers ignore it themselves. */
-  signal(SIGINT, SIG_IGN);
-  signal(SIGPIPE, SIG_IGN);
-  atomic_store(&w->alive, 1);
-
-  int code = bh_pyhost_run(w);
-  if (code == 0 && w->io_started)
-    bh_io_join(w);
-  fflush(stdout);
-  fflush(stderr);
-  _exit(code);
-}
 
 int bh_status_send(int fd, const char *kind, int index, const char *payload, size_t len) {
   char head[64];

@@ -1,6 +1,6 @@
 /* The service configuration as reported by the first worker (JSON, read with cJSON).
  * Both the supervisor (worker count) and each worker (routes) read it. */
-#include "bh.h"
+#include "common/config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -21,7 +21,7 @@
  * batch and the rest stays at the head of the queue. Parts are child requests
  * whose body is the parent's JSON with the array sliced; their outputs are
  * joined back into one message for the parent. */
-#include "traffic.h"
+#include "traffic/internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -31,205 +31,7 @@
 #define NSAMPLES 32
 #define NS 1e9
 
-/* ---------------------------------------------------------------- JSON items */
-
-static size_t skip_ws(const char *s, size_t i, size_t n) {
-  while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-    i++;
-  return i;
-}
-
-/* End (exclusive) of the string starting at s[i] == '"', or 0 on error. */
-static size_t skip_string(const char *s, size_t i, size_t n) {
-  for (i++; i < n; i++) {
-    if (s[i] == '\\')
-      i++; /* the escaped character, whatever it is, cannot end the string */
-    else if (s[i] == '"')
-      return i + 1;
-  }
-  return 0;
-}
-
-/* End (exclusive) of the JSON value starting at s[i], or 0 on error. Nested
- * containers are only tracked by depth, which is all counting needs. */
-static size_t skip_value(const char *s, size_t i, size_t n) {
-  if (i >= n)
-    return 0;
-  if (s[i] == '"')
-    return skip_string(s, i, n);
-  if (s[i] == '[' || s[i] == '{') {
-    size_t depth = 0;
-    for (; i < n; i++) {
-      char c = s[i];
-      if (c == '"') {
-        size_t e = skip_string(s, i, n);
-        if (e == 0)
-          return 0;
-        i = e - 1;
-      } else if (c == '[' || c == '{') {
-        depth++;
-      } else if (c == ']' || c == '}') {
-        if (--depth == 0)
-          return i + 1;
-      }
-    }
-    return 0;
-  }
-  size_t start = i;
-  while (i < n && !strchr(",]} \t\r\n", s[i]) && s[i] != '\0')
-    i++;
-  return i > start ? i : 0;
-}
-
-/* Whether the raw JSON string content s[0..len) (between the quotes) equals
- * name. Plain keys compare bytes; keys with escapes are decoded for the simple
- * escapes (a \u key is compared undecoded, so it never matches: fine, Python
- * then sees the body as one item and decodes it properly). */
-static int key_equals(const char *s, size_t len, const char *name) {
-  size_t j = 0;
-  for (size_t i = 0; i < len; i++, j++) {
-    char c = s[i];
-    if (c == '\\' && i + 1 < len) {
-      char e = s[++i];
-      c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
-      if (e == 'u')
-        return 0;
-    }
-    if (name[j] == '\0' || name[j] != c)
-      return 0;
-  }
-  return name[j] == '\0';
-}
-
-int bh_json_items(const char *body, size_t len, int root, const char *field,
-                  size_t *open, size_t *close, long *count, size_t *elems, size_t max_elems) {
-  size_t i, v;
-  if (body == NULL)
-    return -EINVAL;
-  i = skip_ws(body, 0, len);
-  if (root) {
-    v = i;
-  } else {
-    if (field == NULL || i >= len || body[i] != '{')
-      return -EINVAL;
-    i = skip_ws(body, i + 1, len);
-    for (;;) {
-      if (i >= len || body[i] != '"')
-        return -ENOENT;
-      size_t kend = skip_string(body, i, len);
-      if (kend == 0)
-        return -EINVAL;
-      int match = key_equals(body + i + 1, kend - i - 2, field);
-      i = skip_ws(body, kend, len);
-      if (i >= len || body[i] != ':')
-        return -EINVAL;
-      i = skip_ws(body, i + 1, len);
-      if (match) {
-        v = i;
-        break;
-      }
-      size_t e = skip_value(body, i, len);
-      if (e == 0)
-        return -EINVAL;
-      i = skip_ws(body, e, len);
-      if (i < len && body[i] == ',') {
-        i = skip_ws(body, i + 1, len);
-        continue;
-      }
-      return -ENOENT; /* '}' or garbage: the field is not there */
-    }
-  }
-  if (v >= len)
-    return -EINVAL;
-  if (body[v] != '[') {
-    *count = -1;
-    return skip_value(body, v, len) ? 0 : -EINVAL;
-  }
-  long c = 0;
-  size_t j = skip_ws(body, v + 1, len);
-  if (j < len && body[j] == ']') {
-    *open = v;
-    *close = j;
-    *count = 0;
-    return 0;
-  }
-  for (;;) {
-    size_t e = skip_value(body, j, len);
-    if (e == 0)
-      return -EINVAL;
-    if (elems != NULL) {
-      if ((size_t)c >= max_elems)
-        return -ENOSPC;
-      elems[2 * c] = j;
-      elems[2 * c + 1] = e;
-    }
-    c++;
-    j = skip_ws(body, e, len);
-    if (j < len && body[j] == ',') {
-      j = skip_ws(body, j + 1, len);
-      continue;
-    }
-    if (j < len && body[j] == ']')
-      break;
-    return -EINVAL;
-  }
-  *open = v;
-  *close = j;
-  *count = c;
-  return 0;
-}
-
-uint32_t bh_json_count_items(const char *body, size_t len, int root, const char *field) {
-  size_t open, close;
-  long count;
-  if (bh_json_items(body, len, root, field, &open, &close, &count, NULL, 0) != 0 || count < 1)
-    return 1;
-  return count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
-}
-
-char *bh_json_slice(const char *body, size_t len, int root, const char *field,
-                    uint32_t from, uint32_t to, size_t *out_len) {
-  size_t open, close;
-  long count;
-  if (bh_json_items(body, len, root, field, &open, &close, &count, NULL, 0) != 0 || count < 0 ||
-      from > to || to > (uint64_t)count)
-    return NULL;
-  size_t *el = malloc(2 * (size_t)(count ? count : 1) * sizeof(size_t));
-  if (el == NULL)
-    return NULL;
-  if (bh_json_items(body, len, root, field, &open, &close, &count, el, (size_t)count) != 0) {
-    free(el);
-    return NULL;
-  }
-  size_t ms = from < to ? el[2 * from] : 0, me = from < to ? el[2 * (to - 1) + 1] : 0;
-  free(el);
-  size_t n = (open + 1) + (me - ms) + (len - close);
-  char *out = malloc(n + 1);
-  if (out == NULL)
-    return NULL;
-  memcpy(out, body, open + 1);
-  memcpy(out + open + 1, body + ms, me - ms);
-  memcpy(out + open + 1 + (me - ms), body + close, len - close);
-  out[n] = '\0';
-  *out_len = n;
-  return out;
-}
-
 /* ---------------------------------------------------------------- state */
-
-/* A request split across batches: it stays at the head of its queue while
- * parts of it are cut off, and is answered once every part has finished. */
-typedef struct split {
-  struct split *next;
-  bh_req_t *parent;
-  uint32_t off;         /* items already cut into parts */
-  uint32_t outstanding; /* parts sent and not finished */
-  uint32_t done;        /* items finished (or dropped) */
-  bh_out_t *first;      /* first part's message: status, content type, headers */
-  bh_out_t *err;        /* first failure: becomes the parent's answer */
-  char *out;            /* the parts' array contents, joined */
-  size_t out_len, out_cap;
-} split_t;
 
 typedef struct bq {
   bh_batcher_t *b;
@@ -261,14 +63,19 @@ typedef struct bq {
 
 struct bh_batcher {
   bh_worker_t *w;
+  bh_batcher_ops_t ops;
   uv_loop_t *loop;
   bq_t **q;              /* per API index; NULL when not batchable */
   size_t nq;
-  split_t *splits;
+  bh_split_t *splits;
   int open_timers;       /* closed asynchronously: free b after the last one */
 };
 
 static void pump(bq_t *q, uint64_t now);
+
+static void reject(bh_batcher_t *b, bh_req_t *req, int status) {
+  b->ops.reject(b->ops.arg, req, status);
+}
 
 static double predict(const bq_t *q, uint32_t n) {
   return q->a + q->bcoef * (double)n;
@@ -331,15 +138,15 @@ static bq_t *queue_of(bh_batcher_t *b, int api) {
   return b->q[api];
 }
 
-static split_t *split_of(bh_batcher_t *b, bh_req_t *parent) {
-  for (split_t *s = b->splits; s; s = s->next)
+static bh_split_t *split_of(bh_batcher_t *b, bh_req_t *parent) {
+  for (bh_split_t *s = b->splits; s; s = s->next)
     if (s->parent == parent)
       return s;
   return NULL;
 }
 
-static void split_free(bh_batcher_t *b, split_t *s) {
-  for (split_t **p = &b->splits; *p; p = &(*p)->next)
+static void split_free(bh_batcher_t *b, bh_split_t *s) {
+  for (bh_split_t **p = &b->splits; *p; p = &(*p)->next)
     if (*p == s) {
       *p = s->next;
       break;
@@ -352,7 +159,7 @@ static void split_free(bh_batcher_t *b, split_t *s) {
 
 /* Items of a queued request not yet cut into parts. */
 static uint32_t remaining(bh_batcher_t *b, bh_req_t *r) {
-  split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
+  bh_split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
   return s ? r->items - s->off : r->items;
 }
 
@@ -381,7 +188,7 @@ static void shed_head(bq_t *q) {
   uint32_t rem = remaining(b, r);
   pop_head(q);
   q->items -= rem;
-  split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
+  bh_split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
   if (s != NULL) {
     s->off = r->items;
     s->done += rem;
@@ -392,7 +199,7 @@ static void shed_head(bq_t *q) {
       return; /* the last part's final message answers the parent */
     split_free(b, s);
   }
-  bh_http_reject(r, 503);
+  reject(b, r, 503);
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -400,7 +207,7 @@ static void shed_head(bq_t *q) {
 static void on_timer(uv_timer_t *t) {
   bq_t *q = t->data;
   q->deadline = 0;
-  pump(q, bh_traffic_now_ns());
+  pump(q, bh_now_ns());
 }
 
 static void arm(bq_t *q, uint64_t now) {
@@ -452,7 +259,7 @@ static void dispatch(bq_t *q, uint32_t n, uint64_t now) {
   while (q->head != NULL && taken < n) {
     bh_req_t *r = q->head, *m;
     uint32_t rem = remaining(b, r), room = n - taken;
-    split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
+    bh_split_t *s = r->split_parent == r ? split_of(b, r) : NULL;
     if (s == NULL && rem <= room) {
       m = pop_head(q);
       taken += rem;
@@ -501,7 +308,7 @@ static void dispatch(bq_t *q, uint32_t n, uint64_t now) {
   if (first == NULL)
     return;
 
-  int err = bh_bridge_submit(&b->w->bridge, first, BH_IN_BATCH);
+  int err = b->ops.submit(b->ops.arg, first);
   if (err != 0) {
     /* The ring is full: Python is far behind, so shedding is the honest answer. */
     bh_req_t *m = first, *next;
@@ -510,10 +317,10 @@ static void dispatch(bq_t *q, uint32_t n, uint64_t now) {
       m->batch_next = NULL;
       bh_req_t *p = m->split_parent;
       if (p == NULL) {
-        bh_http_reject(m, 503);
+        reject(b, m, 503);
         continue;
       }
-      split_t *s = split_of(b, p);
+      bh_split_t *s = split_of(b, p);
       s->outstanding--;
       s->done += m->items;
       bh_req_free(m);
@@ -526,7 +333,7 @@ static void dispatch(bq_t *q, uint32_t n, uint64_t now) {
       }
       if (s->outstanding == 0 && s->done >= p->items) {
         split_free(b, s);
-        bh_http_reject(p, 503);
+        reject(b, p, 503);
       }
     }
     return;
@@ -624,7 +431,7 @@ static void pump(bq_t *q, uint64_t now) {
 void bh_batcher_enqueue_at(bh_batcher_t *b, bh_req_t *req, uint64_t now) {
   bq_t *q = queue_of(b, req->api_index);
   if (q == NULL) {
-    bh_http_reject(req, 500); /* not batchable: a caller bug, answer rather than hang */
+    reject(b, req, 500); /* not batchable: a caller bug, answer rather than hang */
     return;
   }
   req->items = req->body != NULL
@@ -655,7 +462,7 @@ void bh_batcher_enqueue_at(bh_batcher_t *b, bh_req_t *req, uint64_t now) {
     /* Only on a model fitted to measured batches: priors times a long queue
      * would refuse requests on a guess (BentoML's spurious 503s). */
     if (q->nsamples >= 2 && predict(q, own) <= q->lat && age_s(req, now) + t > q->lat) {
-      bh_http_reject(req, 503); /* which counts it as rejected */
+      reject(b, req, 503); /* which counts it as rejected */
       return;
     }
   }
@@ -670,87 +477,7 @@ void bh_batcher_enqueue_at(bh_batcher_t *b, bh_req_t *req, uint64_t now) {
 }
 
 void bh_batcher_enqueue(bh_batcher_t *b, bh_req_t *req) {
-  bh_batcher_enqueue_at(b, req, bh_traffic_now_ns());
-}
-
-static void append_out(split_t *s, const char *p, size_t n) {
-  if (s->out_len + n + 1 > s->out_cap) {
-    size_t cap = (s->out_cap + n + 1) * 2;
-    char *o = realloc(s->out, cap);
-    if (o == NULL) {
-      s->out_cap = (size_t)-1; /* poisons the join: becomes a 500 */
-      return;
-    }
-    s->out = o;
-    s->out_cap = cap;
-  }
-  if (s->out_cap == (size_t)-1)
-    return;
-  memcpy(s->out + s->out_len, p, n);
-  s->out_len += n;
-}
-
-static const char k500[] = "{\"error\":\"Internal Server Error\"}";
-
-/* A part's final message: keep its array's contents, or its failure. */
-static void absorb_part(split_t *s, bh_out_t *msg) {
-  if (msg->status >= 400 || msg->kind != BH_OUT_COMPLETE) {
-    if (s->err == NULL) {
-      s->err = msg;
-      return;
-    }
-    free(msg);
-    return;
-  }
-  const char *d = msg->data;
-  size_t i = skip_ws(d, 0, msg->len), e = msg->len;
-  while (e > i && strchr(" \t\r\n", d[e - 1]))
-    e--;
-  if (d == NULL || e - i < 2 || d[i] != '[' || d[e - 1] != ']') {
-    /* Python returned something that cannot be joined: the parent fails. */
-    if (s->err == NULL)
-      s->err = bh_out_new(s->parent, BH_OUT_COMPLETE, 500, "application/json", 16, NULL, 0, k500,
-                          sizeof(k500) - 1);
-    free(msg);
-    return;
-  }
-  size_t in_s = skip_ws(d, i + 1, e - 1), in_e = e - 1;
-  if (in_e > in_s) {
-    if (s->out_len > 0)
-      append_out(s, ",", 1);
-    append_out(s, d + in_s, in_e - in_s);
-  }
-  if (s->first == NULL)
-    s->first = msg;
-  else
-    free(msg);
-}
-
-static bh_out_t *join_parts(split_t *s) {
-  bh_req_t *p = s->parent;
-  if (s->err != NULL) {
-    bh_out_t *e = s->err;
-    return bh_out_new(p, BH_OUT_COMPLETE, e->status, e->content_type,
-                      e->content_type ? strlen(e->content_type) : 0, e->headers, e->headers_len,
-                      e->data, e->len);
-  }
-  if (s->out_cap == (size_t)-1 || s->first == NULL)
-    return bh_out_new(p, BH_OUT_COMPLETE, 500, "application/json", 16, NULL, 0, k500,
-                      sizeof(k500) - 1);
-  size_t n = s->out_len + 2;
-  char *body = malloc(n);
-  if (body == NULL)
-    return NULL;
-  body[0] = '[';
-  if (s->out_len)
-    memcpy(body + 1, s->out, s->out_len);
-  body[n - 1] = ']';
-  bh_out_t *f = s->first;
-  bh_out_t *m = bh_out_new(p, BH_OUT_COMPLETE, f->status, f->content_type,
-                           f->content_type ? strlen(f->content_type) : 0, f->headers,
-                           f->headers_len, body, n);
-  free(body);
-  return m;
+  bh_batcher_enqueue_at(b, req, bh_now_ns());
 }
 
 int bh_batcher_member_done_at(bh_batcher_t *b, bh_req_t *req, bh_out_t *msg,
@@ -764,10 +491,10 @@ int bh_batcher_member_done_at(bh_batcher_t *b, bh_req_t *req, bh_out_t *msg,
   int absorbed = 0;
   bh_req_t *parent = req->split_parent;
   if (parent != NULL) {
-    split_t *s = split_of(b, parent);
+    bh_split_t *s = split_of(b, parent);
     absorbed = 1;
     if (s != NULL) {
-      absorb_part(s, msg);
+      bh_split_absorb(s, msg);
       s->outstanding--;
       s->done += req->items;
       if (s->err != NULL && s->off < parent->items && q->head == parent) {
@@ -779,11 +506,11 @@ int bh_batcher_member_done_at(bh_batcher_t *b, bh_req_t *req, bh_out_t *msg,
         s->done += rem;
       }
       if (s->outstanding == 0 && s->done >= parent->items) {
-        *parent_msg = join_parts(s);
+        *parent_msg = bh_split_join(s);
         split_free(b, s);
         if (*parent_msg == NULL) { /* out of memory: answer it plainly */
           parent->split_parent = NULL;
-          bh_http_reject(parent, 500);
+          reject(b, parent, 500);
         }
       }
     } else {
@@ -800,7 +527,7 @@ int bh_batcher_member_done_at(bh_batcher_t *b, bh_req_t *req, bh_out_t *msg,
 }
 
 int bh_batcher_member_done(bh_batcher_t *b, bh_req_t *req, bh_out_t *msg, bh_out_t **parent_msg) {
-  return bh_batcher_member_done_at(b, req, msg, parent_msg, bh_traffic_now_ns());
+  return bh_batcher_member_done_at(b, req, msg, parent_msg, bh_now_ns());
 }
 
 void bh_batcher_tick_at(bh_batcher_t *b, uint64_t now) {
@@ -831,7 +558,8 @@ int bh_batcher_busy(bh_batcher_t *b, int api) {
 
 /* ---------------------------------------------------------------- life cycle */
 
-int bh_batcher_create(bh_batcher_t **out, bh_worker_t *w, uv_loop_t *loop) {
+int bh_batcher_create(bh_batcher_t **out, bh_worker_t *w, uv_loop_t *loop,
+                      const bh_batcher_ops_t *ops) {
   *out = NULL;
   const bh_service_config_t *cfg = &w->config;
   int any = 0;
@@ -843,6 +571,7 @@ int bh_batcher_create(bh_batcher_t **out, bh_worker_t *w, uv_loop_t *loop) {
   if (b == NULL)
     return -ENOMEM;
   b->w = w;
+  b->ops = *ops;
   b->loop = loop;
   b->nq = cfg->napis;
   b->q = calloc(cfg->napis, sizeof(*b->q));

@@ -7,11 +7,12 @@
  * responses say connection: close), and once no connection and no request is
  * left, tell Python through the bridge and let uv_run() return.
  */
-#include "http.h"
+#include "server/io.h"
+#include "server/internal.h"
+#include "common/log.h"
+#include "traffic/batch.h"
 
-#include <errno.h>
 #include <signal.h>
-#include <string.h>
 
 /* One I/O thread per worker process. */
 static bh_io_t io_state;
@@ -43,11 +44,11 @@ void bh_io_maybe_finish(bh_io_t *io) {
     bh_batcher_close(io->w->batcher);
     io->w->batcher = NULL;
   }
-  bh_bridge_signal_shutdown(&io->w->bridge);
+  bh_bridge_signal_shutdown(&io->bridge);
   io_close_handle((uv_handle_t *)&io->listener);
   io_close_handle((uv_handle_t *)&io->sigterm);
   io_close_handle((uv_handle_t *)&io->drain_timer);
-  bh_bridge_close(&io->w->bridge);
+  bh_bridge_close(&io->bridge);
 }
 
 static void io_on_drain_timeout(uv_timer_t *t) {
@@ -84,6 +85,17 @@ static int io_any_batchable(const bh_worker_t *w) {
   return 0;
 }
 
+/* The batcher's way to Python and its way to answer a request it refuses. */
+static int io_submit_batch(void *arg, bh_req_t *first) {
+  (void)arg;
+  return bh_bridge_submit(&io_state.bridge, first, BH_IN_BATCH);
+}
+
+static void io_reject(void *arg, bh_req_t *req, int status) {
+  (void)arg;
+  bh_http_reject(req, status);
+}
+
 static void io_start_done(bh_io_t *io, int err) {
   pthread_mutex_lock(&io->start_lock);
   io->start_err = err;
@@ -95,7 +107,7 @@ static void io_start_done(bh_io_t *io, int err) {
 static void *io_thread_main(void *arg) {
   bh_io_t *io = arg;
   bh_worker_t *w = io->w;
-  uv_loop_t *loop = &w->io_loop;
+  uv_loop_t *loop = &io->loop;
   sigset_t set;
   int err;
 
@@ -109,8 +121,7 @@ static void *io_thread_main(void *arg) {
     io_start_done(io, err);
     return NULL;
   }
-  io->loop = loop;
-  err = bh_bridge_init(&w->bridge, loop, BH_BRIDGE_CAPACITY,
+  err = bh_bridge_init(&io->bridge, loop, BH_BRIDGE_CAPACITY,
                        bh_http_on_out, io);
   if (err != 0) {
     uv_loop_close(loop);
@@ -122,7 +133,8 @@ static void *io_thread_main(void *arg) {
    * batchable APIs still work, one call per request. */
   w->batcher = NULL;
   if (io_any_batchable(w)) {
-    err = bh_batcher_create(&w->batcher, w, loop);
+    static const bh_batcher_ops_t ops = {io_submit_batch, io_reject, NULL};
+    err = bh_batcher_create(&w->batcher, w, loop, &ops);
     if (err != 0) {
       bh_log("worker %d: adaptive batching unavailable: %s", w->index,
              uv_strerror(err));
@@ -159,14 +171,15 @@ static void *io_thread_main(void *arg) {
     io_close_handle((uv_handle_t *)&io->listener);
     io_close_handle((uv_handle_t *)&io->sigterm);
     io_close_handle((uv_handle_t *)&io->drain_timer);
-    bh_bridge_close(&w->bridge);
+    bh_bridge_close(&io->bridge);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
-    bh_bridge_destroy(&w->bridge);
+    bh_bridge_destroy(&io->bridge);
     io_start_done(io, err);
     return NULL;
   }
 
+  w->bridge = &io->bridge;
   atomic_store(&w->io_ready, 1);
   io_start_done(io, 0);
 
@@ -187,7 +200,7 @@ int bh_io_start(bh_worker_t *w) {
   pthread_mutex_init(&io->start_lock, NULL);
   pthread_cond_init(&io->start_cond, NULL);
 
-  err = pthread_create(&w->io_thread, NULL, io_thread_main, io);
+  err = pthread_create(&io->thread, NULL, io_thread_main, io);
   if (err != 0)
     return -err;
 
@@ -197,7 +210,7 @@ int bh_io_start(bh_worker_t *w) {
   pthread_mutex_unlock(&io->start_lock);
 
   if (io->start_err != 0) {
-    pthread_join(w->io_thread, NULL);
+    pthread_join(io->thread, NULL);
     return io->start_err;
   }
   w->io_started = 1;
@@ -209,7 +222,7 @@ int bh_io_join(bh_worker_t *w) {
 
   if (!w->io_started)
     return 0;
-  err = pthread_join(w->io_thread, NULL);
+  err = pthread_join(io_state.thread, NULL);
   w->io_started = 0;
   return -err;
 }

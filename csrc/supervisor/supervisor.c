@@ -5,7 +5,14 @@
  * It never initialises Python and deliberately does not use libuv either: libuv
  * keeps process-global signal state that a forked child would inherit, so the
  * supervisor runs a small poll() loop over a signalfd and the status pipe. */
+#include "supervisor/supervisor.h"
 #include "bh.h"
+#include "common/config.h"
+#include "common/context.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "traffic/shm.h"
+#include "worker/worker.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,10 +3,14 @@
  * per-request temp dir, plain fields stay in memory, the body is never
  * buffered whole. Independent of libuv and llhttp so that it can be unit
  * tested on its own (tests/c/test_multipart.c). */
-#ifndef BH_MULTIPART_H
-#define BH_MULTIPART_H
+#ifndef BH_SERVER_MULTIPART_H
+#define BH_SERVER_MULTIPART_H
 
-#include "bh.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/fs.h"
+#include "common/request.h"
 
 typedef struct bh_multipart bh_multipart_t;
 
@@ -29,8 +33,5 @@ int bh_multipart_status(const bh_multipart_t *mp);
 const char *bh_multipart_error(const bh_multipart_t *mp);
 /* Frees the parser; removes its temp dir unless finish handed it over. */
 void bh_multipart_free(bh_multipart_t *mp);
-
-/* rm -rf path (no symlinks followed); 0 or a negative errno. */
-int bh_rmtree(const char *path);
 
 #endif

@@ -16,7 +16,7 @@
  * write, a 1 MiB one 16, however the body was split and however many CRs it
  * holds (held-back delimiter bytes that turn out to be content are copied into
  * the buffer, never written on their own). */
-#include "multipart.h"
+#include "server/multipart.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -605,24 +605,4 @@ void bh_multipart_free(bh_multipart_t *mp) {
     free(mp->temp_dir);
   }
   free(mp);
-}
-
-/* ---------------------------------------------------------------- rmtree */
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  /* keep going on errors: remove as much as we can */
-  if (remove(path) != 0 && errno != ENOENT)
-    return 0;
-  return 0;
-}
-
-int bh_rmtree(const char *path) {
-  /* FTW_PHYS: a symlink Python left in the dir is removed, not followed */
-  if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-    return errno ? -errno : -EIO;
-  return 0;
 }

@@ -5,7 +5,7 @@
  * across workers, so a busy worker 429s while its neighbours idle. Here one
  * global counter in the shared segment is the truth: a CAS loop admits only
  * while it is below the limit, so no interleaving of workers ever exceeds it. */
-#include "traffic.h"
+#include "traffic/internal.h"
 
 #include <errno.h>
 

@@ -6,18 +6,12 @@
  * read-modify-write operations (the max_concurrency count), each slot only by
  * its worker, or by the supervisor after that worker was reaped. No locks, so a
  * worker killed at any instruction can never leave one held. */
-#include "traffic.h"
+#include "traffic/internal.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
-
-uint64_t bh_traffic_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 size_t bh_shm_size(void) {
   return sizeof(struct bh_shm);
@@ -73,7 +67,7 @@ void bh_shm_worker_died(bh_shm_t *shm, int index) {
 void bh_shm_heartbeat(bh_shm_t *shm, int index) {
   bh_slot_t *s = bh_shm_slot(shm, index);
   if (s != NULL)
-    atomic_store_explicit(&s->heartbeat_ns, bh_traffic_now_ns(), memory_order_relaxed);
+    atomic_store_explicit(&s->heartbeat_ns, bh_now_ns(), memory_order_relaxed);
 }
 
 void bh_shm_work(bh_shm_t *shm, int index, int delta) {
@@ -84,7 +78,7 @@ void bh_shm_work(bh_shm_t *shm, int index, int delta) {
   /* Going from idle to busy starts the stall clock afresh: an old heartbeat
    * from before an idle period must not count as lack of progress. */
   if (before <= 0 && before + delta > 0) {
-    uint64_t now = bh_traffic_now_ns();
+    uint64_t now = bh_now_ns();
     atomic_store(&s->busy_since_ns, now);
     atomic_store_explicit(&s->heartbeat_ns, now, memory_order_relaxed);
   }
@@ -109,5 +103,5 @@ double bh_shm_stall_at(bh_shm_t *shm, int index, uint64_t now) {
 }
 
 double bh_shm_stall_s(bh_shm_t *shm, int index) {
-  return bh_shm_stall_at(shm, index, bh_traffic_now_ns());
+  return bh_shm_stall_at(shm, index, bh_now_ns());
 }

@@ -12,83 +12,13 @@
  * one loop iteration handles every message that arrived in the meantime, in
  * the order they were posted.
  */
-#include "bh.h"
-#include "multipart.h"
+#include "python/bridge.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
-
-void bh_req_free(bh_req_t *req) {
-  size_t i;
-
-  if (req == NULL)
-    return;
-  free(req->body);
-  free(req->content_type);
-  free(req->head);
-  for (i = 0; i < req->nparts; i++) {
-    bh_part_t *p = &req->parts[i];
-    free(p->name);
-    free(p->filename);
-    free(p->content_type);
-    free(p->path);
-    free(p->data);
-  }
-  free(req->parts);
-  /* Recursively: Python may have added files of its own. */
-  if (req->temp_dir != NULL) {
-    bh_rmtree(req->temp_dir);
-    free(req->temp_dir);
-  }
-  free(req);
-}
-
-bh_out_t *bh_out_new(bh_req_t *req, bh_out_kind_t kind, int status,
-                     const char *content_type, size_t content_type_len,
-                     const char *headers, size_t headers_len,
-                     const char *data, size_t len) {
-  size_t ct = content_type != NULL ? content_type_len + 1 : 0;
-  size_t total = sizeof(bh_out_t) + ct + headers_len + len;
-  bh_out_t *msg;
-  char *p;
-
-  if (total < sizeof(bh_out_t) + len) /* overflow */
-    return NULL;
-  msg = malloc(total);
-  if (msg == NULL)
-    return NULL;
-  p = (char *)(msg + 1);
-  msg->next = NULL;
-  msg->req = req;
-  msg->kind = kind;
-  msg->status = status;
-  msg->content_type = NULL;
-  msg->headers = NULL;
-  msg->headers_len = 0;
-  msg->data = NULL;
-  msg->len = 0;
-  if (content_type != NULL) {
-    memcpy(p, content_type, content_type_len);
-    p[content_type_len] = '\0';
-    msg->content_type = p;
-    p += ct;
-  }
-  if (headers != NULL && headers_len > 0) {
-    memcpy(p, headers, headers_len);
-    msg->headers = p;
-    msg->headers_len = headers_len;
-    p += headers_len;
-  }
-  if (data != NULL && len > 0) {
-    memcpy(p, data, len);
-    msg->data = p;
-    msg->len = len;
-  }
-  return msg;
-}
 
 static void bridge_on_async(uv_async_t *handle) {
   bh_bridge_t *b = handle->data;

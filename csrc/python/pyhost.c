@@ -5,6 +5,12 @@
 #include <Python.h>
 
 #include "bh.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "python/bridge.h"
+#include "python/pyhost.h"
+#include "traffic/shm.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -32,7 +38,7 @@ static PyObject *py_publish(PyObject *self, PyObject *arg) {
   }
   int rc;
   Py_BEGIN_ALLOW_THREADS
-  rc = bh_io_start(w);
+  rc = w->start_serving(w);
   Py_END_ALLOW_THREADS
   if (rc != 0) {
     PyErr_Format(PyExc_OSError, "cannot start the I/O thread: %s", strerror(-rc));
@@ -84,7 +90,7 @@ static PyObject *py_eventfd(PyObject *self, PyObject *unused) {
   (void)unused;
   if (require_io() != 0)
     return NULL;
-  return PyLong_FromLong(g_worker->bridge.eventfd);
+  return PyLong_FromLong(g_worker->bridge->eventfd);
 }
 
 static PyObject *bytes_or_none(const char *data, size_t len) {
@@ -275,7 +281,7 @@ static void post_error(bh_req_t *req) {
     bh_log("error: out of memory answering a request: it is lost");
     return;
   }
-  bh_bridge_post(&g_worker->bridge, msg);
+  bh_bridge_post(g_worker->bridge, msg);
   work_done();
 }
 
@@ -299,7 +305,7 @@ static PyObject *py_take(PyObject *self, PyObject *unused) {
   if (require_io() != 0)
     return NULL;
   bh_worker_t *w = g_worker;
-  bh_bridge_t *b = &w->bridge;
+  bh_bridge_t *b = w->bridge;
   bh_in_t entries[TAKE_BATCH];
 
   if (w->shm)
@@ -403,7 +409,7 @@ static PyObject *post_response(PyObject *const *args, Py_ssize_t nargs, bh_out_k
   }
   if (kind == BH_OUT_STREAM_START)
     atomic_fetch_or(&req->flags, BH_REQ_STREAMING);
-  bh_bridge_post(&g_worker->bridge, msg);
+  bh_bridge_post(g_worker->bridge, msg);
   if (kind == BH_OUT_COMPLETE)
     work_done();
   result = Py_NewRef(Py_None);
@@ -453,7 +459,7 @@ static PyObject *py_stream_write(PyObject *self, PyObject *const *args, Py_ssize
     return PyErr_NoMemory();
   /* Count before posting, so that the I/O thread's decrement never goes below 0. */
   int64_t pending = atomic_fetch_add(&req->pending_bytes, (int64_t)msg->len) + (int64_t)msg->len;
-  bh_bridge_post(&g_worker->bridge, msg);
+  bh_bridge_post(g_worker->bridge, msg);
   if (pending <= BH_STREAM_HIGH_WATER)
     return PyLong_FromLong(0);
   atomic_fetch_or(&req->flags, BH_REQ_WANT_WRITABLE);
@@ -473,7 +479,7 @@ static PyObject *py_stream_end(PyObject *self, PyObject *arg) {
   bh_out_t *msg = bh_out_new(req, BH_OUT_STREAM_END, 0, NULL, 0, NULL, 0, NULL, 0);
   if (msg == NULL)
     return PyErr_NoMemory();
-  bh_bridge_post(&g_worker->bridge, msg);
+  bh_bridge_post(g_worker->bridge, msg);
   work_done();
   Py_RETURN_NONE;
 }

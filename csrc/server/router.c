@@ -1,7 +1,9 @@
 /* Routing, admission and the responses C gives without asking Python.
  * Runs on the I/O thread only; reads the worker's flags with atomics because
  * the Python side flips them. */
-#include "http.h"
+#include "server/internal.h"
+#include "traffic/batch.h"
+#include "traffic/metrics.h"
 
 #include <errno.h>
 #include <string.h>
@@ -179,41 +181,5 @@ int bh_router_admit(bh_worker_t *w, bh_req_t *req) {
     bh_batcher_enqueue(w->batcher, req);
     return 0;
   }
-  return bh_bridge_submit(&w->bridge, req, BH_IN_REQUEST);
-}
-
-const char *bh_http_reason(int status) {
-  switch (status) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 206: return "Partial Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 303: return "See Other";
-  case 304: return "Not Modified";
-  case 307: return "Temporary Redirect";
-  case 308: return "Permanent Redirect";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 413: return "Request Entity Too Large";
-  case 415: return "Unsupported Media Type";
-  case 422: return "Unprocessable Entity";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return status < 300 ? "OK" : status < 400 ? "Redirect"
-                : status < 500 ? "Client Error" : "Server Error";
-  }
+  return bh_bridge_submit(w->bridge, req, BH_IN_REQUEST);
 }

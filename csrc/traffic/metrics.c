@@ -5,7 +5,7 @@
  * Histograms keep per-bucket (not cumulative) counts so that recording is one
  * atomic add; the render accumulates. Recording uses relaxed atomics: a scrape
  * racing a request may see its count before its sum, which Prometheus tolerates. */
-#include "traffic.h"
+#include "traffic/internal.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,0 +1,38 @@
+/* The service's own description, as the reporting worker found it on import
+ * (JSON written by bentohost/_config.py): its APIs and traffic settings. */
+#ifndef BH_COMMON_CONFIG_H
+#define BH_COMMON_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct bh_api {
+  char *name;
+  char *route;        /* "/classify" */
+  size_t route_len;
+  int index;          /* position in the JSON "apis" list == index used by Python */
+  int is_async;
+  int is_stream;
+  int batchable;
+  int needs_request;  /* the method takes a Context: hand Python the request head */
+  int batch_root;     /* batchable input is the bare body (positional-only) */
+  char *batch_field;  /* batchable input's field name in the JSON object, or NULL */
+  int max_batch_size;
+  double max_latency_s;
+} bh_api_t;
+
+typedef struct bh_service_config {
+  char *name;
+  int workers;        /* already resolved ("cpu_count" -> a number) */
+  int threads;
+  double timeout_s;   /* traffic.timeout, default 60 */
+  int max_concurrency;/* traffic.max_concurrency, 0 = unlimited (global, all workers) */
+  int concurrency;    /* traffic.concurrency, 0 = unset */
+  bh_api_t *apis;
+  size_t napis;
+} bh_service_config_t;
+
+/* 0, or a negative errno when the JSON is not a service description. */
+int bh_config_parse(bh_service_config_t *cfg, const char *json, size_t len);
+void bh_config_free(bh_service_config_t *cfg);
+
+#endif

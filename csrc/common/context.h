@@ -1,0 +1,58 @@
+/* The state of one worker process, shared by its two threads: the I/O thread
+ * (server/) and the Python thread (python/). Every layer inside a worker reads
+ * it; each field has one writer, named beside it. Types of the layers above
+ * appear only as opaque pointers, so this header depends on nothing but common/. */
+#ifndef BH_COMMON_CONTEXT_H
+#define BH_COMMON_CONTEXT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "common/config.h"
+#include "common/options.h"
+
+struct bh_bridge;
+struct bh_shm;
+struct bh_batcher;
+
+/* A document C serves on GET from memory (/schema.json, /docs.json, /, ...),
+ * registered by Python before the I/O thread starts, then read-only. */
+typedef struct bh_document {
+  struct bh_document *next;
+  char *path;
+  char *content_type;
+  char *body;
+  size_t len;
+} bh_document_t;
+
+typedef struct bh_worker bh_worker_t;
+
+struct bh_worker {
+  /* set by the supervisor before the worker starts */
+  int index;                 /* 1..N, server_context.worker_index */
+  int listen_fd;             /* inherited listening socket */
+  int status_fd;             /* pipe to the supervisor */
+  int reporter;              /* this worker reports the service config */
+  const bh_options_t *opts;
+  struct bh_shm *shm;        /* created by the supervisor, inherited */
+
+  /* set by worker/worker.c: starts the I/O thread once Python has published
+   * the configuration (the Python host reaches the server only through it) */
+  int (*start_serving)(bh_worker_t *w);
+
+  /* Python thread, before start_serving */
+  bh_service_config_t config;
+  bh_document_t *documents;
+  int io_started;
+
+  /* I/O thread, before start_serving returns */
+  struct bh_bridge *bridge;
+  struct bh_batcher *batcher; /* NULL when no API is batchable */
+  int fresh_conns;           /* I/O thread: accepted connections with no request yet */
+
+  _Atomic int ready;         /* /readyz: instance built and on_startup hooks run */
+  _Atomic int alive;         /* /livez: __is_alive__ */
+  _Atomic int io_ready;      /* the I/O thread has initialised the bridge */
+};
+
+#endif

@@ -1,0 +1,121 @@
+/* Parsing of the host's options: machine-written by the launcher, but every
+ * error is still reported as one readable line. */
+#include "common/options.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_double(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || v < 0)
+    return -EINVAL;
+  *out = v;
+  return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || s[0] == '-')
+    return -EINVAL;
+  *out = (uint64_t)v;
+  return 0;
+}
+
+enum {
+  OPT_TARGET = 1000, OPT_PYTHON, OPT_PREFIX, OPT_HOST, OPT_PORT, OPT_BACKLOG,
+  OPT_WORKERS, OPT_GRACEFUL, OPT_KEEPALIVE, OPT_MAX_BODY, OPT_MAX_HEADER, OPT_WATCHDOG,
+};
+
+int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"target", required_argument, NULL, OPT_TARGET},
+      {"python", required_argument, NULL, OPT_PYTHON},
+      {"prefix", required_argument, NULL, OPT_PREFIX},
+      {"host", required_argument, NULL, OPT_HOST},
+      {"port", required_argument, NULL, OPT_PORT},
+      {"backlog", required_argument, NULL, OPT_BACKLOG},
+      {"workers", required_argument, NULL, OPT_WORKERS},
+      {"timeout-graceful-shutdown", required_argument, NULL, OPT_GRACEFUL},
+      {"timeout-keep-alive", required_argument, NULL, OPT_KEEPALIVE},
+      {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
+      {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
+      {"watchdog-factor", required_argument, NULL, OPT_WATCHDOG},
+      {NULL, 0, NULL, 0},
+  };
+  memset(opts, 0, sizeof(*opts));
+  opts->host = "0.0.0.0";
+  opts->port = 3000;
+  opts->backlog = 2048;
+  opts->graceful_timeout_s = 30;
+  opts->keepalive_timeout_s = 5;
+  opts->max_body_size = 100ull << 20;
+  opts->max_header_size = 64u << 10;
+  opts->watchdog_factor = 2.0;
+
+  int c;
+  uint64_t u = 0;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    const char *name = "";
+    int bad = 0;
+    switch (c) {
+    case OPT_TARGET: opts->target = optarg; break;
+    case OPT_PYTHON: opts->python = optarg; break;
+    case OPT_PREFIX: opts->prefix = optarg; break;
+    case OPT_HOST: opts->host = optarg; break;
+    case OPT_PORT:
+      name = "--port";
+      bad = parse_u64(optarg, &u) || u > 65535;
+      opts->port = (int)u;
+      break;
+    case OPT_BACKLOG:
+      name = "--backlog";
+      bad = parse_u64(optarg, &u) || u < 1 || u > 1000000;
+      opts->backlog = (int)u;
+      break;
+    case OPT_WORKERS:
+      name = "--workers";
+      bad = parse_u64(optarg, &u) || u > 4096;
+      opts->workers_override = (int)u;
+      break;
+    case OPT_GRACEFUL:
+      name = "--timeout-graceful-shutdown";
+      bad = parse_double(optarg, &opts->graceful_timeout_s) != 0;
+      break;
+    case OPT_KEEPALIVE:
+      name = "--timeout-keep-alive";
+      bad = parse_double(optarg, &opts->keepalive_timeout_s) != 0;
+      break;
+    case OPT_MAX_BODY:
+      name = "--max-body-size";
+      bad = parse_u64(optarg, &opts->max_body_size) != 0;
+      break;
+    case OPT_MAX_HEADER:
+      name = "--max-header-size";
+      bad = parse_u64(optarg, &u) || u < 256;
+      opts->max_header_size = (size_t)u;
+      break;
+    case OPT_WATCHDOG:
+      name = "--watchdog-factor";
+      bad = parse_double(optarg, &opts->watchdog_factor) != 0;
+      break;
+    default:
+      return -EINVAL;
+    }
+    if (bad) {
+      bh_log("error: invalid value for %s: '%s'", name, optarg);
+      return -EINVAL;
+    }
+  }
+  if (opts->target == NULL || opts->python == NULL) {
+    bh_log("error: --target and --python are required");
+    return -EINVAL;
+  }
+  return 0;
+}

@@ -1,0 +1,95 @@
+/* A request on its way from the I/O thread to Python and back, and the
+ * messages Python sends about it. Shared by the server, the batcher, the
+ * bridge and the Python host; allocated and freed by the I/O thread. */
+#ifndef BH_COMMON_REQUEST_H
+#define BH_COMMON_REQUEST_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A multipart/form-data part, parsed by C. File parts are streamed to a file in
+ * the request's temp_dir; other parts are kept in memory. */
+typedef struct bh_part {
+  char *name;
+  char *filename;      /* NULL for plain fields */
+  char *content_type;  /* NULL if the part had none */
+  char *path;          /* file parts: where the content was written */
+  char *data;          /* plain fields: the value */
+  size_t len;          /* bytes of content (file or data) */
+} bh_part_t;
+
+enum {
+  BH_REQ_TIMED_OUT = 1 << 0,  /* C answered 504; Python's result is dropped */
+  BH_REQ_GONE = 1 << 1,       /* the client went away */
+  BH_REQ_STREAMING = 1 << 2,  /* response headers sent, chunks follow */
+  BH_REQ_WANT_WRITABLE = 1 << 3, /* Python waits for a BH_IN_WRITABLE event */
+};
+
+/* One HTTP request on its way to Python and back. Allocated by the I/O thread and
+ * freed by it, only after Python's final message for it (complete or stream_end)
+ * has been processed: a handle Python holds is always valid. */
+typedef struct bh_req {
+  void *conn;            /* the connection, owned by the I/O thread */
+  int api_index;
+  char *body;            /* malloc'd request body (may be NULL when empty) */
+  size_t body_len;
+  char *content_type;    /* malloc'd, NUL-terminated, NULL if absent */
+
+  /* Request metadata, kept when the API needs_request or the body is multipart. */
+  char *head;            /* raw request line + header lines, as received */
+  size_t head_len;
+  char client[64];       /* "ip:port" of the peer */
+  char *temp_dir;        /* per-request directory, removed after the response */
+  bh_part_t *parts;      /* multipart parts (body is then NULL) */
+  size_t nparts;
+
+  /* Batching (traffic/batch.c): members of one batch, head first; items this
+   * request carries; a request split across batches points at its parent. */
+  struct bh_req *batch_next;
+  struct bh_req *split_parent;
+  uint32_t items;
+
+  uint64_t start_ns;     /* arrival, CLOCK_MONOTONIC */
+  _Atomic uint32_t flags;          /* BH_REQ_* */
+  _Atomic int64_t pending_bytes;   /* streamed bytes not yet written to the socket */
+} bh_req_t;
+
+/* Frees the request, its parts and its temp dir (recursively). */
+void bh_req_free(bh_req_t *req);
+
+/* Back to the I/O thread: what Python says about a request. One allocation
+ * holds the message and its strings (content_type, headers and data point into
+ * the same block). */
+typedef enum bh_out_kind {
+  BH_OUT_COMPLETE = 0,     /* the whole response; final */
+  BH_OUT_STREAM_START = 1, /* status + headers of a chunked response */
+  BH_OUT_CHUNK = 2,        /* one chunk of a streamed body */
+  BH_OUT_STREAM_END = 3,   /* the end of a streamed body; final */
+} bh_out_kind_t;
+
+typedef struct bh_out {
+  struct bh_out *next;
+  bh_req_t *req;
+  bh_out_kind_t kind;
+  int status;
+  const char *content_type;  /* NUL-terminated, or NULL */
+  const char *headers;       /* extra header lines "Name: value\r\n"..., or NULL */
+  size_t headers_len;
+  const char *data;          /* body or chunk */
+  size_t len;
+} bh_out_t;
+
+/* Allocates a message with room for the strings and copies them in. */
+bh_out_t *bh_out_new(bh_req_t *req, bh_out_kind_t kind, int status,
+                     const char *content_type, size_t content_type_len,
+                     const char *headers, size_t headers_len,
+                     const char *data, size_t len);
+
+/* Streaming back-pressure: Python stops advancing a generator once more than the
+ * high-water mark is queued for a socket, and is woken (BH_IN_WRITABLE) once the
+ * queue drains below the low-water mark. */
+#define BH_STREAM_HIGH_WATER (1 << 20)
+#define BH_STREAM_LOW_WATER (256 << 10)
+
+#endif

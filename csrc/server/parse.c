@@ -1,0 +1,347 @@
+/* The request side of HTTP/1.1: llhttp's callbacks, the header and body
+ * limits, routing at the end of the head, admission before the body is read,
+ * and the body's accumulation (or the multipart parser's feed). */
+#include "server/internal.h"
+#include "common/clock.h"
+#include "traffic/limiter.h"
+#include "traffic/metrics.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <strings.h>
+
+#define BODY_INITIAL_MAX ((size_t)1 << 20)
+#define CHUNKED_INITIAL 16384
+
+static int hdr_count(bh_conn_t *c, size_t n) {
+  c->hdr_bytes += n;
+  if (c->hdr_bytes > c->io->w->opts->max_header_size) {
+    c->err_status = 431;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  bh_conn_t *c = p->data;
+
+  if (c->fresh) {
+    /* The request is admitted (and counted in-flight) at its headers, so the
+     * connection stops counting as fresh from then on. */
+    bh_conn_not_fresh(c);
+  }
+  c->in_message = 1;
+  c->err_status = 0;
+  c->err_body[0] = '\0';
+  c->reject_status = 0;
+  c->hdr_bytes = 0;
+  c->url_len = c->ctype_len = c->expect_len = c->hname_len = c->hdrs_len = 0;
+  c->hkind = BH_HDR_OTHER;
+  c->discard_body = 0;
+  c->body_seen = 0;
+  c->head = 0;
+  c->force_close = 0;
+  c->route.kind = BH_ROUTE_NOT_FOUND; /* until the headers are complete */
+  c->msg_start_ns = bh_now_ns();
+  bh_conn_arm(c, bh_request_timeout_ms(c->io));
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  bh_conn_t *c = p->data;
+  if (hdr_count(c, len))
+    return -1;
+  return bh_buf_append(&c->url, &c->url_len, &c->url_cap, at, len) ? -1 : 0;
+}
+
+static int on_span_counted(llhttp_t *p, const char *at, size_t len) {
+  (void)at;
+  return hdr_count(p->data, len + 2);
+}
+
+/* The header lines are kept as they come (bounded by max_header_size through
+ * hdr_count) so that a request that needs them gets one copy in req->head. */
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  bh_conn_t *c = p->data;
+  if (hdr_count(c, len))
+    return -1;
+  if (c->hname_len + len <= sizeof(c->hname))
+    memcpy(c->hname + c->hname_len, at, len);
+  c->hname_len += len;
+  return bh_buf_append(&c->hdrs, &c->hdrs_len, &c->hdrs_cap, at, len) ? -1 : 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  bh_conn_t *c = p->data;
+  c->hkind = BH_HDR_OTHER;
+  if (c->hname_len == 12 && strncasecmp(c->hname, "content-type", 12) == 0) {
+    c->hkind = BH_HDR_CONTENT_TYPE;
+    c->ctype_len = 0; /* the last one wins */
+  } else if (c->hname_len == 6 && strncasecmp(c->hname, "expect", 6) == 0) {
+    c->hkind = BH_HDR_EXPECT;
+    c->expect_len = 0;
+  }
+  c->hname_len = 0;
+  return bh_buf_append(&c->hdrs, &c->hdrs_len, &c->hdrs_cap, ": ", 2) ? -1 : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  bh_conn_t *c = p->data;
+  if (hdr_count(c, len))
+    return -1;
+  if (bh_buf_append(&c->hdrs, &c->hdrs_len, &c->hdrs_cap, at, len))
+    return -1;
+  if (c->hkind == BH_HDR_CONTENT_TYPE)
+    return bh_buf_append(&c->ctype, &c->ctype_len, &c->ctype_cap, at, len) ? -1 : 0;
+  if (c->hkind == BH_HDR_EXPECT) {
+    if (c->expect_len + len <= sizeof(c->expect))
+      memcpy(c->expect + c->expect_len, at, len);
+    c->expect_len += len;
+  }
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  bh_conn_t *c = p->data;
+  c->hkind = BH_HDR_OTHER;
+  if (bh_buf_append(&c->hdrs, &c->hdrs_len, &c->hdrs_cap, "\r\n", 2))
+    return -1;
+  return hdr_count(c, 4); /* ": " and CRLF */
+}
+
+/* The path without scheme, authority, query or fragment. */
+static void url_path(const char *url, size_t len, const char **path,
+                     size_t *plen) {
+  size_t i = 0;
+
+  if (len > 0 && url[0] != '/') {
+    const char *sep = memmem(url, len, "://", 3);
+    if (sep != NULL) {
+      i = (size_t)(sep - url) + 3;
+      while (i < len && url[i] != '/')
+        i++;
+    }
+  }
+  *path = url + i;
+  for (*plen = 0; i + *plen < len; (*plen)++) {
+    char ch = url[i + *plen];
+    if (ch == '?' || ch == '#')
+      break;
+  }
+  if (*plen == 0) {
+    *path = "/";
+    *plen = 1;
+  }
+}
+
+/* req->head: "METHOD url HTTP/x.y\r\n" + the header lines. */
+static int keep_head(bh_conn_t *c, llhttp_t *p, bh_req_t *req) {
+  const char *method = llhttp_method_name((llhttp_method_t)p->method);
+  size_t cap = strlen(method) + c->url_len + c->hdrs_len + 32;
+  int n;
+
+  req->head = malloc(cap);
+  if (req->head == NULL)
+    return -1;
+  n = snprintf(req->head, cap, "%s %.*s HTTP/%d.%d\r\n", method, (int)c->url_len,
+               c->url ? c->url : "", p->http_major, p->http_minor);
+  if (c->hdrs_len > 0)
+    memcpy(req->head + n, c->hdrs, c->hdrs_len);
+  req->head_len = (size_t)n + c->hdrs_len;
+  req->head[req->head_len] = '\0';
+  snprintf(req->client, sizeof(req->client), "%s", bh_conn_client(c));
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  bh_conn_t *c = p->data;
+  bh_worker_t *w = c->io->w;
+  const bh_api_t *api;
+  const char *path;
+  size_t plen;
+  int chunked = (p->flags & F_CHUNKED) != 0;
+  int has_len = (p->flags & F_CONTENT_LENGTH) != 0;
+  int has_body = chunked || (has_len && p->content_length > 0);
+  int expect_continue, multipart;
+  bh_req_t *req;
+
+  c->head = p->method == HTTP_HEAD;
+  c->http_minor = p->http_minor;
+  expect_continue = c->expect_len == 12 &&
+                    strncasecmp(c->expect, "100-continue", 12) == 0 &&
+                    p->http_major == 1 && p->http_minor >= 1;
+
+  if (has_len && p->content_length > w->opts->max_body_size) {
+    c->err_status = 413;
+    return -1;
+  }
+
+  url_path(c->url, c->url_len, &path, &plen);
+  bh_router_match(w, p->method, path, plen, &c->route);
+
+  if (c->route.kind != BH_ROUTE_API) {
+    c->discard_body = 1;
+    /* The client waits for our go-ahead: answer now and drop the connection
+     * rather than leave it unsure whether the body follows. */
+    if (expect_continue && has_body) {
+      c->err_status = c->route.kind == BH_ROUTE_METHOD_NOT_ALLOWED ? 405 : 404;
+      return -1;
+    }
+    return 0;
+  }
+
+  /* Admission before the body is read: a refused body is discarded as it
+   * arrives, never buffered. */
+  if (bh_limiter_acquire(w) != 0) {
+    if (expect_continue && has_body) {
+      c->err_status = 429;
+      return -1;
+    }
+    c->reject_status = 429;
+    c->discard_body = 1;
+    return 0;
+  }
+  req = c->req = calloc(1, sizeof(*c->req));
+  if (req == NULL) {
+    bh_limiter_release(w);
+    return -1;
+  }
+  req->api_index = c->route.api_index;
+  req->start_ns = c->msg_start_ns;
+  atomic_init(&req->flags, BH_REQ_ADMITTED);
+  atomic_init(&req->pending_bytes, 0);
+  bh_metrics_inflight(w, req->api_index, +1);
+
+  multipart = c->ctype_len > 0 && bh_multipart_match(c->ctype, c->ctype_len);
+  api = bh_router_api(w, req->api_index);
+  if (c->ctype_len > 0) {
+    req->content_type = strndup(c->ctype, c->ctype_len);
+    if (req->content_type == NULL)
+      return -1;
+  }
+  if ((multipart || (api != NULL && api->needs_request)) && keep_head(c, p, req))
+    return -1;
+
+  c->body_cap = 0;
+  c->body_total = chunked ? 0 : p->content_length;
+  if (multipart) {
+    int r = bh_multipart_new(&c->mp, c->ctype, c->ctype_len, w->opts->max_body_size);
+    if (r == -ENOMEM)
+      return -1;
+    if (r != 0) {
+      c->err_status = 400;
+      snprintf(c->err_body, sizeof(c->err_body),
+               "{\"error\":\"Invalid multipart body: %s\"}", bh_multipart_error(c->mp));
+      return -1;
+    }
+  } else if (has_body) {
+    /* Sized from Content-Length, but a client cannot make us reserve more
+     * than BODY_INITIAL_MAX before it has sent the bytes. */
+    c->body_cap = chunked ? CHUNKED_INITIAL
+                  : p->content_length < BODY_INITIAL_MAX ? (size_t)p->content_length
+                  : BODY_INITIAL_MAX;
+    req->body = malloc(c->body_cap);
+    if (req->body == NULL)
+      return -1;
+  }
+  if (expect_continue && has_body)
+    bh_conn_send_continue(c);
+  return c->closing ? -1 : 0; /* the 100 Continue may have failed */
+}
+
+static int on_chunk_header(llhttp_t *p) {
+  bh_conn_t *c = p->data;
+  if (p->content_length > c->io->w->opts->max_body_size - c->body_seen) {
+    c->err_status = 413;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  bh_conn_t *c = p->data;
+  bh_req_t *req = c->req;
+  size_t need;
+
+  c->body_seen += len;
+  if (req == NULL)
+    return 0;
+  if (c->mp != NULL) {
+    if (bh_multipart_feed(c->mp, at, len) == 0)
+      return 0;
+    c->err_status = bh_multipart_status(c->mp);
+    if (c->err_status == 400)
+      snprintf(c->err_body, sizeof(c->err_body),
+               "{\"error\":\"Invalid multipart body: %s\"}", bh_multipart_error(c->mp));
+    else
+      bh_log("multipart upload failed: %s", bh_multipart_error(c->mp));
+    return -1;
+  }
+  need = req->body_len + len;
+  if (need > c->body_cap) {
+    /* glibc moves large blocks with mremap, so doubling stays cheap */
+    size_t ncap = c->body_cap ? c->body_cap : CHUNKED_INITIAL;
+    char *nb;
+    while (ncap < need)
+      ncap *= 2;
+    if (c->body_total >= need && ncap > c->body_total)
+      ncap = c->body_total;
+    nb = realloc(req->body, ncap);
+    if (nb == NULL)
+      return -1;
+    req->body = nb;
+    c->body_cap = ncap;
+  }
+  memcpy(req->body + req->body_len, at, len);
+  req->body_len = need;
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  bh_conn_t *c = p->data;
+
+  c->in_message = 0;
+  c->keep_alive = llhttp_should_keep_alive(p);
+  if (p->upgrade)
+    c->keep_alive = 0;
+  c->busy = 1;
+  return HPE_PAUSED;
+}
+
+const llhttp_settings_t bh_parser_settings = {
+  .on_message_begin = on_message_begin,
+  .on_url = on_url,
+  .on_method = on_span_counted,
+  .on_version = on_span_counted,
+  .on_header_field = on_header_field,
+  .on_header_value = on_header_value,
+  .on_header_field_complete = on_header_field_complete,
+  .on_header_value_complete = on_header_value_complete,
+  .on_headers_complete = on_headers_complete,
+  .on_chunk_header = on_chunk_header,
+  .on_body = on_body,
+  .on_message_complete = on_message_complete,
+};
+
+/* ---------------------------------------------------------------- request flow */
+
+/* Returns 1 when a message completed (consumed bytes were parsed), 0 when all
+ * of data was parsed, -1 on a protocol error. */
+int bh_conn_execute(bh_conn_t *c, const char *data, size_t len,
+                        size_t *consumed) {
+  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+
+  if (err == HPE_OK) {
+    *consumed = len;
+    return 0;
+  }
+  if ((err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) && c->busy) {
+    *consumed = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+    if (err == HPE_PAUSED_UPGRADE)
+      c->keep_alive = 0;
+    llhttp_resume(&c->parser);
+    return 1;
+  }
+  return -1;
+}
+

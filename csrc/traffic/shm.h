@@ -1,0 +1,25 @@
+/* The segment shared by the supervisor and every worker (traffic/shm.c): the
+ * exact global max_concurrency count, per-worker counters for /metrics and the
+ * heartbeats the supervisor's watchdog reads. Its layout is private to the
+ * traffic files (traffic/internal.h). */
+#ifndef BH_TRAFFIC_SHM_H
+#define BH_TRAFFIC_SHM_H
+
+#define BH_MAX_WORKERS 256
+typedef struct bh_shm bh_shm_t;
+
+bh_shm_t *bh_shm_create(void);                 /* supervisor, before forking */
+/* supervisor, after reaping worker `index`: returns its in-flight requests to the
+ * global max_concurrency count and counts the restart. */
+void bh_shm_worker_died(bh_shm_t *shm, int index);
+/* supervisor, once the worker count is known (traffic.concurrency uses it) */
+void bh_shm_set_workers(bh_shm_t *shm, int n);
+/* seconds since the worker's Python thread last made progress while it had work,
+ * or 0 when it is idle or has no Python work pending */
+double bh_shm_stall_s(bh_shm_t *shm, int index);
+void bh_shm_heartbeat(bh_shm_t *shm, int index); /* worker, Python thread */
+/* worker, Python thread: Python work pending (+n when it takes n REQUEST/BATCH
+ * member handles from the ring, -1 as it posts each one's final message) */
+void bh_shm_work(bh_shm_t *shm, int index, int delta);
+
+#endif
