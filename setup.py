@@ -8,6 +8,7 @@ runs this file. ``python setup.py build_host`` builds it in place for developmen
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import subprocess
@@ -34,7 +35,9 @@ REQUIRED_HEADERS = {
     "openssl/ssl.h": "libssl-dev",
 }
 
-CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-O2", "-g", "-pthread", "-fno-strict-aliasing"]
+# llhttp's strict mode: no lenient CRLF after chunk data, no spaces in header names
+# (both are where request smuggling begins); it changes llhttp.c and its header.
+CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-DLLHTTP_STRICT_MODE=1", "-O2", "-g", "-pthread", "-fno-strict-aliasing"]
 WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 
 
@@ -87,7 +90,9 @@ def build_host(output: Path, *, sanitize: bool = False, verbose: bool = False) -
     cc = os.environ.get("CC", "cc")
     py_cflags, py_ldflags = _python_flags()
     variant = "asan" if sanitize else "release"
-    objdir = ROOT / "build" / f"host-{variant}-{sys.implementation.cache_tag}"
+    # The flags are part of the folder's name: objects built with other flags are never reused.
+    flags_id = hashlib.sha1(" ".join(CFLAGS + WARNINGS + [cc]).encode()).hexdigest()[:8]
+    objdir = ROOT / "build" / f"host-{variant}-{sys.implementation.cache_tag}-{flags_id}"
     objdir.mkdir(parents=True, exist_ok=True)
     extra = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if sanitize else []
     headers = sorted(CSRC.rglob("*.h"))

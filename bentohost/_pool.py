@@ -25,12 +25,17 @@ class ThreadPool:
     handle itself (exceptions are logged).
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, on_call: Callable[[int], Any] | None = None) -> None:
+        """``on_call(i)`` as thread ``i`` enters a job and ``on_call(~i)`` as it leaves it:
+        the host's watchdog judges progress per thread (a stuck call shows there even
+        while the event loop keeps ticking)."""
         self.size = max(1, size)
         self._jobs: collections.deque[Job] = collections.deque()
         self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._on_call = on_call
         self._threads = [
-            threading.Thread(target=self._run, name=f"bentohost-api-{i}", daemon=True) for i in range(self.size)
+            threading.Thread(target=self._run, args=(i,), name=f"bentohost-api-{i}", daemon=True)
+            for i in range(self.size)
         ]
         for t in self._threads:
             t.start()
@@ -57,17 +62,22 @@ class ThreadPool:
         for t in self._threads:
             t.join(timeout)
 
-    def _run(self) -> None:
+    def _run(self, index: int) -> None:
         jobs = self._jobs
         popleft = jobs.popleft
         wait = self._wake.get
+        mark = self._on_call
         while wait():
             while True:
                 try:
                     fn, handle, x, body, ctype, meta = popleft()
                 except IndexError:
                     break
+                if mark is not None:
+                    mark(index)
                 try:
                     fn(handle, x, body, ctype, meta)
                 except BaseException:  # noqa: BLE001 - keep the thread alive
                     logger.exception("job failed")
+                if mark is not None:
+                    mark(~index)

@@ -86,7 +86,10 @@ class WorkerRuntime(StreamsMixin):
         self.instance = instance
         self.endpoints = endpoints
         self.loop = loop
-        self.pool = ThreadPool(threads)
+        sync_threads = getattr(host, "sync_threads", None)
+        if sync_threads is not None:
+            sync_threads(max(1, threads))
+        self.pool = ThreadPool(threads, getattr(host, "sync_busy", None))
         self._tasks: set[asyncio.Task[None]] = set()
         #: handle -> asyncio task or _Stream, for cancel and writable events
         self._active: dict[int, Any] = {}
@@ -427,8 +430,10 @@ def _print_user_traceback() -> None:
 
 
 def _setup_faulthandler() -> None:
-    """SIGUSR1 writes every thread's stack to stderr (the supervisor asks before killing a hung worker)."""
+    """Every thread's Python stack on stderr: on SIGUSR1 (the supervisor asks before killing a
+    hung worker) and on a fatal signal (a segfault in an extension names the call that crashed)."""
     try:
+        faulthandler.enable(all_threads=True)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     except (AttributeError, ValueError, RuntimeError, OSError):  # pragma: no cover - not on this platform
         pass

@@ -9,7 +9,7 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__
 
@@ -33,14 +33,30 @@ def parse_size(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+#: 0 allowed: it turns the limit off where the help says so
+_count = _int_at_least(0)
+
+
+def _mebibytes(text: str) -> int:
+    """A size where a bare number means MiB (``80`` → 80 MiB, ``1G`` → 1 GiB); 0 turns it off."""
+    if text.strip() == "0":
+        return 0
+    bare = text.strip().replace(".", "", 1).isdigit()
+    return parse_size(text + "M" if bare else text)
 
 
 def _port(text: str) -> int:
@@ -61,6 +77,34 @@ def _seconds(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
+
+
+# Protections every public server has: (flag, type, default, metavar, help). Each is passed
+# to the host as is; bentohost_requests_rejected_total{reason} counts what they refuse.
+LIMITS: list[tuple[str, object, object, str, str]] = [
+    ("--timeout-request-header", _seconds, 30.0, "SECONDS",
+     "a request's head (request line and headers) must arrive within this long of its first byte; "
+     "else 408 and close (default 30)"),
+    ("--timeout-request-body", _seconds, 30.0, "SECONDS",
+     "a request's body must arrive within this long of its head, plus one second per --min-body-rate "
+     "bytes received; else 408 and close (default 30)"),
+    ("--min-body-rate", parse_size, 1024, "BYTES",
+     "bytes per second that extend the body deadline (default 1024)"),
+    ("--max-connections", _positive_int, 10000, "N",
+     "open connections per worker; beyond it the worker stops accepting until one closes (default 10000)"),
+    ("--max-headers", _positive_int, 100, "N", "header lines per request; more get 431 (default 100)"),
+    ("--max-requests-per-connection", _count, 1000, "N",
+     "requests on one keep-alive connection before the server closes it, so load spreads over "
+     "workers again (default 1000; 0 = unlimited)"),
+    ("--max-multipart-parts", _positive_int, 1000, "N", "parts of a multipart body; more get 413 (default 1000)"),
+    ("--max-multipart-header-size", parse_size, 1 << 20, "SIZE",
+     "bytes of all part headers of a multipart body together; more get 413 (default 1MiB)"),
+    ("--max-requests", _count, 0, "N",
+     "recycle a worker after it answered about N requests, one worker at a time (default 0 = never)"),
+    ("--max-worker-rss", _mebibytes, 0, "MIB",
+     "recycle a worker whose resident memory exceeds this (a number of MiB, or a size such as 2G), "
+     "one worker at a time (default 0 = never)"),
+]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,6 +180,8 @@ def _parser() -> argparse.ArgumentParser:
         help="restart a worker whose Python thread made no progress for FACTOR x traffic.timeout "
         "while it had work, after writing its Python stacks to the log (default 2; 0 disables)",
     )
+    for flag, kind, default, metavar, help_text in LIMITS:
+        serve.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)  # type: ignore[arg-type]
     serve.add_argument(
         "--working-dir",
         default=None,
@@ -209,6 +255,10 @@ def _fmt_seconds(value: float) -> str:
 
 
 def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
+    limits: list[str] = []
+    for flag, _kind, _default, _metavar, _help in LIMITS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        limits += [flag, _fmt_seconds(value) if isinstance(value, float) else str(value)]
     return [
         binary,
         "serve",
@@ -236,6 +286,7 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
         str(args.max_header_size),
         "--watchdog-factor",
         _fmt_seconds(args.watchdog_factor),
+        *limits,
     ]
 
 

@@ -57,6 +57,20 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
         time.sleep(interval)
 
 
+def metric(srv, name: str, **labels) -> float:
+    """The sum of ``name``'s samples in ``srv``'s /metrics whose labels match (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = srv.get("/metrics", timeout=5)
+    assert r.status_code == 200, r.text
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(r.text)
+        for s in fam.samples
+        if s.name == name and all(s.labels.get(k) == str(v) for k, v in labels.items())
+    )
+
+
 def children_of(pid: int) -> list[int]:
     """Direct children of ``pid`` (live or zombie), from /proc."""
     kids = []

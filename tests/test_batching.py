@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import RawConn, raw_request
+from conftest import RawConn, metric, raw_request
 
 GENERIC_5XX = {"error": "An unexpected error has occurred, please check the server log."}
 
@@ -56,17 +56,6 @@ def sizes(srv) -> dict[str, list[int]]:
     r = srv.post("/sizes_seen", {})
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def metric(srv, name: str, **labels) -> float:
-    r = srv.get("/metrics", timeout=5)
-    assert r.status_code == 200, r.text
-    return sum(
-        s.value
-        for fam in text_string_to_metric_families(r.text)
-        for s in fam.samples
-        if s.name == name and all(s.labels.get(k) == str(v) for k, v in labels.items())
-    )
 
 
 def rows(i: int, k: int = 1) -> list[list[float]]:

@@ -21,11 +21,11 @@ TESTS_C = ROOT / "tests" / "c"
 LLHTTP_SRC = Path(os.environ.get("BH_LLHTTP_SRC", "/usr/share/llhttp"))
 LLHTTP_INC = Path(os.environ.get("BH_LLHTTP_INC", "/usr/share/include/llhttp"))
 
-CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-pthread"]
+CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-DLLHTTP_STRICT_MODE=1", "-Wall", "-Wextra", "-Werror", "-pthread"]
 SERVER_SOURCES = ["server/io.c", "server/conn.c", "server/parse.c", "server/respond.c",
                   "server/stream.c", "server/router.c", "server/multipart.c"]
 # What the ring and the multipart parser need without the server around them.
-CORE_SOURCES = ["python/bridge.c", "common/request.c", "common/fs.c"]
+CORE_SOURCES = ["python/bridge.c", "common/request.c", "common/fs.c", "common/fmt.c", "common/options.c"]
 HOST_SOURCES = SERVER_SOURCES + CORE_SOURCES
 # The traffic side (limiter, metrics, batcher) is replaced by stubs here.
 STUB_SOURCES = ["traffic_stubs.c"]
@@ -99,6 +99,18 @@ def test_ring_and_completions(build_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2000000 items in order" in r.stdout
     assert r.stdout.strip().endswith("OK")
+
+
+def test_py_float_matches_python_repr(build_dir):
+    """The 504 body prints traffic.timeout as Python does: 10 -> 10.0, never 1e+01."""
+    exe = build_dir / "test_fmt"
+    _run(["gcc", *CFLAGS, "-O2", "-I%s" % CSRC, str(TESTS_C / "test_fmt.c"), str(CSRC / "common" / "fmt.c"),
+          "-lm", "-o", str(exe)])
+    values = [10.0, 60.0, 0.5, 1.0, 2.5, 30.0, 100.0, 1e15, 1e16, 123.456, 0.0001, 0.00001, 1 / 3, 3600.0,
+              1e22, 0.1, 7.25, 1e-7]
+    args = [a for v in values for a in (repr(v), repr(v))]
+    r = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_ring_tsan(build_dir):
@@ -872,7 +884,7 @@ def test_multipart_upload_50mib(harness_bin, tmp_path):
             assert meta["len"] == 8 and meta["crc"] == zlib.crc32(b'{"a": 1}')
             assert f["name"] == "file" and f["filename"] == "../evil name.bin"
             assert f["ctype"] == "application/octet-stream"
-            assert f["path"] == info["temp_dir"] + "/evil_name.bin"
+            assert f["path"] == info["temp_dir"] + "/1/evil_name.bin"  # <part index>/<sanitized name>
             assert Path(info["temp_dir"]).parent == tmp_path
             assert f["len"] == f["disk"] == len(data)
             assert f["crc"] == zlib.crc32(data)

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from conftest import raw_request, wait_for
+from conftest import metric as _metric, raw_request, wait_for
 
 TIMEOUT_BODY = {"error": "Not able to process the request in 1.0 seconds"}
 
@@ -186,19 +186,6 @@ def test_stream_without_first_byte_in_time_gets_504(timeouts):
 
 
 # --------------------------------------------------------------------------- metrics
-
-
-def _metric(srv, name: str, **labels) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    r = srv.get("/metrics", timeout=5)
-    assert r.status_code == 200, r.text
-    return sum(
-        s.value
-        for fam in text_string_to_metric_families(r.text)
-        for s in fam.samples
-        if s.name == name and all(s.labels.get(k) == str(v) for k, v in labels.items())
-    )
 
 
 def test_504_is_counted(timeouts):

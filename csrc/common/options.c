@@ -31,7 +31,29 @@ static int parse_u64(const char *s, uint64_t *out) {
 enum {
   OPT_TARGET = 1000, OPT_PYTHON, OPT_PREFIX, OPT_HOST, OPT_PORT, OPT_BACKLOG,
   OPT_WORKERS, OPT_GRACEFUL, OPT_KEEPALIVE, OPT_MAX_BODY, OPT_MAX_HEADER, OPT_WATCHDOG,
+  OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_HEADERS,
+  OPT_MAX_CONN_REQUESTS, OPT_MAX_PARTS, OPT_MAX_PART_HEADERS, OPT_MAX_REQUESTS, OPT_MAX_RSS,
 };
+
+void bh_options_defaults(bh_options_t *opts) {
+  memset(opts, 0, sizeof(*opts));
+  opts->host = "0.0.0.0";
+  opts->port = 3000;
+  opts->backlog = 2048;
+  opts->graceful_timeout_s = 30;
+  opts->keepalive_timeout_s = 5;
+  opts->max_body_size = 100ull << 20;
+  opts->max_header_size = 64u << 10;
+  opts->watchdog_factor = 2.0;
+  opts->header_timeout_s = 30;
+  opts->body_timeout_s = 30;
+  opts->min_body_rate = 1024;
+  opts->max_connections = 10000;
+  opts->max_headers = 100;
+  opts->max_conn_requests = 1000;
+  opts->max_parts = 1000;
+  opts->max_part_headers = 1u << 20;
+}
 
 int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
   static const struct option longopts[] = {
@@ -47,17 +69,19 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
       {"max-header-size", required_argument, NULL, OPT_MAX_HEADER},
       {"watchdog-factor", required_argument, NULL, OPT_WATCHDOG},
+      {"timeout-request-header", required_argument, NULL, OPT_HEADER_TIMEOUT},
+      {"timeout-request-body", required_argument, NULL, OPT_BODY_TIMEOUT},
+      {"min-body-rate", required_argument, NULL, OPT_MIN_BODY_RATE},
+      {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+      {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
+      {"max-requests-per-connection", required_argument, NULL, OPT_MAX_CONN_REQUESTS},
+      {"max-multipart-parts", required_argument, NULL, OPT_MAX_PARTS},
+      {"max-multipart-header-size", required_argument, NULL, OPT_MAX_PART_HEADERS},
+      {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
+      {"max-worker-rss", required_argument, NULL, OPT_MAX_RSS},
       {NULL, 0, NULL, 0},
   };
-  memset(opts, 0, sizeof(*opts));
-  opts->host = "0.0.0.0";
-  opts->port = 3000;
-  opts->backlog = 2048;
-  opts->graceful_timeout_s = 30;
-  opts->keepalive_timeout_s = 5;
-  opts->max_body_size = 100ull << 20;
-  opts->max_header_size = 64u << 10;
-  opts->watchdog_factor = 2.0;
+  bh_options_defaults(opts);
 
   int c;
   uint64_t u = 0;
@@ -104,6 +128,49 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
     case OPT_WATCHDOG:
       name = "--watchdog-factor";
       bad = parse_double(optarg, &opts->watchdog_factor) != 0;
+      break;
+    case OPT_HEADER_TIMEOUT:
+      name = "--timeout-request-header";
+      bad = parse_double(optarg, &opts->header_timeout_s) != 0;
+      break;
+    case OPT_BODY_TIMEOUT:
+      name = "--timeout-request-body";
+      bad = parse_double(optarg, &opts->body_timeout_s) != 0;
+      break;
+    case OPT_MIN_BODY_RATE:
+      name = "--min-body-rate";
+      bad = parse_u64(optarg, &opts->min_body_rate) != 0;
+      break;
+    case OPT_MAX_CONNECTIONS:
+      name = "--max-connections";
+      bad = parse_u64(optarg, &u) || u < 1 || u > 10000000;
+      opts->max_connections = (int)u;
+      break;
+    case OPT_MAX_HEADERS:
+      name = "--max-headers";
+      bad = parse_u64(optarg, &u) || u < 1 || u > 100000;
+      opts->max_headers = (int)u;
+      break;
+    case OPT_MAX_CONN_REQUESTS:
+      name = "--max-requests-per-connection";
+      bad = parse_u64(optarg, &opts->max_conn_requests) != 0;
+      break;
+    case OPT_MAX_PARTS:
+      name = "--max-multipart-parts";
+      bad = parse_u64(optarg, &u) || u < 1 || u > 10000000;
+      opts->max_parts = (int)u;
+      break;
+    case OPT_MAX_PART_HEADERS:
+      name = "--max-multipart-header-size";
+      bad = parse_u64(optarg, &opts->max_part_headers) != 0;
+      break;
+    case OPT_MAX_REQUESTS:
+      name = "--max-requests";
+      bad = parse_u64(optarg, &opts->max_requests) != 0;
+      break;
+    case OPT_MAX_RSS:
+      name = "--max-worker-rss";
+      bad = parse_u64(optarg, &opts->max_worker_rss) != 0;
       break;
     default:
       return -EINVAL;

@@ -20,7 +20,24 @@ typedef struct bh_options {
   size_t max_header_size;    /* --max-header-size, default 64 KiB */
   double watchdog_factor;    /* --watchdog-factor: kill a worker stalled this many
                                 times traffic.timeout; 0 disables; default 2 */
+
+  /* Limits against hostile clients (each refusal counted by reason in /metrics). */
+  double header_timeout_s;   /* --timeout-request-header: head deadline, default 30 */
+  double body_timeout_s;     /* --timeout-request-body: body deadline, default 30 ... */
+  uint64_t min_body_rate;    /* --min-body-rate: ... plus 1 s per this many bytes, default 1024 */
+  int max_connections;       /* --max-connections per worker, default 10000 */
+  int max_headers;           /* --max-headers per request, default 100 */
+  uint64_t max_conn_requests;/* --max-requests-per-connection, default 1000; 0 = unlimited */
+  int max_parts;             /* --max-multipart-parts, default 1000 */
+  uint64_t max_part_headers; /* --max-multipart-header-size, default 1 MiB */
+
+  /* Recycling, one worker at a time (0 = never). */
+  uint64_t max_requests;     /* --max-requests per worker */
+  uint64_t max_worker_rss;   /* --max-worker-rss, bytes */
 } bh_options_t;
+
+/* Every option at its default (what the launcher passes when not told otherwise). */
+void bh_options_defaults(bh_options_t *opts);
 
 /* Fills opts from argv (argv[0] is the subcommand); 0 or -EINVAL after
  * logging the reason. The strings point into argv. */

@@ -538,6 +538,29 @@ static PyObject *py_heartbeat(PyObject *self, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
+static PyObject *py_sync_threads(PyObject *self, PyObject *arg) {
+  (void)self;
+  long n = PyLong_AsLong(arg);
+  if (n == -1 && PyErr_Occurred())
+    return NULL;
+  bh_shm_set_sync_threads(g_worker->shm, g_worker->index, (int)n);
+  Py_RETURN_NONE;
+}
+
+/* sync_busy(thread): a sync thread enters a call; sync_busy(~thread) leaves it.
+ * One int argument keeps the per-call cost at one METH_O call. */
+static PyObject *py_sync_busy(PyObject *self, PyObject *arg) {
+  (void)self;
+  long t = PyLong_AsLong(arg);
+  if (t == -1 && PyErr_Occurred())
+    return NULL;
+  if (t >= 0)
+    bh_shm_sync_busy(g_worker->shm, g_worker->index, (int)t, 1);
+  else
+    bh_shm_sync_busy(g_worker->shm, g_worker->index, (int)~t, 0);
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"publish", py_publish, METH_O, "Register the service configuration and start serving."},
     {"set_ready", py_set_ready, METH_O, "Set the /readyz flag."},
@@ -554,6 +577,9 @@ static PyMethodDef module_methods[] = {
     {"set_document", (PyCFunction)(void (*)(void))py_set_document, METH_FASTCALL,
      "Serve a document on GET from memory (before publish)."},
     {"heartbeat", py_heartbeat, METH_NOARGS, "Tell the supervisor the Python thread makes progress."},
+    {"sync_threads", py_sync_threads, METH_O, "How many sync threads the watchdog watches."},
+    {"sync_busy", py_sync_busy, METH_O,
+     "sync_busy(i): sync thread i entered a call; sync_busy(~i): it left it."},
     {NULL, NULL, 0, NULL},
 };
 

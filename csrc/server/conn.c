@@ -19,6 +19,7 @@
  */
 #include "server/internal.h"
 #include "common/clock.h"
+#include "common/fmt.h"
 #include "common/log.h"
 #include "traffic/limiter.h"
 #include "traffic/metrics.h"
@@ -40,13 +41,45 @@ static void conn_process(bh_conn_t *c);
 static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
+static void conn_fail(bh_conn_t *c);
+
+/* Idle keep-alive and lingering connections are closed; a message whose head
+ * or body missed its deadline is answered 408 first. */
 static void conn_on_timer(uv_timer_t *t) {
-  bh_conn_close(t->data);
+  bh_conn_t *c = t->data;
+
+  if (c->in_message && !c->busy && !c->lingering) {
+    c->err_status = 408;
+    c->err_reason = c->in_head ? BH_REJ_HEADER_TIMEOUT : BH_REJ_BODY_TIMEOUT;
+    conn_fail(c);
+    return;
+  }
+  bh_conn_close(c);
 }
 
 void bh_conn_arm(bh_conn_t *c, uint64_t ms) {
   if (!c->closing)
     uv_timer_start(&c->timer, conn_on_timer, ms, 0);
+}
+
+/* Total deadlines, not idle timers: a client that trickles a byte at a time
+ * re-arms nothing. The body's grows by one second per min_body_rate bytes. */
+void bh_conn_arm_deadline(bh_conn_t *c) {
+  const bh_options_t *o = c->io->w->opts;
+  double deadline_s;
+  uint64_t now = bh_now_ns(), at;
+
+  if (c->in_head) {
+    deadline_s = o->header_timeout_s;
+    at = c->msg_start_ns;
+  } else {
+    deadline_s = o->body_timeout_s;
+    if (o->min_body_rate > 0)
+      deadline_s += (double)c->body_seen / (double)o->min_body_rate;
+    at = c->body_start_ns;
+  }
+  at += (uint64_t)(deadline_s * 1e9);
+  bh_conn_arm(c, at > now ? (at - now) / 1000000u + 1 : 1);
 }
 
 const char *bh_conn_client(bh_conn_t *c) {
@@ -81,7 +114,7 @@ const char *bh_conn_client(bh_conn_t *c) {
 static void io_maybe_resume_accept(bh_io_t *io) {
   if (!io->accept_paused || io->draining || io->finished)
     return;
-  if (!bh_limiter_may_accept(io->w))
+  if (!bh_limiter_may_accept(io->w) || io->nconns >= (size_t)io->w->opts->max_connections)
     return;
   io->accept_paused = 0;
   bh_http_on_connection((uv_stream_t *)&io->listener, 0);
@@ -247,6 +280,8 @@ static void conn_fail(bh_conn_t *c) {
   conn_drop_message(c);
   c->pending_len = c->pending_off = 0;
   c->head = 0;
+  bh_metrics_refused(c->io->w, c->err_reason >= 0 ? c->err_reason
+                                                   : bh_metrics_reason_of(c->err_status));
   if (c->err_status == 404 || c->err_status == 405) {
     bh_router_builtin(c->io->w, &c->route, &r);
     bh_conn_respond_builtin(c, &r);
@@ -301,6 +336,16 @@ static void conn_dispatch(bh_conn_t *c) {
   }
   req = c->req;
   c->req = NULL;
+  /* The max_concurrency slot, now that the whole body is here. */
+  if (bh_limiter_acquire(w) != 0) {
+    bh_multipart_free(c->mp);
+    c->mp = NULL;
+    bh_req_release(io, req);
+    bh_conn_respond_api_error(c, c->route.api_index, c->msg_start_ns, 429, NULL);
+    return;
+  }
+  atomic_fetch_or(&req->flags, BH_REQ_ADMITTED);
+  bh_metrics_inflight(w, req->api_index, +1);
   if (c->mp != NULL) {
     int bad = bh_multipart_finish(c->mp, req);
     char body[224];
@@ -383,7 +428,10 @@ static void conn_process(bh_conn_t *c) {
     return;
   }
   conn_start_reading(c);
-  bh_conn_arm(c, c->in_message ? bh_request_timeout_ms(c->io) : bh_keepalive_ms(c->io));
+  if (c->in_message)
+    bh_conn_arm_deadline(c);
+  else
+    bh_conn_arm(c, bh_keepalive_ms(c->io));
 }
 
 void bh_conn_after_response(bh_conn_t *c, int close) {
@@ -438,7 +486,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
 
   if (c->in_message)
-    bh_conn_arm(c, bh_request_timeout_ms(c->io));
+    bh_conn_arm_deadline(c);
   r = bh_conn_execute(c, buf->base, (size_t)nread, &consumed);
   if (r < 0) {
     conn_fail(c);
@@ -465,6 +513,12 @@ void bh_http_on_connection(uv_stream_t *listener, int status) {
   }
   /* See io_maybe_resume_accept(): not accepting pauses the listener. */
   if (!bh_limiter_may_accept(io->w)) {
+    io->accept_paused = 1;
+    return;
+  }
+  if (io->nconns >= (size_t)io->w->opts->max_connections) {
+    if (!io->accept_paused)
+      bh_metrics_refused(io->w, BH_REJ_CONNECTIONS);
     io->accept_paused = 1;
     return;
   }

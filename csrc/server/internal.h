@@ -17,9 +17,9 @@
 #include "python/bridge.h"
 #include "server/multipart.h"
 #include "server/router.h"
+#include "traffic/metrics.h"
 
 #define BH_BRIDGE_CAPACITY 65536
-#define BH_REQUEST_TIMEOUT_MIN_MS 30000
 #define BH_JSON_CT "application/json"
 
 /* Request flags private to the I/O thread, above the BH_REQ_* bits of
@@ -31,7 +31,7 @@ enum {
   BH_REQ_CANCEL_SENT = 1u << 18, /* BH_IN_CANCEL submitted */
 };
 
-enum { BH_HDR_OTHER, BH_HDR_CONTENT_TYPE, BH_HDR_EXPECT };
+enum { BH_HDR_OTHER, BH_HDR_CONTENT_TYPE, BH_HDR_EXPECT, BH_HDR_TRANSFER_ENCODING };
 
 struct bh_conn;
 
@@ -88,6 +88,16 @@ typedef struct bh_conn {
   int stream_status;
 
   /* the message being parsed */
+  int in_head;      /* between message begin and the end of the head */
+  int nheaders;
+  int has_te;       /* a Transfer-Encoding line was seen */
+  char te[64];      /* its value (longer ones are refused) */
+  size_t te_len;
+  const char *exec_start; /* the buffer llhttp is parsing (obs-fold check) */
+  int tail_fold;    /* the previous buffer ended in a line break and blanks */
+  uint64_t body_start_ns;
+  uint64_t nrequests;  /* requests on this connection */
+  int err_reason;   /* BH_REJ_* the refusal is counted under, -1: by status */
   int err_status;   /* 400/413/429/431 (or 404/405 for refused Expect) */
   char err_body[224]; /* a JSON body for err_status, when not the default */
   int reject_status;/* answer this (429) at message complete; body discarded */
@@ -130,11 +140,6 @@ static inline uint64_t bh_keepalive_ms(const bh_io_t *io) {
   return s > 0 ? (uint64_t)(s * 1000.0) : 1;
 }
 
-static inline uint64_t bh_request_timeout_ms(const bh_io_t *io) {
-  uint64_t ms = bh_keepalive_ms(io);
-  return ms > BH_REQUEST_TIMEOUT_MIN_MS ? ms : BH_REQUEST_TIMEOUT_MIN_MS;
-}
-
 static inline double bh_api_timeout_s(const bh_worker_t *w) {
   return w->config.timeout_s > 0 ? w->config.timeout_s : 60.0;
 }
@@ -172,6 +177,9 @@ void bh_http_drain(bh_io_t *io);        /* close idle connections, mark the rest
 void bh_http_close_all(bh_io_t *io);    /* graceful timeout: close everything */
 void bh_conn_close(bh_conn_t *c);
 void bh_conn_arm(bh_conn_t *c, uint64_t ms);
+/* Arms the timer for the message's deadline: its head's, or its body's
+ * (--timeout-request-header, --timeout-request-body, --min-body-rate). */
+void bh_conn_arm_deadline(bh_conn_t *c);
 const char *bh_conn_client(bh_conn_t *c);
 void bh_conn_not_fresh(bh_conn_t *c);
 /* The response of the current message is on the wire (or queued whole). */
@@ -211,8 +219,6 @@ void bh_conn_respond_builtin(bh_conn_t *c, const bh_builtin_resp_t *r);
 void bh_conn_respond_api_error(bh_conn_t *c, int api_index, uint64_t start_ns,
                                int status, const char *json);
 void bh_conn_send_continue(bh_conn_t *c);
-/* A double as Python's repr() prints it (60 -> "60.0", 0.5 -> "0.5"). */
-void bh_py_float(double v, char *out, size_t cap);
 const char *bh_http_reason(int status);
 
 /* ---------------------------------------------------------------- stream.c */

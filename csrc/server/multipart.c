@@ -30,7 +30,6 @@
 
 #define MAX_BOUNDARY 200
 #define MAX_PART_HEADERS (16 * 1024)
-#define MAX_PARTS 10000
 #define MAX_FILENAME 128
 #define FBUF_CAP (64 * 1024)
 
@@ -44,7 +43,8 @@ struct bh_multipart {
   int ad;            /* position in the line after a delimiter */
 
   char *hbuf;        /* the part's header line being read */
-  size_t hlen, hcap, htotal;
+  size_t hlen, hcap, htotal; /* this part's header bytes */
+  size_t headers_all;        /* header bytes of every part so far */
 
   bh_part_t cur;     /* the part being read */
   int in_part;
@@ -56,7 +56,8 @@ struct bh_multipart {
   bh_part_t *parts;
   size_t nparts, pcap;
   char *temp_dir;
-  uint64_t mem, max_mem;
+  uint64_t mem;
+  bh_multipart_limits_t limits;
 
   int status;
   char err[160];
@@ -146,7 +147,7 @@ static int param_get(const char *s, size_t len, const char *key, char *out,
 }
 
 int bh_multipart_new(bh_multipart_t **out, const char *ctype, size_t len,
-                     uint64_t max_mem) {
+                     const bh_multipart_limits_t *limits) {
   bh_multipart_t *mp = calloc(1, sizeof(*mp));
   char b[MAX_BOUNDARY + 2];
   size_t blen = 0, i;
@@ -155,7 +156,7 @@ int bh_multipart_new(bh_multipart_t **out, const char *ctype, size_t len,
   if (mp == NULL)
     return -ENOMEM;
   mp->fd = -1;
-  mp->max_mem = max_mem;
+  mp->limits = *limits;
   mp->state = S_PREAMBLE;
   if (!param_get(ctype, len, "boundary", b, sizeof(b), &blen) || blen == 0)
     return mp_fail(mp, 400, "missing boundary", NULL);
@@ -213,9 +214,11 @@ static void sanitize(const char *in, char *out, size_t cap) {
     out[0] = '_';
 }
 
+/* Each file part gets a folder named by its index holding the file under its
+ * own (sanitized) name: unique at the first try whatever names the client
+ * sends, and Python still sees the upload's name and extension. */
 static int part_open_file(bh_multipart_t *mp) {
   char name[MAX_FILENAME + 8], path[4096];
-  int i;
 
   if (mp->temp_dir == NULL) {
     char tmpl[4096];
@@ -229,19 +232,13 @@ static int part_open_file(bh_multipart_t *mp) {
     return mp_fail(mp, 500, "out of memory", NULL);
   mp->flen = 0;
   sanitize(mp->cur.filename, name, sizeof(name));
-  for (i = 0; i < 10000; i++) {
-    if (i == 0)
-      snprintf(path, sizeof(path), "%s/%s", mp->temp_dir, name);
-    else
-      snprintf(path, sizeof(path), "%s/%d-%s", mp->temp_dir, i, name);
-    mp->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (mp->fd >= 0)
-      break;
-    if (errno != EEXIST)
-      return mp_fail(mp, 500, "cannot create a file: %s", strerror(errno));
-  }
+  snprintf(path, sizeof(path), "%s/%zu", mp->temp_dir, mp->nparts);
+  if (mkdir(path, 0700) != 0)
+    return mp_fail(mp, 500, "cannot create a folder: %s", strerror(errno));
+  snprintf(path + strlen(path), sizeof(path) - strlen(path), "/%s", name);
+  mp->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (mp->fd < 0)
-    return mp_fail(mp, 500, "cannot create a file: %s", strerror(EEXIST));
+    return mp_fail(mp, 500, "cannot create a file: %s", strerror(errno));
   if ((mp->cur.path = strdup(path)) == NULL)
     return mp_fail(mp, 500, "out of memory", NULL);
   return 0;
@@ -288,7 +285,7 @@ static int emit(bh_multipart_t *mp, const char *p, size_t n) {
     }
     return 0;
   }
-  if (mp->mem + n > mp->max_mem)
+  if (mp->mem + n > mp->limits.max_mem)
     return mp_fail(mp, 413, "fields too large", NULL);
   if (mp->cur.len + n + 1 > mp->dcap) {
     size_t ncap = mp->dcap ? mp->dcap : 64;
@@ -386,8 +383,8 @@ static int header_line(bh_multipart_t *mp, const char *s, size_t len) {
 static int headers_done(bh_multipart_t *mp) {
   if (mp->in_part != 2)
     return mp_fail(mp, 400, "part without Content-Disposition", NULL);
-  if (mp->nparts >= MAX_PARTS)
-    return mp_fail(mp, 400, "too many parts", NULL);
+  if (mp->nparts >= mp->limits.max_parts)
+    return mp_fail(mp, 413, "more parts than --max-multipart-parts allows", NULL);
   mp->state = S_BODY;
   if (mp->cur.filename != NULL)
     return part_open_file(mp);
@@ -400,6 +397,11 @@ static size_t feed_headers(bh_multipart_t *mp, const char *p, size_t n) {
   size_t take = nl ? (size_t)(nl - p) + 1 : n;
 
   mp->htotal += take;
+  mp->headers_all += take;
+  if (mp->headers_all > mp->limits.max_header_bytes) {
+    mp_fail(mp, 413, "part headers larger than --max-multipart-header-size allows", NULL);
+    return n;
+  }
   if (mp->htotal > MAX_PART_HEADERS) {
     mp_fail(mp, 400, "part headers too large", NULL);
     return n;

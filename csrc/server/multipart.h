@@ -14,15 +14,21 @@
 
 typedef struct bh_multipart bh_multipart_t;
 
+typedef struct bh_multipart_limits {
+  uint64_t max_mem;          /* bytes of the plain fields (in memory) */
+  size_t max_parts;          /* --max-multipart-parts */
+  size_t max_header_bytes;   /* --max-multipart-header-size, all parts together */
+} bh_multipart_limits_t;
+
 /* Whether a Content-Type's media type is multipart/form-data. */
 int bh_multipart_match(const char *ctype, size_t len);
 
 /* Starts a parser for a request with Content-Type ctype. 0, -ENOMEM, or
  * -EINVAL when the boundary is missing or unusable (then *out is still a
  * parser, in its error state, so that the caller reads the reason; free it).
- * max_mem bounds the bytes of the plain fields. */
+ * Over a limit the parser fails with 413. */
 int bh_multipart_new(bh_multipart_t **out, const char *ctype, size_t len,
-                     uint64_t max_mem);
+                     const bh_multipart_limits_t *limits);
 /* 0, or negative once the body is known to be invalid (see _status/_error). */
 int bh_multipart_feed(bh_multipart_t *mp, const char *data, size_t len);
 /* The body ended: 0 and the parts and temp dir move to req (req->body stays

@@ -1,6 +1,7 @@
-/* The request side of HTTP/1.1: llhttp's callbacks, the header and body
- * limits, routing at the end of the head, admission before the body is read,
- * and the body's accumulation (or the multipart parser's feed). */
+/* The request side of HTTP/1.1: llhttp's callbacks (llhttp in strict mode),
+ * the checks llhttp leaves to us where request smuggling begins, the header and
+ * body limits, routing at the end of the head, and the body's accumulation (or
+ * the multipart parser's feed). Every loop here is bounded by the bytes given. */
 #include "server/internal.h"
 #include "common/clock.h"
 #include "traffic/limiter.h"
@@ -13,13 +14,42 @@
 #define BODY_INITIAL_MAX ((size_t)1 << 20)
 #define CHUNKED_INITIAL 16384
 
+/* A refusal: the status to answer and the reason it is counted under. */
+static int refuse(bh_conn_t *c, int status, int reason) {
+  c->err_status = status;
+  c->err_reason = reason;
+  return -1;
+}
+
+/* Head bytes (and chunk extensions) count toward --max-header-size. */
 static int hdr_count(bh_conn_t *c, size_t n) {
   c->hdr_bytes += n;
-  if (c->hdr_bytes > c->io->w->opts->max_header_size) {
-    c->err_status = 431;
-    return -1;
-  }
+  if (c->hdr_bytes > c->io->w->opts->max_header_size)
+    return refuse(c, 431, BH_REJ_HEADER_SIZE);
   return 0;
+}
+
+/* Whether the header value span at `at` follows a line break with only blanks
+ * in between: an obs-fold (RFC 9112 5.2), which a server must reject rather than
+ * read as one value that a proxy may have read as two headers. */
+static int folded(const bh_conn_t *c, const char *at) {
+  const char *q = at;
+
+  while (q > c->exec_start && (q[-1] == ' ' || q[-1] == '\t'))
+    q--;
+  if (q > c->exec_start)
+    return q[-1] == '\n';
+  return c->tail_fold;
+}
+
+/* Transfer-Encoding may only be "chunked" (RFC 9112 6.1: a server that does
+ * not understand a coding answers 501). */
+static int te_is_chunked(const char *v, size_t len) {
+  while (len > 0 && (*v == ' ' || *v == '\t'))
+    v++, len--;
+  while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+    len--;
+  return len == 7 && strncasecmp(v, "chunked", 7) == 0;
 }
 
 static int on_message_begin(llhttp_t *p) {
@@ -31,6 +61,12 @@ static int on_message_begin(llhttp_t *p) {
     bh_conn_not_fresh(c);
   }
   c->in_message = 1;
+  c->in_head = 1;
+  c->nheaders = 0;
+  c->te_len = 0;
+  c->has_te = 0;
+  c->tail_fold = 0;
+  c->err_reason = -1;
   c->err_status = 0;
   c->err_body[0] = '\0';
   c->reject_status = 0;
@@ -43,7 +79,7 @@ static int on_message_begin(llhttp_t *p) {
   c->force_close = 0;
   c->route.kind = BH_ROUTE_NOT_FOUND; /* until the headers are complete */
   c->msg_start_ns = bh_now_ns();
-  bh_conn_arm(c, bh_request_timeout_ms(c->io));
+  bh_conn_arm_deadline(c);
   return 0;
 }
 
@@ -65,6 +101,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   bh_conn_t *c = p->data;
   if (hdr_count(c, len))
     return -1;
+  if (c->hname_len == 0 && ++c->nheaders > c->io->w->opts->max_headers)
+    return refuse(c, 431, BH_REJ_HEADERS_COUNT);
   if (c->hname_len + len <= sizeof(c->hname))
     memcpy(c->hname + c->hname_len, at, len);
   c->hname_len += len;
@@ -74,7 +112,14 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_field_complete(llhttp_t *p) {
   bh_conn_t *c = p->data;
   c->hkind = BH_HDR_OTHER;
-  if (c->hname_len == 12 && strncasecmp(c->hname, "content-type", 12) == 0) {
+  if (c->hname_len == 0)
+    return refuse(c, 400, BH_REJ_BAD_REQUEST); /* ": x" */
+  if (c->hname_len == 17 && strncasecmp(c->hname, "transfer-encoding", 17) == 0) {
+    c->hkind = BH_HDR_TRANSFER_ENCODING;
+    if (c->has_te)
+      return refuse(c, 501, BH_REJ_NOT_IMPLEMENTED); /* a second coding line */
+    c->has_te = 1;
+  } else if (c->hname_len == 12 && strncasecmp(c->hname, "content-type", 12) == 0) {
     c->hkind = BH_HDR_CONTENT_TYPE;
     c->ctype_len = 0; /* the last one wins */
   } else if (c->hname_len == 6 && strncasecmp(c->hname, "expect", 6) == 0) {
@@ -89,8 +134,17 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   bh_conn_t *c = p->data;
   if (hdr_count(c, len))
     return -1;
+  if (len > 0 && folded(c, at))
+    return refuse(c, 400, BH_REJ_BAD_REQUEST);
   if (bh_buf_append(&c->hdrs, &c->hdrs_len, &c->hdrs_cap, at, len))
     return -1;
+  if (c->hkind == BH_HDR_TRANSFER_ENCODING) {
+    if (c->te_len + len > sizeof(c->te))
+      return refuse(c, 501, BH_REJ_NOT_IMPLEMENTED);
+    memcpy(c->te + c->te_len, at, len);
+    c->te_len += len;
+    return 0;
+  }
   if (c->hkind == BH_HDR_CONTENT_TYPE)
     return bh_buf_append(&c->ctype, &c->ctype_len, &c->ctype_cap, at, len) ? -1 : 0;
   if (c->hkind == BH_HDR_EXPECT) {
@@ -165,16 +219,20 @@ static int on_headers_complete(llhttp_t *p) {
   int expect_continue, multipart;
   bh_req_t *req;
 
+  c->in_head = 0;
+  c->body_start_ns = bh_now_ns();
   c->head = p->method == HTTP_HEAD;
   c->http_minor = p->http_minor;
+  if (p->http_major != 1)
+    return refuse(c, 505, BH_REJ_HTTP_VERSION);
+  if (c->has_te && !te_is_chunked(c->te, c->te_len))
+    return refuse(c, 501, BH_REJ_NOT_IMPLEMENTED);
   expect_continue = c->expect_len == 12 &&
                     strncasecmp(c->expect, "100-continue", 12) == 0 &&
                     p->http_major == 1 && p->http_minor >= 1;
 
-  if (has_len && p->content_length > w->opts->max_body_size) {
-    c->err_status = 413;
-    return -1;
-  }
+  if (has_len && p->content_length > w->opts->max_body_size)
+    return refuse(c, 413, BH_REJ_BODY_SIZE);
 
   url_path(c->url, c->url_len, &path, &plen);
   bh_router_match(w, p->method, path, plen, &c->route);
@@ -190,9 +248,10 @@ static int on_headers_complete(llhttp_t *p) {
     return 0;
   }
 
-  /* Admission before the body is read: a refused body is discarded as it
-   * arrives, never buffered. */
-  if (bh_limiter_acquire(w) != 0) {
+  /* The max_concurrency slot is taken once the body is complete (conn.c), so
+   * that a body arriving at a trickle holds none. A service already at its
+   * limit refuses now, and the body is discarded as it arrives, never buffered. */
+  if (bh_limiter_full(w)) {
     if (expect_continue && has_body) {
       c->err_status = 429;
       return -1;
@@ -202,15 +261,12 @@ static int on_headers_complete(llhttp_t *p) {
     return 0;
   }
   req = c->req = calloc(1, sizeof(*c->req));
-  if (req == NULL) {
-    bh_limiter_release(w);
+  if (req == NULL)
     return -1;
-  }
   req->api_index = c->route.api_index;
   req->start_ns = c->msg_start_ns;
-  atomic_init(&req->flags, BH_REQ_ADMITTED);
+  atomic_init(&req->flags, 0);
   atomic_init(&req->pending_bytes, 0);
-  bh_metrics_inflight(w, req->api_index, +1);
 
   multipart = c->ctype_len > 0 && bh_multipart_match(c->ctype, c->ctype_len);
   api = bh_router_api(w, req->api_index);
@@ -225,7 +281,9 @@ static int on_headers_complete(llhttp_t *p) {
   c->body_cap = 0;
   c->body_total = chunked ? 0 : p->content_length;
   if (multipart) {
-    int r = bh_multipart_new(&c->mp, c->ctype, c->ctype_len, w->opts->max_body_size);
+    bh_multipart_limits_t limits = {w->opts->max_body_size, (size_t)w->opts->max_parts,
+                                     (size_t)w->opts->max_part_headers};
+    int r = bh_multipart_new(&c->mp, c->ctype, c->ctype_len, &limits);
     if (r == -ENOMEM)
       return -1;
     if (r != 0) {
@@ -251,11 +309,16 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_chunk_header(llhttp_t *p) {
   bh_conn_t *c = p->data;
-  if (p->content_length > c->io->w->opts->max_body_size - c->body_seen) {
-    c->err_status = 413;
-    return -1;
-  }
+  if (p->content_length > c->io->w->opts->max_body_size - c->body_seen)
+    return refuse(c, 413, BH_REJ_BODY_SIZE);
   return 0;
+}
+
+/* Chunk extensions carry nothing we use, but count toward the head's limit
+ * (the class of CVE-2024-22019: unbounded extensions). */
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len) {
+  (void)at;
+  return hdr_count(p->data, len);
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
@@ -270,7 +333,9 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     if (bh_multipart_feed(c->mp, at, len) == 0)
       return 0;
     c->err_status = bh_multipart_status(c->mp);
-    if (c->err_status == 400)
+    if (c->err_status == 413)
+      c->err_reason = BH_REJ_MULTIPART;
+    if (c->err_status != 500)
       snprintf(c->err_body, sizeof(c->err_body),
                "{\"error\":\"Invalid multipart body: %s\"}", bh_multipart_error(c->mp));
     else
@@ -304,6 +369,11 @@ static int on_message_complete(llhttp_t *p) {
   c->keep_alive = llhttp_should_keep_alive(p);
   if (p->upgrade)
     c->keep_alive = 0;
+  /* A capped keep-alive connection lets load spread again over the workers
+   * (a respawned one gets none of the clients' open connections). */
+  if (c->io->w->opts->max_conn_requests > 0 &&
+      ++c->nrequests >= c->io->w->opts->max_conn_requests)
+    c->force_close = 1;
   c->busy = 1;
   return HPE_PAUSED;
 }
@@ -319,6 +389,8 @@ const llhttp_settings_t bh_parser_settings = {
   .on_header_value_complete = on_header_value_complete,
   .on_headers_complete = on_headers_complete,
   .on_chunk_header = on_chunk_header,
+  .on_chunk_extension_name = on_chunk_extension,
+  .on_chunk_extension_value = on_chunk_extension,
   .on_body = on_body,
   .on_message_complete = on_message_complete,
 };
@@ -328,10 +400,19 @@ const llhttp_settings_t bh_parser_settings = {
 /* Returns 1 when a message completed (consumed bytes were parsed), 0 when all
  * of data was parsed, -1 on a protocol error. */
 int bh_conn_execute(bh_conn_t *c, const char *data, size_t len,
-                        size_t *consumed) {
-  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+                    size_t *consumed) {
+  llhttp_errno_t err;
+  size_t i;
 
+  c->exec_start = data;
+  err = llhttp_execute(&c->parser, data, len);
   if (err == HPE_OK) {
+    /* Where the next buffer's first header value could be an obs-fold: this
+     * one ended in a line break and blanks. */
+    for (i = len; i > 0 && (data[i - 1] == ' ' || data[i - 1] == '\t'); i--)
+      ;
+    if (i > 0)
+      c->tail_fold = data[i - 1] == '\n';
     *consumed = len;
     return 0;
   }
@@ -342,6 +423,8 @@ int bh_conn_execute(bh_conn_t *c, const char *data, size_t len,
     llhttp_resume(&c->parser);
     return 1;
   }
+  if (c->err_status == 0 && err == HPE_INVALID_VERSION)
+    refuse(c, 505, BH_REJ_HTTP_VERSION);
   return -1;
 }
 

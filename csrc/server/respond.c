@@ -2,6 +2,7 @@
  * 100 Continue, and writes that are tried synchronously before being queued. */
 #include "server/internal.h"
 #include "common/clock.h"
+#include "common/fmt.h"
 #include "traffic/metrics.h"
 
 #include <math.h>
@@ -17,17 +18,6 @@ typedef struct bh_conn_write {
   int final;         /* the end of a response (not a 100 Continue, not a chunk) */
   char data[];       /* the unsent part of a header built on the stack */
 } conn_write_t;
-void bh_py_float(double v, char *out, size_t cap) {
-  int prec;
-
-  for (prec = 1; prec <= 17; prec++) {
-    snprintf(out, cap, "%.*g", prec, v);
-    if (strtod(out, NULL) == v)
-      break;
-  }
-  if (isfinite(v) && strpbrk(out, ".e") == NULL && strlen(out) + 2 < cap)
-    strcat(out, ".0");
-}
 static void write_free(conn_write_t *wr) {
   free(wr->owned);
   free(wr);
@@ -265,6 +255,7 @@ const char *bh_http_reason(int status) {
   case 502: return "Bad Gateway";
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
   default: return status < 300 ? "OK" : status < 400 ? "Redirect"
                 : status < 500 ? "Client Error" : "Server Error";
   }

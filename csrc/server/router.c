@@ -4,6 +4,7 @@
 #include "server/internal.h"
 #include "traffic/batch.h"
 #include "traffic/metrics.h"
+#include "traffic/shm.h"
 
 #include <errno.h>
 #include <string.h>
@@ -90,6 +91,9 @@ void bh_router_error(int status, bh_builtin_resp_t *out) {
     out->headers = "retry-after: 1\r\n";
     break;
   case 431: out->body = "{\"error\":\"Request Header Fields Too Large\"}"; break;
+  case 408: out->body = "{\"error\":\"Request Timeout\"}"; break;
+  case 501: out->body = "{\"error\":\"Not Implemented\"}"; break;
+  case 505: out->body = "{\"error\":\"HTTP Version Not Supported\"}"; break;
   /* BentoML answers a shed request with its generic 5xx body: clients match it. */
   case 503: out->body = "{\"error\":\"An unexpected error has occurred, please check the server log.\"}"; break;
   case 500:
@@ -99,6 +103,13 @@ void bh_router_error(int status, bh_builtin_resp_t *out) {
     break;
   }
   out->body_len = strlen(out->body);
+}
+
+/* Every sync thread has been inside one call longer than the watchdog allows:
+ * the worker is about to be replaced, so it says it is not ready meanwhile. */
+static int router_stuck(const bh_worker_t *w) {
+  double limit = w->opts->watchdog_factor * bh_api_timeout_s(w);
+  return limit > 0 && bh_shm_sync_stuck_s(w->shm, w->index) > limit;
 }
 
 void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
@@ -117,7 +128,7 @@ void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
     }
     break;
   case BH_ROUTE_READYZ:
-    if (atomic_load_explicit(&w->ready, memory_order_relaxed)) {
+    if (atomic_load_explicit(&w->ready, memory_order_relaxed) && !router_stuck(w)) {
       out->status = 200;
       out->body = "\n";
     } else {

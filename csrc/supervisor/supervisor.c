@@ -6,6 +6,7 @@
  * keeps process-global signal state that a forked child would inherit, so the
  * supervisor runs a small poll() loop over a signalfd and the status pipe. */
 #include "supervisor/supervisor.h"
+#include "supervisor/internal.h"
 #include "bh.h"
 #include "common/config.h"
 #include "common/context.h"
@@ -28,50 +29,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#define MAX_START_FAILURES 3      /* before any worker was ever ready: give up */
-#define MAX_BACKOFF_S 30.0
-
-enum worker_state { W_EMPTY, W_WAITING, W_LOADING, W_READY };
-
-typedef struct sup_worker {
-  enum worker_state state;
-  pid_t pid;
-  double started_at;
-  double respawn_at;         /* when W_WAITING */
-  int failures;              /* consecutive quick deaths */
-  double hang_kill_at;       /* stacks requested from a hung worker: SIGKILL then */
-} sup_worker_t;
-
-typedef struct sup {
-  const bh_options_t *opts;
-  int listen_fd;
-  int signal_fd;
-  bh_shm_t *shm;
-  int status_rd, status_wr;
-  pid_t pid;
-
-  int have_config;
-  bh_service_config_t config;
-  int nworkers;
-  sup_worker_t *workers;     /* [0] unused: indices are 1-based */
-  int ever_ready;
-  int listening_logged;
-  int start_failures;
-
-  int shutting_down;
-  double kill_at;            /* graceful deadline once shutting down */
-  int exit_code;
-
-  char *line_buf;
-  size_t line_len, line_cap;
-} sup_t;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int bind_listener(const bh_options_t *opts, int *out_fd) {
   struct addrinfo hints, *res = NULL, *ai;
@@ -123,7 +80,7 @@ static void spawn_worker(sup_t *s, int index) {
   if (pid < 0) {
     bh_log("error: fork failed for worker %d: %s; retrying", index, strerror(errno));
     w->state = W_WAITING;
-    w->respawn_at = now_s() + 1.0;
+    w->respawn_at = bh_sup_now_s() + 1.0;
     return;
   }
   if (pid == 0) {
@@ -154,8 +111,10 @@ static void spawn_worker(sup_t *s, int index) {
   }
   w->pid = pid;
   w->hang_kill_at = 0;
+  w->recycling = 0;
+  w->requests_at_start = bh_shm_requests(s->shm, index);
   w->state = W_LOADING;
-  w->started_at = now_s();
+  w->started_at = bh_sup_now_s();
   bh_log("worker %d (pid %d) loading %s", index, (int)pid, s->opts->target);
 }
 
@@ -186,7 +145,7 @@ static void begin_shutdown(sup_t *s, int exit_code) {
   kill_all(s, SIGTERM);
   /* A margin over the workers' own drain deadline, so that they can close what
    * is left and exit cleanly before being killed. */
-  s->kill_at = now_s() + s->opts->graceful_timeout_s + 5.0;
+  s->kill_at = bh_sup_now_s() + s->opts->graceful_timeout_s + 5.0;
 }
 
 static int grow_workers(sup_t *s, int n) {
@@ -233,7 +192,7 @@ static void on_ready(sup_t *s, int index, pid_t pid) {
     return;
   w->state = W_READY;
   s->ever_ready = 1;
-  bh_log("worker %d (pid %d) ready in %.2fs", index, (int)pid, now_s() - w->started_at);
+  bh_log("worker %d (pid %d) ready in %.2fs", index, (int)pid, bh_sup_now_s() - w->started_at);
   if (!s->listening_logged && s->have_config) {
     for (int i = 1; i <= s->nworkers; i++)
       if (s->workers[i].state != W_READY)
@@ -294,6 +253,26 @@ static double backoff_s(int failures) {
   return d < MAX_BACKOFF_S ? d : MAX_BACKOFF_S;
 }
 
+/* " while running /a, /b": the routes that had requests in the worker when it
+ * died (read from its slot before the slot is reset). */
+static void describe_running(sup_t *s, int index, char *out, size_t cap) {
+  int apis[8], n = bh_shm_busy_apis(s->shm, index, apis, 8);
+  size_t len = 0;
+
+  out[0] = '\0';
+  for (int k = 0; k < n && len + 2 < cap; k++) {
+    const char *route = NULL;
+    for (size_t j = 0; j < s->config.napis; j++)
+      if (s->config.apis[j].index == apis[k])
+        route = s->config.apis[j].route;
+    int w = snprintf(out + len, cap - len, "%s%s", k == 0 ? " while running " : ", ",
+                     route != NULL ? route : "?");
+    if (w < 0)
+      break;
+    len += (size_t)w < cap - len ? (size_t)w : cap - len - 1;
+  }
+}
+
 static void on_worker_exit(sup_t *s, pid_t pid, int status) {
   int index = 0;
   for (int i = 1; i <= s->nworkers; i++)
@@ -302,16 +281,19 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
   if (index == 0)
     return;
   sup_worker_t *w = &s->workers[index];
-  int was_ready = w->state == W_READY;
-  double uptime = now_s() - w->started_at;
-  char reason[96];
+  int was_ready = w->state == W_READY, recycled = w->recycling;
+  char reason[96], running[256] = "";
   if (WIFSIGNALED(status))
     snprintf(reason, sizeof(reason), "was killed by signal %d (%s)", WTERMSIG(status),
              signal_name(WTERMSIG(status)));
   else
     snprintf(reason, sizeof(reason), "exited with code %d", WEXITSTATUS(status));
+  describe_running(s, index, running, sizeof(running));
   w->state = W_EMPTY;
   w->pid = 0;
+  w->recycling = 0;
+  if (s->recycling == index)
+    s->recycling = 0;
   /* Its in-flight requests will never end: give their slots back. */
   bh_shm_worker_died(s->shm, index);
 
@@ -337,12 +319,19 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
       return;
     }
   }
-  w->failures = (was_ready && uptime > 5.0) ? 0 : w->failures + 1;
+  /* Back off only while a worker index never gets ready (a broken start-up);
+   * one that served requests is replaced at once, however soon it died: a
+   * request that crashes its worker must not take the service down by being
+   * sent a few times. */
+  w->failures = was_ready ? 0 : w->failures + 1;
   double delay = backoff_s(w->failures);
-  bh_log("worker %d (pid %d) %s%s; respawning %s%.2fs", index, (int)pid, reason,
-         was_ready ? "" : " during start-up", delay > 0 ? "in " : "after ", delay);
+  if (recycled && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    bh_log("worker %d (pid %d) recycled; respawning now", index, (int)pid);
+  else
+    bh_log("worker %d (pid %d) %s%s%s; respawning %s%.2fs", index, (int)pid, reason,
+           was_ready ? "" : " during start-up", running, delay > 0 ? "in " : "after ", delay);
   w->state = W_WAITING;
-  w->respawn_at = now_s() + delay;
+  w->respawn_at = bh_sup_now_s() + delay;
 }
 
 static void reap(sup_t *s) {
@@ -378,36 +367,8 @@ static void on_signal(sup_t *s) {
   }
 }
 
-/* A worker whose Python thread stopped making progress while it had work for
- * longer than watchdog_factor x traffic.timeout gets SIGUSR1 first (faulthandler
- * writes its Python stacks to the log), then SIGKILL; it is respawned as usual. */
-static void watchdog(sup_t *s) {
-  if (!s->have_config || s->opts->watchdog_factor <= 0 || s->shutting_down)
-    return;
-  double limit = s->opts->watchdog_factor * s->config.timeout_s, t = now_s();
-  for (int i = 1; i <= s->nworkers; i++) {
-    sup_worker_t *w = &s->workers[i];
-    if (w->state != W_READY)
-      continue;
-    if (w->hang_kill_at > 0) {
-      if (t >= w->hang_kill_at) {
-        kill(w->pid, SIGKILL);
-        w->hang_kill_at = t + 3600;
-      }
-      continue;
-    }
-    double stall = bh_shm_stall_s(s->shm, i);
-    if (stall > limit) {
-      bh_log("worker %d (pid %d) made no progress for %.1fs (limit %.1fs): writing its Python "
-             "stacks and restarting it", i, (int)w->pid, stall, limit);
-      kill(w->pid, SIGUSR1);
-      w->hang_kill_at = t + 1.0;
-    }
-  }
-}
-
 static int next_timeout_ms(const sup_t *s) {
-  double t = now_s(), next = t + 1.0; /* the watchdog looks once a second */
+  double t = bh_sup_now_s(), next = t + 1.0; /* the watchdog looks once a second */
   for (int i = 1; i <= s->nworkers; i++)
     if (s->workers[i].state == W_WAITING && s->workers[i].respawn_at < next)
       next = s->workers[i].respawn_at;
@@ -418,16 +379,21 @@ static int next_timeout_ms(const sup_t *s) {
 }
 
 static void run_timers(sup_t *s) {
-  double t = now_s();
+  double t = bh_sup_now_s();
   if (s->shutting_down && t >= s->kill_at && live_workers(s) > 0) {
-    bh_log("graceful shutdown timed out: killing %d worker(s)", live_workers(s));
+    bh_log("graceful shutdown timed out: killing %d worker(s); exiting with code 1",
+           live_workers(s));
     kill_all(s, SIGKILL);
+    /* Requests were cut short: whoever stopped us should know. */
+    if (s->exit_code == 0)
+      s->exit_code = 1;
     s->kill_at = t + 3600;
   }
   for (int i = 1; i <= s->nworkers; i++)
     if (!s->shutting_down && s->workers[i].state == W_WAITING && t >= s->workers[i].respawn_at)
       spawn_worker(s, i);
-  watchdog(s);
+  bh_sup_watchdog(s);
+  bh_sup_recycle(s);
 }
 
 int bh_supervisor_run(const bh_options_t *opts) {

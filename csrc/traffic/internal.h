@@ -20,7 +20,8 @@
 /* Fixed capacities. The segment is MAP_ANONYMOUS, so pages nobody touches cost
  * nothing: capacities are generous rather than exact. */
 #define BH_SHM_MAX_APIS 64    /* APIs beyond this are served but not measured */
-#define BH_SHM_MAX_CODES 16   /* distinct status codes per API per worker */
+#define BH_SHM_MAX_CODES 16
+#define BH_SHM_MAX_SYNC 256   /* sync threads watched per worker (more are served, not watched) */   /* distinct status codes per API per worker */
 #define BH_DUR_NB 18          /* finite request-duration buckets */
 #define BH_QUEUE_NB 13        /* finite batch-queue-wait buckets */
 #define BH_BATCH_NB 34        /* batch-size buckets: 1..2^31, the end, +Inf */
@@ -44,7 +45,6 @@ typedef struct bh_api_stat {
   _Atomic uint64_t queue_bucket[BH_QUEUE_NB + 1];
 } bh_api_stat_t;
 
-enum { BH_REJ_429, BH_REJ_503, BH_REJ_504, BH_REJ_N };
 
 /* One per worker index; written only by that worker (and by the supervisor
  * once the worker is dead and reaped, see bh_shm_worker_died). Page aligned so
@@ -55,6 +55,10 @@ typedef struct bh_slot {
   _Atomic uint64_t heartbeat_ns;   /* CLOCK_MONOTONIC of the Python thread's last progress */
   _Atomic uint64_t busy_since_ns;  /* when the worker last went from idle to busy */
   _Atomic uint64_t restarts;
+  _Atomic uint64_t requests;       /* answered (every response end), for --max-requests */
+  _Atomic int32_t sync_threads;    /* sync threads the worker runs (their slots below) */
+  /* per sync thread: CLOCK_MONOTONIC when its current call began, 0 when idle */
+  _Atomic uint64_t sync_busy_since_ns[BH_SHM_MAX_SYNC];
   _Atomic uint64_t rejected[BH_REJ_N];
   bh_api_stat_t apis[BH_SHM_MAX_APIS];
 } __attribute__((aligned(4096))) bh_slot_t;

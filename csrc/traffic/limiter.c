@@ -31,6 +31,13 @@ int bh_limiter_acquire(bh_worker_t *w) {
   return 0;
 }
 
+int bh_limiter_full(bh_worker_t *w) {
+  int64_t limit = w->config.max_concurrency;
+  if (w->shm == NULL || limit <= 0)
+    return 0;
+  return atomic_load_explicit(&w->shm->inflight, memory_order_relaxed) >= limit;
+}
+
 void bh_limiter_release(bh_worker_t *w) {
   bh_shm_t *shm = w->shm;
   bh_slot_t *s = bh_shm_slot(shm, w->index);

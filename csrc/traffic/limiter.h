@@ -10,6 +10,8 @@
  * exactly once, when its response ends. */
 int bh_limiter_acquire(bh_worker_t *w);
 void bh_limiter_release(bh_worker_t *w);
+/* Whether an acquire now would fail (a read only: nothing is taken). */
+int bh_limiter_full(bh_worker_t *w);
 /* Whether the worker should accept new connections (traffic.concurrency). */
 int bh_limiter_may_accept(bh_worker_t *w);
 

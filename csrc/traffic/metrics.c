@@ -46,6 +46,9 @@ static uint64_t to_ns(double s) {
 }
 
 void bh_metrics_request(bh_worker_t *w, int api_index, int status, double duration_s) {
+  bh_slot_t *slot = bh_shm_slot(w->shm, w->index);
+  if (slot != NULL)
+    atomic_fetch_add_explicit(&slot->requests, 1, RELAXED);
   bh_api_stat_t *a = api_stat(w, api_index);
   if (a == NULL || status <= 0)
     return;
@@ -76,6 +79,24 @@ void bh_metrics_rejected(bh_worker_t *w, int status) {
   int r = status == 429 ? BH_REJ_429 : status == 503 ? BH_REJ_503 : status == 504 ? BH_REJ_504 : -1;
   if (s != NULL && r >= 0)
     atomic_fetch_add_explicit(&s->rejected[r], 1, RELAXED);
+}
+
+void bh_metrics_refused(bh_worker_t *w, int reason) {
+  bh_slot_t *s = bh_shm_slot(w->shm, w->index);
+  if (s != NULL && reason >= 0 && reason < BH_REJ_N)
+    atomic_fetch_add_explicit(&s->rejected[reason], 1, RELAXED);
+}
+
+int bh_metrics_reason_of(int status) {
+  switch (status) {
+  case 400: return BH_REJ_BAD_REQUEST;
+  case 408: return BH_REJ_HEADER_TIMEOUT;
+  case 413: return BH_REJ_BODY_SIZE;
+  case 431: return BH_REJ_HEADER_SIZE;
+  case 501: return BH_REJ_NOT_IMPLEMENTED;
+  case 505: return BH_REJ_HTTP_VERSION;
+  default: return -1;
+  }
 }
 
 void bh_metrics_inflight(bh_worker_t *w, int api_index, int delta) {
@@ -401,7 +422,10 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *l
     }
   }
 
-  static const char *const reasons[BH_REJ_N] = {"429", "503", "504"};
+  static const char *const reasons[BH_REJ_N] = {
+      "429", "503", "504", "header_timeout", "body_timeout", "headers_count", "header_size",
+      "body_size", "multipart_limit", "bad_request", "not_implemented", "http_version",
+      "connections"};
   put(&b, "# HELP bentohost_requests_rejected_total Requests answered by the host without running them\n");
   put(&b, "# TYPE bentohost_requests_rejected_total counter\n");
   for (int r = 0; r < BH_REJ_N; r++) {

@@ -56,6 +56,8 @@ void bh_shm_worker_died(bh_shm_t *shm, int index) {
   }
   atomic_store(&s->pending, 0);
   atomic_store(&s->busy_since_ns, 0);
+  for (int i = 0; i < BH_SHM_MAX_SYNC; i++)
+    atomic_store_explicit(&s->sync_busy_since_ns[i], 0, memory_order_relaxed);
   atomic_store(&s->heartbeat_ns, 0);
   /* in_progress is a gauge of live requests: a dead worker has none. */
   for (int i = 0; i < BH_SHM_MAX_APIS; i++)
@@ -100,6 +102,51 @@ double bh_shm_stall_at(bh_shm_t *shm, int index, uint64_t now) {
   if (last == 0 || now <= last)
     return 0; /* never started: the supervisor's start-up timeout covers it */
   return (double)(now - last) / 1e9;
+}
+
+void bh_shm_set_sync_threads(bh_shm_t *shm, int index, int n) {
+  bh_slot_t *s = bh_shm_slot(shm, index);
+  if (s != NULL)
+    atomic_store(&s->sync_threads, n < 0 ? 0 : n > BH_SHM_MAX_SYNC ? BH_SHM_MAX_SYNC : n);
+}
+
+void bh_shm_sync_busy(bh_shm_t *shm, int index, int thread, int busy) {
+  bh_slot_t *s = bh_shm_slot(shm, index);
+  if (s != NULL && thread >= 0 && thread < BH_SHM_MAX_SYNC)
+    atomic_store_explicit(&s->sync_busy_since_ns[thread], busy ? bh_now_ns() : 0,
+                          memory_order_relaxed);
+}
+
+double bh_shm_sync_stuck_s(bh_shm_t *shm, int index) {
+  bh_slot_t *s = bh_shm_slot(shm, index);
+  if (s == NULL)
+    return 0;
+  int n = atomic_load(&s->sync_threads);
+  uint64_t now = bh_now_ns(), shortest = UINT64_MAX;
+  if (n <= 0)
+    return 0;
+  for (int i = 0; i < n; i++) {
+    uint64_t since = atomic_load_explicit(&s->sync_busy_since_ns[i], memory_order_relaxed);
+    if (since == 0 || since >= now)
+      return 0; /* a free thread: the worker still serves sync calls */
+    if (now - since < shortest)
+      shortest = now - since;
+  }
+  return (double)shortest / 1e9;
+}
+
+uint64_t bh_shm_requests(bh_shm_t *shm, int index) {
+  bh_slot_t *s = bh_shm_slot(shm, index);
+  return s != NULL ? atomic_load_explicit(&s->requests, memory_order_relaxed) : 0;
+}
+
+int bh_shm_busy_apis(bh_shm_t *shm, int index, int *apis, int max) {
+  bh_slot_t *s = bh_shm_slot(shm, index);
+  int n = 0;
+  for (int i = 0; s != NULL && i < BH_SHM_MAX_APIS && n < max; i++)
+    if (atomic_load_explicit(&s->apis[i].in_progress, memory_order_relaxed) > 0)
+      apis[n++] = i;
+  return n;
 }
 
 double bh_shm_stall_s(bh_shm_t *shm, int index) {

@@ -18,6 +18,17 @@ void bh_shm_set_workers(bh_shm_t *shm, int n);
  * or 0 when it is idle or has no Python work pending */
 double bh_shm_stall_s(bh_shm_t *shm, int index);
 void bh_shm_heartbeat(bh_shm_t *shm, int index); /* worker, Python thread */
+/* worker: it runs n sync threads (set once at start) */
+void bh_shm_set_sync_threads(bh_shm_t *shm, int index, int n);
+/* worker, sync thread `thread`: a call begins (busy) or ends (!busy). */
+void bh_shm_sync_busy(bh_shm_t *shm, int index, int thread, int busy);
+/* seconds every sync thread of the worker has been inside its current call
+ * (the shortest of them), or 0 when any thread is free */
+double bh_shm_sync_stuck_s(bh_shm_t *shm, int index);
+/* requests the worker index answered, all its lives together */
+uint64_t bh_shm_requests(bh_shm_t *shm, int index);
+/* the API indices with requests in progress in that worker (up to max) */
+int bh_shm_busy_apis(bh_shm_t *shm, int index, int *apis, int max);
 /* worker, Python thread: Python work pending (+n when it takes n REQUEST/BATCH
  * member handles from the ring, -1 as it posts each one's final message) */
 void bh_shm_work(bh_shm_t *shm, int index, int delta);

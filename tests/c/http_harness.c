@@ -19,6 +19,7 @@
  * GET /schema.json and GET / are documents. Exits 0 after SIGTERM once the
  * I/O thread reports shutdown; prints the limiter's balance to stderr. */
 #include "common/context.h"
+#include "common/options.h"
 #include "common/request.h"
 #include "python/bridge.h"
 #include "server/io.h"
@@ -368,6 +369,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   port = atoi(argv[1]);
+  bh_options_defaults(&opts);
   opts.host = "127.0.0.1";
   opts.port = port;
   opts.backlog = 128;

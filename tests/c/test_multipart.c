@@ -17,6 +17,15 @@
 
 /* write(2) as multipart.c calls it, counted: file content must be written in
  * large pieces (one write per 64 KiB buffer), whatever the feeds and CRs. */
+/* The host's defaults, with max_mem as given. */
+static const bh_multipart_limits_t *limits(uint64_t max_mem) {
+  static bh_multipart_limits_t l;
+  l.max_mem = max_mem;
+  l.max_parts = 1000;
+  l.max_header_bytes = 64 << 10;
+  return &l;
+}
+
 static size_t nwrites;
 ssize_t write(int fd, const void *buf, size_t n) {
   if (fd > 2)
@@ -99,7 +108,8 @@ static void check_parts(const bh_req_t *req) {
   CHECK(strcmp(req->parts[1].content_type, "image/png") == 0);
   CHECK(req->parts[1].data == NULL && req->parts[1].len == file1_len);
   CHECK(strncmp(req->parts[1].path, req->temp_dir, strlen(req->temp_dir)) == 0);
-  CHECK(strcmp(strrchr(req->parts[1].path, '/'), "/pa_ss_wd.png") == 0);
+  /* stored as <temp dir>/<part index>/<sanitized name> */
+  CHECK(strcmp(req->parts[1].path + strlen(req->temp_dir), "/1/pa_ss_wd.png") == 0);
   data = read_file(req->parts[1].path, &len);
   CHECK(len == file1_len && memcmp(data, file1, len) == 0);
   free(data);
@@ -122,7 +132,7 @@ static bh_req_t *parse_split(const size_t *cuts, size_t ncuts, size_t upto, int 
   size_t prev = 0, i;
   int r = 0;
 
-  CHECK(bh_multipart_new(&mp, CTYPE, strlen(CTYPE), 1 << 20) == 0);
+  CHECK(bh_multipart_new(&mp, CTYPE, strlen(CTYPE), limits(1 << 20)) == 0);
   for (i = 0; i <= ncuts && r == 0; i++) {
     size_t end = i < ncuts ? cuts[i] : upto;
     r = bh_multipart_feed(mp, body + prev, end - prev);
@@ -167,7 +177,7 @@ static void fail_case(const char *ctype, const char *b, const char *reason) {
   int r;
 
   memset(&req, 0, sizeof(req));
-  r = bh_multipart_new(&mp, ctype, strlen(ctype), 1 << 20);
+  r = bh_multipart_new(&mp, ctype, strlen(ctype), limits(1 << 20));
   if (r == 0)
     r = bh_multipart_feed(mp, b, strlen(b));
   if (r == 0)
@@ -244,7 +254,7 @@ static void parse_big(const size_t *cuts, size_t ncuts) {
   size_t prev = 0, i, k, len, maxw = 0;
   char *data;
 
-  CHECK(bh_multipart_new(&mp, BCTYPE, strlen(BCTYPE), 1 << 20) == 0);
+  CHECK(bh_multipart_new(&mp, BCTYPE, strlen(BCTYPE), limits(1 << 20)) == 0);
   nwrites = 0;
   for (i = 0; i <= ncuts; i++) {
     size_t end = i < ncuts ? cuts[i] : big_len;
@@ -311,7 +321,7 @@ static void big_tests(void) {
     bh_req_t req;
     size_t end = rnd(&seed) % bdelim[4];
     memset(&req, 0, sizeof(req));
-    CHECK(bh_multipart_new(&mp, BCTYPE, strlen(BCTYPE), 1 << 20) == 0);
+    CHECK(bh_multipart_new(&mp, BCTYPE, strlen(BCTYPE), limits(1 << 20)) == 0);
     CHECK(bh_multipart_feed(mp, big, end / 2) == 0);
     CHECK(bh_multipart_feed(mp, big + end / 2, end - end / 2) == 0);
     CHECK(bh_multipart_finish(mp, &req) != 0 && bh_multipart_status(mp) == 400);
@@ -417,7 +427,7 @@ int main(void) {
     bh_req_t r2;
     static const char b2[] = "--b\r\nContent-Disposition: form-data; name=f\r\n\r\nv\r\n--b--\r\n";
     memset(&r2, 0, sizeof(r2));
-    CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b; x=y", 36, 1 << 20) == 0);
+    CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b; x=y", 36, limits(1 << 20)) == 0);
     CHECK(bh_multipart_feed(mp, b2, sizeof(b2) - 1) == 0);
     CHECK(bh_multipart_finish(mp, &r2) == 0);
     CHECK(r2.nparts == 1 && r2.temp_dir == NULL && strcmp(r2.parts[0].data, "v") == 0);
@@ -430,8 +440,26 @@ int main(void) {
   {
     bh_multipart_t *mp;
     static const char b3[] = "--b\r\nContent-Disposition: form-data; name=f\r\n\r\n0123456789";
-    CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, 5) == 0);
+    CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, limits(5)) == 0);
     CHECK(bh_multipart_feed(mp, b3, sizeof(b3) - 1) != 0);
+    CHECK(bh_multipart_status(mp) == 413);
+    bh_multipart_free(mp);
+  }
+  /* parts and their headers are bounded, whatever the file names say */
+  {
+    bh_multipart_t *mp;
+    bh_multipart_limits_t few = {1 << 20, 3, 64 << 10};
+    static const char part[] = "--b\r\nContent-Disposition: form-data; name=f; filename=same.bin\r\n\r\nx\r\n";
+    CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, &few) == 0);
+    for (int k = 0; k < 3; k++)
+      CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) == 0);
+    CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) != 0);
+    CHECK(bh_multipart_status(mp) == 413);
+    bh_multipart_free(mp);
+    bh_multipart_limits_t small = {1 << 20, 1000, 100};
+    CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, &small) == 0);
+    CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) == 0);
+    CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) != 0);
     CHECK(bh_multipart_status(mp) == 413);
     bh_multipart_free(mp);
   }

@@ -7,6 +7,7 @@
 #include "traffic/batch.h"
 #include "traffic/limiter.h"
 #include "traffic/metrics.h"
+#include "traffic/shm.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -31,6 +32,31 @@ void bh_limiter_release(bh_worker_t *w) {
   (void)w;
   stub_held--;
   stub_released++;
+}
+
+int bh_limiter_full(bh_worker_t *w) {
+  (void)w;
+  if (stub_limit == -2) {
+    const char *s = getenv("HARNESS_MAX_CONCURRENCY");
+    stub_limit = s != NULL && *s ? strtol(s, NULL, 10) : -1;
+  }
+  return stub_limit >= 0 && stub_held >= stub_limit;
+}
+
+void bh_metrics_refused(bh_worker_t *w, int reason) {
+  (void)w;
+  (void)reason;
+}
+
+double bh_shm_sync_stuck_s(bh_shm_t *shm, int index) {
+  (void)shm;
+  (void)index;
+  return 0;
+}
+
+int bh_metrics_reason_of(int status) {
+  (void)status;
+  return -1;
 }
 
 int bh_limiter_may_accept(bh_worker_t *w) {
