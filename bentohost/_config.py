@@ -9,7 +9,7 @@ from typing import Any
 
 from ._service import Service
 
-__all__ = ["service_config_json", "service_config", "cpu_count", "resolve_workers"]
+__all__ = ["service_config_json", "service_config", "cpu_count", "resolve_workers", "drain_order"]
 
 DEFAULT_TRAFFIC: dict[str, Any] = {"timeout": 60.0, "max_concurrency": None, "concurrency": None}
 
@@ -178,6 +178,31 @@ def service_config(svc: Service[Any]) -> dict[str, Any]:
     }
 
 
-def service_config_json(svc: Service[Any]) -> str:
-    """Compact JSON for the C host: name, workers, threads, traffic, resources, envs, apis."""
-    return json.dumps(service_config(svc), separators=(",", ":"))
+def drain_order(graph: list[Service[Any]]) -> list[Service[Any]]:
+    """The graph's services with every caller before the services it calls (the
+    supervisor drains them in this order); ``graph[0]`` is the entry and stays first."""
+    by_name = {s.name: s for s in graph}
+    done: set[str] = set()
+    post: list[Service[Any]] = []
+
+    def visit(svc: Service[Any]) -> None:
+        if svc.name in done:
+            return
+        done.add(svc.name)
+        for dep in svc.dependencies.values():
+            if dep.on is not None and dep.url is None and dep.on.name in by_name:
+                visit(by_name[dep.on.name])
+        post.append(svc)
+
+    for svc in graph:
+        visit(svc)
+    return post[::-1]
+
+
+def service_config_json(svc: Service[Any], graph: list[Service[Any]] | None = None) -> str:
+    """Compact JSON for the C host: name, workers, threads, traffic, resources, envs, apis;
+    for the entry of a graph also ``graph``: every other service's description, callers first."""
+    cfg = service_config(svc)
+    if graph and len(graph) > 1:
+        cfg["graph"] = [service_config(dep) for dep in drain_order(graph)[1:]]
+    return json.dumps(cfg, separators=(",", ":"))

@@ -461,6 +461,41 @@ def _setup_context(host: Host) -> None:
     server_context.service_type = "entry_service"
 
 
+def _service_graph(entry: Service[Any]) -> list[Service[Any]]:
+    """The entry and every service it reaches through ``depends(Other)``, each once."""
+    graph: list[Service[Any]] = []
+    by_name: dict[str, Service[Any]] = {}
+
+    def visit(svc: Service[Any]) -> None:
+        known = by_name.get(svc.name)
+        if known is not None:
+            if known is not svc:
+                raise TargetError(
+                    f"two different services are named {svc.name!r} in the graph of {entry.name!r}: "
+                    f"{known.inner.__module__}.{known.inner.__qualname__} and "
+                    f"{svc.inner.__module__}.{svc.inner.__qualname__}"
+                )
+            return
+        by_name[svc.name] = svc
+        graph.append(svc)
+        for dep in svc.dependencies.values():
+            if dep.on is not None and dep.url is None:
+                visit(dep.on)
+
+    visit(entry)
+    return graph
+
+
+def _served_service(graph: list[Service[Any]], name: str) -> Service[Any]:
+    """The service this worker serves: the entry, or the dependency the supervisor named."""
+    if not name:
+        return graph[0]
+    for svc in graph:
+        if svc.name == name:
+            return svc
+    raise TargetError(f"service {name!r} is not in the graph of {graph[0].name!r}")
+
+
 def main() -> int:
     """Entry point called by the C worker. Exit codes: 0 ok, 3 import error, 4 startup error."""
     import _bentohost as host  # type: ignore[import-not-found]  # built into the C host
@@ -469,10 +504,14 @@ def main() -> int:
     _setup_faulthandler()
     _setup_context(host)
     try:
-        svc = load_service(host.target)
+        entry = load_service(host.target)
+        graph = _service_graph(entry)
+        svc = _served_service(graph, getattr(host, "service_name", "") or "")
         endpoints = build_endpoints(svc)
         config = service_config(svc)
-        config_json = service_config_json(svc)
+        # The entry's description carries the whole graph: the supervisor starts
+        # one pool per service from it.
+        config_json = service_config_json(svc, graph if svc is entry else None)
     except TargetError as exc:
         print(f"bentohost: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_IMPORT_ERROR

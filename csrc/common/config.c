@@ -37,11 +37,53 @@ void bh_config_free(bh_service_config_t *cfg) {
   memset(cfg, 0, sizeof(*cfg));
 }
 
+static int parse_service(bh_service_config_t *cfg, const cJSON *root);
+
 int bh_config_parse(bh_service_config_t *cfg, const char *json, size_t len) {
   memset(cfg, 0, sizeof(*cfg));
   cJSON *root = cJSON_ParseWithLength(json, len);
-  if (root == NULL || !cJSON_IsObject(root))
-    goto invalid;
+  if (root == NULL || !cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return -EINVAL;
+  }
+  int err = parse_service(cfg, root);
+  cJSON_Delete(root);
+  return err;
+}
+
+int bh_config_parse_graph(const char *json, size_t len, bh_service_config_t **deps, size_t *ndeps) {
+  *deps = NULL;
+  *ndeps = 0;
+  cJSON *root = cJSON_ParseWithLength(json, len);
+  if (root == NULL || !cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return -EINVAL;
+  }
+  const cJSON *graph = cJSON_GetObjectItemCaseSensitive(root, "graph"), *item;
+  int n = cJSON_IsArray(graph) ? cJSON_GetArraySize(graph) : 0, err = 0;
+  if (n > 0 && (*deps = calloc((size_t)n, sizeof(**deps))) == NULL)
+    err = -ENOMEM;
+  cJSON_ArrayForEach(item, graph) {
+    if (err != 0)
+      break;
+    err = cJSON_IsObject(item) ? parse_service(&(*deps)[*ndeps], item) : -EINVAL;
+    if (err == 0)
+      (*ndeps)++;
+  }
+  cJSON_Delete(root);
+  if (err != 0) {
+    for (size_t i = 0; i < *ndeps; i++)
+      bh_config_free(&(*deps)[i]);
+    free(*deps);
+    *deps = NULL;
+    *ndeps = 0;
+  }
+  return err;
+}
+
+/* One service's description from its JSON object; 0, -ENOMEM or -EINVAL. */
+static int parse_service(bh_service_config_t *cfg, const cJSON *root) {
+  memset(cfg, 0, sizeof(*cfg));
 
   cfg->name = dup_string(cJSON_GetObjectItemCaseSensitive(root, "name"), "Service");
   cfg->workers = int_field(root, "workers", 1);
@@ -96,15 +138,9 @@ int bh_config_parse(bh_service_config_t *cfg, const char *json, size_t len) {
   }
   if (cfg->name == NULL)
     goto nomem;
-  cJSON_Delete(root);
   return 0;
 
 nomem:
-  cJSON_Delete(root);
   bh_config_free(cfg);
   return -ENOMEM;
-invalid:
-  cJSON_Delete(root);
-  bh_config_free(cfg);
-  return -EINVAL;
 }

@@ -34,5 +34,9 @@ typedef struct bh_service_config {
 /* 0, or a negative errno when the JSON is not a service description. */
 int bh_config_parse(bh_service_config_t *cfg, const char *json, size_t len);
 void bh_config_free(bh_service_config_t *cfg);
+/* The dependencies of the entry's description (its "graph" list: every other
+ * service of the graph, callers before callees): *deps is a malloc'd array of
+ * *ndeps configs (each freed with bh_config_free), NULL when there are none. */
+int bh_config_parse_graph(const char *json, size_t len, bh_service_config_t **deps, size_t *ndeps);
 
 #endif

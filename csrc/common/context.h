@@ -29,7 +29,10 @@ typedef struct bh_worker bh_worker_t;
 
 struct bh_worker {
   /* set by the supervisor before the worker starts */
-  int index;                 /* 1..N, server_context.worker_index */
+  int index;                 /* 1..N within its service: server_context.worker_index */
+  int slot;                  /* its slot in the shared segment (1-based, all services) */
+  int service;               /* its service in the graph: 0 the entry */
+  const char *service_name;  /* the service it serves; NULL: the entry */
   int listen_fd;             /* inherited listening socket */
   int status_fd;             /* pipe to the supervisor */
   int reporter;              /* this worker reports the service config */

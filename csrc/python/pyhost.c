@@ -45,7 +45,7 @@ static PyObject *py_publish(PyObject *self, PyObject *arg) {
     return NULL;
   }
   w->io_started = 1;
-  if (w->reporter && bh_status_send(w->status_fd, "config", w->index, json, (size_t)len) != 0) {
+  if (w->reporter && bh_status_send(w->status_fd, "config", w->slot, json, (size_t)len) != 0) {
     PyErr_SetString(PyExc_OSError, "cannot report the configuration to the supervisor");
     return NULL;
   }
@@ -63,7 +63,7 @@ static PyObject *py_set_ready(PyObject *self, PyObject *arg) {
   static int reported;
   if (flag && !was && !reported) {
     reported = 1;
-    bh_status_send(w->status_fd, "ready", w->index, NULL, 0);
+    bh_status_send(w->status_fd, "ready", w->slot, NULL, 0);
   }
   Py_RETURN_NONE;
 }
@@ -251,8 +251,8 @@ static PyObject *in_tuple(const bh_in_t *in) {
 static void work_done(void) {
   bh_worker_t *w = g_worker;
   if (w->shm) {
-    bh_shm_work(w->shm, w->index, -1);
-    bh_shm_heartbeat(w->shm, w->index);
+    bh_shm_work(w->shm, w->slot, -1);
+    bh_shm_heartbeat(w->shm, w->slot);
   }
 }
 
@@ -269,7 +269,7 @@ static void work_taken(const bh_in_t *entries, size_t n) {
         k++;
   }
   if (k > 0)
-    bh_shm_work(w->shm, w->index, k);
+    bh_shm_work(w->shm, w->slot, k);
 }
 
 static void post_error(bh_req_t *req) {
@@ -309,7 +309,7 @@ static PyObject *py_take(PyObject *self, PyObject *unused) {
   bh_in_t entries[TAKE_BATCH];
 
   if (w->shm)
-    bh_shm_heartbeat(w->shm, w->index);
+    bh_shm_heartbeat(w->shm, w->slot);
   bh_bridge_clear_eventfd(b);
   size_t n = bh_bridge_take(b, entries, TAKE_BATCH);
   if (n == 0 && atomic_load(&b->shutdown))
@@ -534,7 +534,7 @@ static PyObject *py_heartbeat(PyObject *self, PyObject *unused) {
   (void)self;
   (void)unused;
   if (g_worker->shm)
-    bh_shm_heartbeat(g_worker->shm, g_worker->index);
+    bh_shm_heartbeat(g_worker->shm, g_worker->slot);
   Py_RETURN_NONE;
 }
 
@@ -543,7 +543,7 @@ static PyObject *py_sync_threads(PyObject *self, PyObject *arg) {
   long n = PyLong_AsLong(arg);
   if (n == -1 && PyErr_Occurred())
     return NULL;
-  bh_shm_set_sync_threads(g_worker->shm, g_worker->index, (int)n);
+  bh_shm_set_sync_threads(g_worker->shm, g_worker->slot, (int)n);
   Py_RETURN_NONE;
 }
 
@@ -555,9 +555,9 @@ static PyObject *py_sync_busy(PyObject *self, PyObject *arg) {
   if (t == -1 && PyErr_Occurred())
     return NULL;
   if (t >= 0)
-    bh_shm_sync_busy(g_worker->shm, g_worker->index, (int)t, 1);
+    bh_shm_sync_busy(g_worker->shm, g_worker->slot, (int)t, 1);
   else
-    bh_shm_sync_busy(g_worker->shm, g_worker->index, (int)~t, 0);
+    bh_shm_sync_busy(g_worker->shm, g_worker->slot, (int)~t, 0);
   Py_RETURN_NONE;
 }
 
@@ -595,7 +595,9 @@ static PyObject *init_module(void) {
   if (PyModule_AddIntConstant(m, "worker_index", g_worker->index) != 0 ||
       PyModule_AddStringConstant(m, "target", g_worker->opts->target) != 0 ||
       PyModule_AddObjectRef(m, "reporter", g_worker->reporter ? Py_True : Py_False) != 0 ||
-      PyModule_AddStringConstant(m, "version", BH_VERSION) != 0) {
+      PyModule_AddStringConstant(m, "version", BH_VERSION) != 0 ||
+      PyModule_AddStringConstant(m, "service_name",
+                                 g_worker->service_name ? g_worker->service_name : "") != 0) {
     Py_DECREF(m);
     return NULL;
   }

@@ -109,7 +109,7 @@ void bh_router_error(int status, bh_builtin_resp_t *out) {
  * the worker is about to be replaced, so it says it is not ready meanwhile. */
 static int router_stuck(const bh_worker_t *w) {
   double limit = w->opts->watchdog_factor * bh_api_timeout_s(w);
-  return limit > 0 && bh_shm_sync_stuck_s(w->shm, w->index) > limit;
+  return limit > 0 && bh_shm_sync_stuck_s(w->shm, w->slot) > limit;
 }
 
 void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
@@ -128,7 +128,8 @@ void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
     }
     break;
   case BH_ROUTE_READYZ:
-    if (atomic_load_explicit(&w->ready, memory_order_relaxed) && !router_stuck(w)) {
+    if (atomic_load_explicit(&w->ready, memory_order_relaxed) && !router_stuck(w) &&
+        (w->service != 0 || bh_shm_graph_ready(w->shm))) {
       out->status = 200;
       out->body = "\n";
     } else {
@@ -141,7 +142,7 @@ void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
       bh_router_error(404, out);
       return;
     }
-    out->body = bh_metrics_render(w->shm, &w->config, &out->body_len);
+    out->body = bh_metrics_render(w->shm, &w->config, w->service, &out->body_len);
     if (out->body == NULL) {
       bh_router_error(500, out);
       return;

@@ -24,9 +24,21 @@ typedef struct sup_worker {
   double respawn_at;         /* when W_WAITING */
   int failures;              /* consecutive quick deaths */
   double hang_kill_at;       /* stacks requested from a hung worker: SIGKILL then */
+  int service;               /* its service: 0 the entry, then the graph's dependencies */
+  int index;                 /* 1..N within its service (server_context.worker_index) */
+  char name[48];             /* "2" for the entry's, "Model/2" for a dependency's (logs) */
   uint64_t requests_at_start;/* the slot's request count when this life began */
   int recycling;             /* SIGTERM sent to recycle it (--max-requests, --max-worker-rss) */
 } sup_worker_t;
+
+/* One worker pool: the entry's (listening on TCP) or a dependency's (one Unix
+ * socket per worker in the private runtime directory, so that callers choose
+ * the least busy worker rather than the kernel). */
+typedef struct sup_service {
+  bh_service_config_t config;
+  int first_slot, nworkers;
+  int *fds;                  /* dependencies: a listening socket per worker, [index - 1] */
+} sup_service_t;
 
 typedef struct sup {
   const bh_options_t *opts;
@@ -37,9 +49,13 @@ typedef struct sup {
   pid_t pid;
 
   int have_config;
-  bh_service_config_t config;
+  bh_service_config_t config; /* the entry's */
+  sup_service_t *services;   /* [0] the entry (its config is `config`), then dependencies */
+  int nservices;
+  char *rundir;              /* private runtime directory (0700) of the Unix sockets */
+  int drain_stage;           /* shutting down: the service being drained now */
   int nworkers;
-  sup_worker_t *workers;     /* [0] unused: indices are 1-based */
+  sup_worker_t *workers;     /* by slot; [0] unused: slots are 1-based */
   int ever_ready;
   int listening_logged;
   int start_failures;
@@ -58,6 +74,21 @@ static inline double bh_sup_now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* pools.c: the graph's pools, their sockets and the runtime directory. */
+int bh_sup_rundir_create(sup_t *s);
+void bh_sup_rundir_remove(sup_t *s);
+/* Learns the dependencies from the entry's description, binds their sockets
+ * and lays out every pool's slots (the entry keeps slots 1..n). 0 or -errno. */
+int bh_sup_graph_setup(sup_t *s, const char *json, size_t len, int entry_workers);
+void bh_sup_graph_free(sup_t *s);
+/* The listening socket a slot's worker serves on. */
+int bh_sup_listen_fd(const sup_t *s, int slot);
+/* The config of the service a slot belongs to. */
+static inline const bh_service_config_t *bh_sup_config(const sup_t *s, int slot) {
+  int svc = s->workers[slot].service;
+  return svc == 0 || s->services == NULL ? &s->config : &s->services[svc].config;
 }
 
 /* watch.c: the periodic checks of live workers, once a second. */

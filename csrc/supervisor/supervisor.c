@@ -73,12 +73,22 @@ static const char *signal_name(int sig) {
   return s ? s : "unknown signal";
 }
 
+/* In a worker: the listening sockets of other pools are not its own. */
+static void close_other_listeners(const sup_t *s, int keep) {
+  if (s->listen_fd >= 0 && s->listen_fd != keep)
+    close(s->listen_fd);
+  for (int i = 1; i < s->nservices; i++)
+    for (int k = 0; k < s->services[i].nworkers; k++)
+      if (s->services[i].fds[k] >= 0 && s->services[i].fds[k] != keep)
+        close(s->services[i].fds[k]);
+}
+
 static void spawn_worker(sup_t *s, int index) {
   sup_worker_t *w = &s->workers[index];
   int reporter = !s->have_config;
   pid_t pid = fork();
   if (pid < 0) {
-    bh_log("error: fork failed for worker %d: %s; retrying", index, strerror(errno));
+    bh_log("error: fork failed for worker %s: %s; retrying", w->name, strerror(errno));
     w->state = W_WAITING;
     w->respawn_at = bh_sup_now_s() + 1.0;
     return;
@@ -100,8 +110,12 @@ static void spawn_worker(sup_t *s, int index) {
       _exit(1);
     bh_worker_t worker;
     memset(&worker, 0, sizeof(worker));
-    worker.index = index;
-    worker.listen_fd = s->listen_fd;
+    worker.index = w->index;
+    worker.slot = index;
+    worker.service = w->service;
+    worker.service_name = w->service > 0 ? s->services[w->service].config.name : NULL;
+    worker.listen_fd = bh_sup_listen_fd(s, index);
+    close_other_listeners(s, worker.listen_fd);
     worker.status_fd = s->status_wr;
     worker.reporter = reporter;
     worker.opts = s->opts;
@@ -115,20 +129,31 @@ static void spawn_worker(sup_t *s, int index) {
   w->requests_at_start = bh_shm_requests(s->shm, index);
   w->state = W_LOADING;
   w->started_at = bh_sup_now_s();
-  bh_log("worker %d (pid %d) loading %s", index, (int)pid, s->opts->target);
+  bh_log("worker %s (pid %d) loading %s", w->name, (int)pid, s->opts->target);
 }
 
-static void kill_all(sup_t *s, int sig) {
+/* service -1: every pool */
+static void kill_service(sup_t *s, int service, int sig) {
   for (int i = 1; i <= s->nworkers; i++)
-    if (s->workers[i].state == W_LOADING || s->workers[i].state == W_READY)
+    if ((s->workers[i].state == W_LOADING || s->workers[i].state == W_READY) &&
+        (service < 0 || s->workers[i].service == service))
       kill(s->workers[i].pid, sig);
 }
 
-static int live_workers(const sup_t *s) {
+static void kill_all(sup_t *s, int sig) {
+  kill_service(s, -1, sig);
+}
+
+static int live_in(const sup_t *s, int service) {
   int n = 0;
   for (int i = 1; i <= s->nworkers; i++)
-    n += s->workers[i].state == W_LOADING || s->workers[i].state == W_READY;
+    n += (s->workers[i].state == W_LOADING || s->workers[i].state == W_READY) &&
+         (service < 0 || s->workers[i].service == service);
   return n;
+}
+
+static int live_workers(const sup_t *s) {
+  return live_in(s, -1);
 }
 
 static void begin_shutdown(sup_t *s, int exit_code) {
@@ -142,18 +167,34 @@ static void begin_shutdown(sup_t *s, int exit_code) {
   for (int i = 1; i <= s->nworkers; i++)
     if (s->workers[i].state == W_WAITING)
       s->workers[i].state = W_EMPTY;
-  kill_all(s, SIGTERM);
+  /* The entry first, then each dependency once its callers are gone, so a call
+   * in flight through several hops finishes (callers come before callees in
+   * the graph's order). */
+  s->drain_stage = 0;
+  kill_service(s, 0, SIGTERM);
   /* A margin over the workers' own drain deadline, so that they can close what
    * is left and exit cleanly before being killed. */
   s->kill_at = bh_sup_now_s() + s->opts->graceful_timeout_s + 5.0;
+}
+
+/* Shutting down: once the pool being drained is gone, drain the next. */
+static void drain_next(sup_t *s) {
+  while (s->drain_stage < s->nservices - 1 && live_in(s, s->drain_stage) == 0) {
+    s->drain_stage++;
+    kill_service(s, s->drain_stage, SIGTERM);
+    s->kill_at = bh_sup_now_s() + s->opts->graceful_timeout_s + 5.0;
+  }
 }
 
 static int grow_workers(sup_t *s, int n) {
   sup_worker_t *ws = realloc(s->workers, sizeof(sup_worker_t) * (size_t)(n + 1));
   if (ws == NULL)
     return -ENOMEM;
-  for (int i = s->nworkers + 1; i <= n; i++)
+  for (int i = s->nworkers + 1; i <= n; i++) {
     memset(&ws[i], 0, sizeof(ws[i]));
+    ws[i].index = i;
+    snprintf(ws[i].name, sizeof(ws[i].name), "%d", i);
+  }
   s->workers = ws;
   s->nworkers = n;
   return 0;
@@ -170,17 +211,41 @@ static void on_config(sup_t *s, const char *json, size_t len) {
   }
   s->have_config = 1;
   int n = s->opts->workers_override > 0 ? s->opts->workers_override : s->config.workers;
-  bh_log("service %s: %d worker%s, %d thread%s each, %zu api%s", s->config.name, n,
-         n == 1 ? "" : "s", s->config.threads, s->config.threads == 1 ? "" : "s",
-         s->config.napis, s->config.napis == 1 ? "" : "s");
-  int old = s->nworkers;
-  bh_shm_set_workers(s->shm, n);
-  if (grow_workers(s, n) != 0) {
+  int err = bh_sup_graph_setup(s, json, len, n);
+  if (err != 0) {
+    bh_log("error: cannot set up the service graph: %s", strerror(-err));
+    begin_shutdown(s, 1);
+    return;
+  }
+  int total = n, old = s->nworkers;
+  for (int i = 1; i < s->nservices; i++)
+    total += s->services[i].nworkers;
+  if (grow_workers(s, total) != 0) {
     bh_log("error: out of memory");
     begin_shutdown(s, 1);
     return;
   }
-  for (int i = old + 1; i <= n; i++)
+  bh_shm_set_services(s->shm, s->nservices);
+  for (int v = 0; v < s->nservices; v++) {
+    const bh_service_config_t *cfg = v == 0 ? &s->config : &s->services[v].config;
+    int first = s->services[v].first_slot, count = s->services[v].nworkers;
+    bh_log("service %s: %d worker%s, %d thread%s each, %zu api%s%s", cfg->name, count,
+           count == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s", cfg->napis,
+           cfg->napis == 1 ? "" : "s", v == 0 ? "" : " (a dependency, on private sockets)");
+    bh_shm_set_workers(s->shm, v, first, count);
+    for (int k = 0; k < count; k++) {
+      sup_worker_t *w = &s->workers[first + k];
+      w->service = v;
+      w->index = k + 1;
+      if (v == 0)
+        snprintf(w->name, sizeof(w->name), "%d", k + 1);
+      else
+        snprintf(w->name, sizeof(w->name), "%.32s/%d", cfg->name, k + 1);
+    }
+  }
+  if (s->nservices > 1)
+    bh_log("dependencies listen on Unix sockets in %s", s->rundir);
+  for (int i = old + 1; i <= total; i++)
     spawn_worker(s, i);
 }
 
@@ -192,7 +257,8 @@ static void on_ready(sup_t *s, int index, pid_t pid) {
     return;
   w->state = W_READY;
   s->ever_ready = 1;
-  bh_log("worker %d (pid %d) ready in %.2fs", index, (int)pid, bh_sup_now_s() - w->started_at);
+  bh_shm_service_ready(s->shm, w->service, +1);
+  bh_log("worker %s (pid %d) ready in %.2fs", w->name, (int)pid, bh_sup_now_s() - w->started_at);
   if (!s->listening_logged && s->have_config) {
     for (int i = 1; i <= s->nworkers; i++)
       if (s->workers[i].state != W_READY)
@@ -257,14 +323,15 @@ static double backoff_s(int failures) {
  * died (read from its slot before the slot is reset). */
 static void describe_running(sup_t *s, int index, char *out, size_t cap) {
   int apis[8], n = bh_shm_busy_apis(s->shm, index, apis, 8);
+  const bh_service_config_t *cfg = bh_sup_config(s, index);
   size_t len = 0;
 
   out[0] = '\0';
   for (int k = 0; k < n && len + 2 < cap; k++) {
     const char *route = NULL;
-    for (size_t j = 0; j < s->config.napis; j++)
-      if (s->config.apis[j].index == apis[k])
-        route = s->config.apis[j].route;
+    for (size_t j = 0; j < cfg->napis; j++)
+      if (cfg->apis[j].index == apis[k])
+        route = cfg->apis[j].route;
     int w = snprintf(out + len, cap - len, "%s%s", k == 0 ? " while running " : ", ",
                      route != NULL ? route : "?");
     if (w < 0)
@@ -289,6 +356,8 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
   else
     snprintf(reason, sizeof(reason), "exited with code %d", WEXITSTATUS(status));
   describe_running(s, index, running, sizeof(running));
+  if (was_ready)
+    bh_shm_service_ready(s->shm, w->service, -1);
   w->state = W_EMPTY;
   w->pid = 0;
   w->recycling = 0;
@@ -299,7 +368,7 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
 
   if (s->shutting_down) {
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-      bh_log("worker %d (pid %d) %s during shutdown", index, (int)pid, reason);
+      bh_log("worker %s (pid %d) %s during shutdown", w->name, (int)pid, reason);
     return;
   }
   if (!s->have_config) {
@@ -326,9 +395,9 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
   w->failures = was_ready ? 0 : w->failures + 1;
   double delay = backoff_s(w->failures);
   if (recycled && WIFEXITED(status) && WEXITSTATUS(status) == 0)
-    bh_log("worker %d (pid %d) recycled; respawning now", index, (int)pid);
+    bh_log("worker %s (pid %d) recycled; respawning now", w->name, (int)pid);
   else
-    bh_log("worker %d (pid %d) %s%s%s; respawning %s%.2fs", index, (int)pid, reason,
+    bh_log("worker %s (pid %d) %s%s%s; respawning %s%.2fs", w->name, (int)pid, reason,
            was_ready ? "" : " during start-up", running, delay > 0 ? "in " : "after ", delay);
   w->state = W_WAITING;
   w->respawn_at = bh_sup_now_s() + delay;
@@ -429,12 +498,18 @@ int bh_supervisor_run(const bh_options_t *opts) {
   s.status_wr = pipefd[1];
   fcntl(s.status_rd, F_SETFL, O_NONBLOCK);
 
+  if (bh_sup_rundir_create(&s) != 0) {
+    bh_log("error: cannot create the runtime directory: %s", strerror(errno));
+    return 1;
+  }
   if (grow_workers(&s, 1) != 0)
     return 1;
   bh_log("bentohost %s: supervisor pid %d", BH_VERSION, (int)s.pid);
   spawn_worker(&s, 1);
 
   for (;;) {
+    if (s.shutting_down)
+      drain_next(&s);
     if (s.shutting_down && live_workers(&s) == 0)
       break;
     struct pollfd pfds[2] = {
@@ -456,6 +531,8 @@ int bh_supervisor_run(const bh_options_t *opts) {
   /* Late status lines (a ready message racing shutdown) are irrelevant now. */
   if (s.exit_code == 0)
     bh_log("stopped");
+  bh_sup_rundir_remove(&s);
+  bh_sup_graph_free(&s);
   bh_config_free(&s.config);
   free(s.workers);
   free(s.line_buf);

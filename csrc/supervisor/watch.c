@@ -17,7 +17,7 @@
 void bh_sup_watchdog(sup_t *s) {
   if (!s->have_config || s->opts->watchdog_factor <= 0 || s->shutting_down)
     return;
-  double limit = s->opts->watchdog_factor * s->config.timeout_s, t = bh_sup_now_s();
+  double t = bh_sup_now_s();
   /* One stack dump at a time: faulthandler writes in small pieces, and two
    * workers dumping together would interleave their lines in the log. */
   int dumping = 0;
@@ -35,11 +35,12 @@ void bh_sup_watchdog(sup_t *s) {
       }
       continue;
     }
+    double limit = s->opts->watchdog_factor * bh_sup_config(s, i)->timeout_s;
     double loop = bh_shm_stall_s(s->shm, i), sync = bh_shm_sync_stuck_s(s->shm, i);
     if (!dumping && (loop > limit || sync > limit)) {
       dumping = 1;
-      bh_log("worker %d (pid %d) made no progress for %.1fs (limit %.1fs%s): writing its Python "
-             "stacks and restarting it", i, (int)w->pid, loop > sync ? loop : sync, limit,
+      bh_log("worker %s (pid %d) made no progress for %.1fs (limit %.1fs%s): writing its Python "
+             "stacks and restarting it", w->name, (int)w->pid, loop > sync ? loop : sync, limit,
              loop > sync ? "" : ", every sync thread inside one call");
       kill(w->pid, SIGUSR1);
       w->hang_kill_at = t + 1.0;
@@ -87,7 +88,7 @@ void bh_sup_recycle(sup_t *s) {
                (double)o->max_worker_rss / 1048576.0);
     else
       continue;
-    bh_log("worker %d (pid %d) %s: recycling it", i, (int)w->pid, why);
+    bh_log("worker %s (pid %d) %s: recycling it", w->name, (int)w->pid, why);
     w->recycling = 1;
     s->recycling = i;
     kill(w->pid, SIGTERM);

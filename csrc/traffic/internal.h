@@ -54,6 +54,7 @@ typedef struct bh_slot {
   _Atomic int64_t pending;         /* Python work taken and not finished (bh_shm_work) */
   _Atomic uint64_t heartbeat_ns;   /* CLOCK_MONOTONIC of the Python thread's last progress */
   _Atomic uint64_t busy_since_ns;  /* when the worker last went from idle to busy */
+  _Atomic int32_t service;         /* the service whose worker uses the slot */
   _Atomic uint64_t restarts;
   _Atomic uint64_t requests;       /* answered (every response end), for --max-requests */
   _Atomic int32_t sync_threads;    /* sync threads the worker runs (their slots below) */
@@ -63,12 +64,26 @@ typedef struct bh_slot {
   bh_api_stat_t apis[BH_SHM_MAX_APIS];
 } __attribute__((aligned(4096))) bh_slot_t;
 
+/* One per service of the graph (the entry is service 0). */
+typedef struct bh_service_block {
+  _Atomic int64_t inflight;        /* exact in-flight count of the service (max_concurrency) */
+  _Atomic int32_t workers;         /* its workers, set by the supervisor */
+  _Atomic int32_t first_slot;      /* its workers use slots first_slot .. first_slot+workers-1 */
+  _Atomic int32_t ready;           /* its workers that are ready, kept by the supervisor */
+} bh_service_block_t;
+
 struct bh_shm {
-  _Atomic int64_t inflight;        /* exact global in-flight count (max_concurrency) */
-  _Atomic int32_t workers;         /* workers running, set by the supervisor */
-  char pad[4096 - 12];
-  bh_slot_t slots[BH_MAX_WORKERS + 1]; /* [0] unused: worker indices are 1-based */
+  _Atomic int32_t nservices;       /* services of the graph (1 without dependencies) */
+  bh_service_block_t services[BH_MAX_SERVICES];
+  char pad[4096 - 4 - sizeof(bh_service_block_t) * BH_MAX_SERVICES];
+  bh_slot_t slots[BH_MAX_WORKERS + 1]; /* [0] unused: slots are 1-based */
 };
+
+static inline bh_service_block_t *bh_shm_service(bh_shm_t *shm, int service) {
+  if (shm == NULL || service < 0 || service >= BH_MAX_SERVICES)
+    return NULL;
+  return &shm->services[service];
+}
 
 static inline bh_slot_t *bh_shm_slot(bh_shm_t *shm, int index) {
   if (shm == NULL || index < 1 || index > BH_MAX_WORKERS)

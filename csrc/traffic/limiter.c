@@ -10,9 +10,9 @@
 #include <errno.h>
 
 int bh_limiter_acquire(bh_worker_t *w) {
-  bh_shm_t *shm = w->shm;
-  bh_slot_t *s = bh_shm_slot(shm, w->index);
-  if (s == NULL)
+  bh_slot_t *s = bh_shm_slot(w->shm, w->slot);
+  bh_service_block_t *shm = bh_shm_service(w->shm, w->service);
+  if (s == NULL || shm == NULL)
     return 0; /* no segment (tests, tools): nothing to enforce */
   int64_t limit = w->config.max_concurrency;
   if (limit > 0) {
@@ -33,15 +33,16 @@ int bh_limiter_acquire(bh_worker_t *w) {
 
 int bh_limiter_full(bh_worker_t *w) {
   int64_t limit = w->config.max_concurrency;
-  if (w->shm == NULL || limit <= 0)
+  bh_service_block_t *sb = bh_shm_service(w->shm, w->service);
+  if (sb == NULL || limit <= 0)
     return 0;
-  return atomic_load_explicit(&w->shm->inflight, memory_order_relaxed) >= limit;
+  return atomic_load_explicit(&sb->inflight, memory_order_relaxed) >= limit;
 }
 
 void bh_limiter_release(bh_worker_t *w) {
-  bh_shm_t *shm = w->shm;
-  bh_slot_t *s = bh_shm_slot(shm, w->index);
-  if (s == NULL)
+  bh_slot_t *s = bh_shm_slot(w->shm, w->slot);
+  bh_service_block_t *shm = bh_shm_service(w->shm, w->service);
+  if (s == NULL || shm == NULL)
     return;
   /* Slot first, then global, for the same reason as in acquire. */
   if (atomic_fetch_sub(&s->inflight, 1) <= 0) {
@@ -53,10 +54,11 @@ void bh_limiter_release(bh_worker_t *w) {
 
 int bh_limiter_may_accept(bh_worker_t *w) {
   int64_t c = w->config.concurrency;
-  bh_slot_t *s = bh_shm_slot(w->shm, w->index);
-  if (c <= 0 || s == NULL)
+  bh_slot_t *s = bh_shm_slot(w->shm, w->slot);
+  bh_service_block_t *sb = bh_shm_service(w->shm, w->service);
+  if (c <= 0 || s == NULL || sb == NULL)
     return 1;
-  int64_t n = atomic_load(&w->shm->workers);
+  int64_t n = atomic_load(&sb->workers);
   if (n <= 0)
     n = w->config.workers > 0 ? w->config.workers : 1;
   int64_t share = (c + n - 1) / n;

@@ -24,7 +24,7 @@ const double bh_queue_buckets[BH_QUEUE_NB] = {0.0005, 0.001, 0.0025, 0.005, 0.01
 /* ---------------------------------------------------------------- recording */
 
 static bh_api_stat_t *api_stat(bh_worker_t *w, int api_index) {
-  bh_slot_t *s = bh_shm_slot(w->shm, w->index);
+  bh_slot_t *s = bh_shm_slot(w->shm, w->slot);
   if (s == NULL || api_index < 0 || api_index >= BH_SHM_MAX_APIS)
     return NULL;
   return &s->apis[api_index];
@@ -46,7 +46,7 @@ static uint64_t to_ns(double s) {
 }
 
 void bh_metrics_request(bh_worker_t *w, int api_index, int status, double duration_s) {
-  bh_slot_t *slot = bh_shm_slot(w->shm, w->index);
+  bh_slot_t *slot = bh_shm_slot(w->shm, w->slot);
   if (slot != NULL)
     atomic_fetch_add_explicit(&slot->requests, 1, RELAXED);
   bh_api_stat_t *a = api_stat(w, api_index);
@@ -75,14 +75,14 @@ void bh_metrics_request(bh_worker_t *w, int api_index, int status, double durati
 }
 
 void bh_metrics_rejected(bh_worker_t *w, int status) {
-  bh_slot_t *s = bh_shm_slot(w->shm, w->index);
+  bh_slot_t *s = bh_shm_slot(w->shm, w->slot);
   int r = status == 429 ? BH_REJ_429 : status == 503 ? BH_REJ_503 : status == 504 ? BH_REJ_504 : -1;
   if (s != NULL && r >= 0)
     atomic_fetch_add_explicit(&s->rejected[r], 1, RELAXED);
 }
 
 void bh_metrics_refused(bh_worker_t *w, int reason) {
-  bh_slot_t *s = bh_shm_slot(w->shm, w->index);
+  bh_slot_t *s = bh_shm_slot(w->shm, w->slot);
   if (s != NULL && reason >= 0 && reason < BH_REJ_N)
     atomic_fetch_add_explicit(&s->rejected[reason], 1, RELAXED);
 }
@@ -252,20 +252,24 @@ typedef struct code_total {
   uint64_t bucket[BH_DUR_NB + 1];
 } code_total_t;
 
-char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *len) {
+char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int service, size_t *len) {
   buf_t b = {malloc(16384), 0, 16384, 0};
   if (b.p == NULL)
     return NULL;
   b.p[0] = '\0';
   const char *svc = cfg->name ? cfg->name : "";
   const char *ver = "not available";
-  int hi = shm ? atomic_load(&shm->workers) : 0;
+  /* This service's workers: slots first .. first+hi-1, labelled 1..hi. */
+  bh_service_block_t *sb = bh_shm_service(shm, service);
+  int hi = sb ? atomic_load(&sb->workers) : 0, first = sb ? atomic_load(&sb->first_slot) : 1;
   if (cfg->workers > hi)
     hi = cfg->workers;
   if (hi < 1)
     hi = 1;
-  if (hi > BH_MAX_WORKERS)
-    hi = BH_MAX_WORKERS;
+  if (first < 1)
+    first = 1;
+  if (first + hi - 1 > BH_MAX_WORKERS)
+    hi = BH_MAX_WORKERS - first + 1;
   size_t napis = cfg->napis < BH_SHM_MAX_APIS ? cfg->napis : BH_SHM_MAX_APIS;
 
   /* request_total and request_duration_seconds: gather per API first (the
@@ -285,7 +289,7 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *l
     t[n++].code = 200;
     t[n++].code = 500;
     for (int w = 1; w <= hi && shm; w++) {
-      bh_api_stat_t *st = &shm->slots[w].apis[a];
+      bh_api_stat_t *st = &shm->slots[first + w - 1].apis[a];
       for (int c = 0; c < BH_SHM_MAX_CODES; c++) {
         uint32_t code = atomic_load_explicit(&st->codes[c].code, memory_order_acquire);
         if (code == 0)
@@ -348,7 +352,7 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *l
   for (size_t a = 0; a < napis && !b.failed; a++) {
     int64_t v = 0;
     for (int w = 1; w <= hi && shm; w++)
-      v += atomic_load_explicit(&shm->slots[w].apis[a].in_progress, RELAXED);
+      v += atomic_load_explicit(&shm->slots[first + w - 1].apis[a].in_progress, RELAXED);
     if (v < 0)
       v = 0;
     const char *kv[] = {"endpoint", cfg->apis[a].route, "service_name", svc, "service_version", ver,
@@ -375,7 +379,7 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *l
       for (size_t a = 0; a < napis && !b.failed; a++) {
         if (!cfg->apis[a].batchable)
           continue;
-        bh_api_stat_t *st = &shm->slots[w].apis[a];
+        bh_api_stat_t *st = &shm->slots[first + w - 1].apis[a];
         uint64_t count = atomic_load_explicit(&st->batch_count, RELAXED);
         if (count == 0)
           continue;
@@ -403,7 +407,7 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *l
         continue;
       uint64_t per[BH_QUEUE_NB + 1] = {0}, count = 0, sum = 0;
       for (int w = 1; w <= hi && shm; w++) {
-        bh_api_stat_t *st = &shm->slots[w].apis[a];
+        bh_api_stat_t *st = &shm->slots[first + w - 1].apis[a];
         count += atomic_load_explicit(&st->queue_count, RELAXED);
         sum += atomic_load_explicit(&st->queue_sum_ns, RELAXED);
         for (int i = 0; i <= BH_QUEUE_NB; i++)
@@ -431,7 +435,7 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *l
   for (int r = 0; r < BH_REJ_N; r++) {
     uint64_t v = 0;
     for (int w = 1; w <= hi && shm; w++)
-      v += atomic_load_explicit(&shm->slots[w].rejected[r], RELAXED);
+      v += atomic_load_explicit(&shm->slots[first + w - 1].rejected[r], RELAXED);
     put(&b, "bentohost_requests_rejected_total{reason=\"%s\"} %llu.0\n", reasons[r],
         (unsigned long long)v);
   }
@@ -439,7 +443,7 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *l
   put(&b, "# HELP bentohost_worker_restarts_total Times a worker index was restarted after dying\n");
   put(&b, "# TYPE bentohost_worker_restarts_total counter\n");
   for (int w = 1; w <= hi; w++) {
-    uint64_t v = shm ? atomic_load_explicit(&shm->slots[w].restarts, RELAXED) : 0;
+    uint64_t v = shm ? atomic_load_explicit(&shm->slots[first + w - 1].restarts, RELAXED) : 0;
     put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\"} %llu.0\n", w, (unsigned long long)v);
   }
 

@@ -34,7 +34,8 @@ void bh_metrics_refused(bh_worker_t *w, int reason);   /* a BH_REJ_*; -1: nothin
 int bh_metrics_reason_of(int status);
 void bh_metrics_inflight(bh_worker_t *w, int api_index, int delta);
 void bh_metrics_batch(bh_worker_t *w, int api_index, uint32_t size, double queue_s);
-/* Prometheus text of the totals of every worker; returns a malloc'd buffer. */
-char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *len);
+/* Prometheus text of the totals of every worker of service `service` (0: the
+ * entry); returns a malloc'd buffer. */
+char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int service, size_t *len);
 
 #endif

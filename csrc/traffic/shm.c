@@ -27,32 +27,63 @@ bh_shm_t *bh_shm_create(void) {
   return p;
 }
 
-void bh_shm_set_workers(bh_shm_t *shm, int n) {
-  if (shm == NULL)
+void bh_shm_set_workers(bh_shm_t *shm, int service, int first_slot, int n) {
+  bh_service_block_t *sb = bh_shm_service(shm, service);
+  if (sb == NULL)
     return;
   if (n < 0)
     n = 0;
   if (n > BH_MAX_WORKERS)
     n = BH_MAX_WORKERS;
-  atomic_store(&shm->workers, n);
+  atomic_store(&sb->first_slot, first_slot);
+  atomic_store(&sb->workers, n);
+  for (int i = 0; i < n; i++) {
+    bh_slot_t *s = bh_shm_slot(shm, first_slot + i);
+    if (s != NULL)
+      atomic_store(&s->service, service);
+  }
 }
 
-void bh_shm_worker_died(bh_shm_t *shm, int index) {
-  bh_slot_t *s = bh_shm_slot(shm, index);
+void bh_shm_set_services(bh_shm_t *shm, int n) {
+  if (shm != NULL)
+    atomic_store(&shm->nservices, n < 1 ? 1 : n > BH_MAX_SERVICES ? BH_MAX_SERVICES : n);
+}
+
+void bh_shm_service_ready(bh_shm_t *shm, int service, int delta) {
+  bh_service_block_t *sb = bh_shm_service(shm, service);
+  if (sb != NULL)
+    atomic_fetch_add(&sb->ready, delta);
+}
+
+int bh_shm_graph_ready(bh_shm_t *shm) {
+  if (shm == NULL)
+    return 1;
+  int n = atomic_load(&shm->nservices);
+  for (int i = 0; i < n; i++)
+    if (atomic_load(&shm->services[i].ready) < 1)
+      return 0;
+  return 1;
+}
+
+void bh_shm_worker_died(bh_shm_t *shm, int slot) {
+  bh_slot_t *s = bh_shm_slot(shm, slot);
   if (s == NULL)
+    return;
+  bh_service_block_t *sb = bh_shm_service(shm, atomic_load(&s->service));
+  if (sb == NULL)
     return;
   /* The worker is reaped, so nobody else writes this slot now. Give its
    * admitted requests back to the global count; clamp so that a count already
    * given back (or an acquire cut short by the kill) never drives it below 0. */
   int64_t mine = atomic_exchange(&s->inflight, 0);
   if (mine > 0) {
-    int64_t cur = atomic_load(&shm->inflight);
+    int64_t cur = atomic_load(&sb->inflight);
     int64_t next;
     do {
       next = cur - mine;
       if (next < 0)
         next = 0;
-    } while (!atomic_compare_exchange_weak(&shm->inflight, &cur, next));
+    } while (!atomic_compare_exchange_weak(&sb->inflight, &cur, next));
   }
   atomic_store(&s->pending, 0);
   atomic_store(&s->busy_since_ns, 0);

@@ -5,15 +5,24 @@
 #ifndef BH_TRAFFIC_SHM_H
 #define BH_TRAFFIC_SHM_H
 
+/* Workers of all services together, each with a slot (1-based); services of
+ * one graph (the entry is service 0). */
 #define BH_MAX_WORKERS 256
+#define BH_MAX_SERVICES 32
 typedef struct bh_shm bh_shm_t;
 
 bh_shm_t *bh_shm_create(void);                 /* supervisor, before forking */
-/* supervisor, after reaping worker `index`: returns its in-flight requests to the
- * global max_concurrency count and counts the restart. */
-void bh_shm_worker_died(bh_shm_t *shm, int index);
-/* supervisor, once the worker count is known (traffic.concurrency uses it) */
-void bh_shm_set_workers(bh_shm_t *shm, int n);
+/* supervisor, after reaping the worker of `slot`: returns its in-flight
+ * requests to its service's max_concurrency count and counts the restart. */
+void bh_shm_worker_died(bh_shm_t *shm, int slot);
+/* supervisor, once the graph is known: service `service` runs n workers in the
+ * slots from first_slot on (traffic.concurrency and /metrics use it) */
+void bh_shm_set_workers(bh_shm_t *shm, int service, int first_slot, int n);
+void bh_shm_set_services(bh_shm_t *shm, int n);
+/* supervisor: a worker of the service became ready (+1) or left (-1) */
+void bh_shm_service_ready(bh_shm_t *shm, int service, int delta);
+/* whether every service of the graph has a ready worker (the entry's /readyz) */
+int bh_shm_graph_ready(bh_shm_t *shm);
 /* seconds since the worker's Python thread last made progress while it had work,
  * or 0 when it is idle or has no Python work pending */
 double bh_shm_stall_s(bh_shm_t *shm, int index);

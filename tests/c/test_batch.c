@@ -97,6 +97,7 @@ static bh_batcher_t *setup(int max, double lat, int root) {
   g_api.batch_field = root ? NULL : "xs";
   memset(&g_w, 0, sizeof(g_w));
   g_w.index = 1;
+  g_w.slot = 1;
   if (g_w.shm == NULL)
     g_w.shm = bh_shm_create();
   g_w.config.name = "svc";

@@ -32,6 +32,7 @@ static bh_api_t apis[2] = {
 static void worker_init(bh_worker_t *w, bh_shm_t *shm, int index, int maxc, int conc) {
   memset(w, 0, sizeof(*w));
   w->index = index;
+  w->slot = index; /* one service: slot == worker index */
   w->shm = shm;
   w->config.name = "svc";
   w->config.workers = 4;
@@ -45,7 +46,7 @@ static void test_limiter_contention(void) {
   enum { WORKERS = 8, LIMIT = 5, ROUNDS = 200000 };
   bh_shm_t *shm = bh_shm_create();
   CHECK(shm != NULL);
-  bh_shm_set_workers(shm, WORKERS);
+  bh_shm_set_workers(shm, 0, 1, WORKERS);
   _Atomic int64_t *seen = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   CHECK(seen != MAP_FAILED);
   pid_t pids[WORKERS];
@@ -62,7 +63,7 @@ static void test_limiter_contention(void) {
           continue;
         }
         admitted++;
-        int64_t now = atomic_load(&shm->inflight);
+        int64_t now = atomic_load(&shm->services[0].inflight);
         int64_t m = atomic_load(seen);
         while (now > m && !atomic_compare_exchange_weak(seen, &m, now))
           ;
@@ -84,7 +85,7 @@ static void test_limiter_contention(void) {
       fprintf(stderr, "child %d: status %d\n", i, st);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   }
-  CHECK(atomic_load(&shm->inflight) == 0);
+  CHECK(atomic_load(&shm->services[0].inflight) == 0);
   CHECK(atomic_load(seen) <= LIMIT);
   for (int i = 1; i <= WORKERS; i++)
     CHECK(atomic_load(&shm->slots[i].inflight) == 0);
@@ -112,29 +113,29 @@ static void test_worker_death(void) {
   }
   int st;
   CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  CHECK(atomic_load(&shm->inflight) == 3);
+  CHECK(atomic_load(&shm->services[0].inflight) == 3);
   CHECK(bh_limiter_acquire(&w1) == 0);
   CHECK(bh_limiter_acquire(&w1) == -EBUSY); /* 4 of 4 */
   bh_shm_worker_died(shm, 2);
-  CHECK(atomic_load(&shm->inflight) == 1);
+  CHECK(atomic_load(&shm->services[0].inflight) == 1);
   CHECK(atomic_load(&shm->slots[2].restarts) == 1);
   CHECK(atomic_load(&shm->slots[2].apis[0].in_progress) == 0);
   CHECK(bh_limiter_acquire(&w1) == 0);
   bh_limiter_release(&w1);
   bh_limiter_release(&w1);
   bh_limiter_release(&w1); /* unbalanced: ignored */
-  CHECK(atomic_load(&shm->inflight) == 0);
+  CHECK(atomic_load(&shm->services[0].inflight) == 0);
   bh_shm_worker_died(shm, 2); /* twice: nothing left to give back */
-  CHECK(atomic_load(&shm->inflight) == 0);
+  CHECK(atomic_load(&shm->services[0].inflight) == 0);
   CHECK(atomic_load(&shm->slots[2].restarts) == 2);
 
   /* unlimited still counts */
   w1.config.max_concurrency = 0;
   for (int i = 0; i < 10; i++)
     CHECK(bh_limiter_acquire(&w1) == 0);
-  CHECK(atomic_load(&shm->inflight) == 10);
+  CHECK(atomic_load(&shm->services[0].inflight) == 10);
   bh_shm_worker_died(shm, 1);
-  CHECK(atomic_load(&shm->inflight) == 0);
+  CHECK(atomic_load(&shm->services[0].inflight) == 0);
   printf("worker death gives back its slots\n");
   munmap(shm, bh_shm_size());
 }
@@ -143,13 +144,13 @@ static void test_may_accept_and_stall(void) {
   bh_shm_t *shm = bh_shm_create();
   bh_worker_t w;
   worker_init(&w, shm, 3, 0, 10);
-  bh_shm_set_workers(shm, 4); /* ceil(10 / 4) = 3 each */
+  bh_shm_set_workers(shm, 0, 1, 4); /* ceil(10 / 4) = 3 each */
   for (int i = 0; i < 3; i++) {
     CHECK(bh_limiter_may_accept(&w));
     CHECK(bh_limiter_acquire(&w) == 0);
   }
   CHECK(!bh_limiter_may_accept(&w));
-  bh_shm_set_workers(shm, 2); /* ceil(10 / 2) = 5 */
+  bh_shm_set_workers(shm, 0, 1, 2); /* ceil(10 / 2) = 5 */
   CHECK(bh_limiter_may_accept(&w));
   w.config.concurrency = 0;
   CHECK(bh_limiter_may_accept(&w));
@@ -176,7 +177,7 @@ static void test_may_accept_and_stall(void) {
 
 static void render(void) {
   bh_shm_t *shm = bh_shm_create();
-  bh_shm_set_workers(shm, 2);
+  bh_shm_set_workers(shm, 0, 1, 2);
   bh_worker_t w1, w2;
   worker_init(&w1, shm, 1, 0, 0);
   worker_init(&w2, shm, 2, 0, 0);
@@ -203,7 +204,7 @@ static void render(void) {
   bh_metrics_inflight(&w1, 0, -1);
   bh_shm_worker_died(shm, 2);
   size_t len;
-  char *text = bh_metrics_render(shm, &w1.config, &len);
+  char *text = bh_metrics_render(shm, &w1.config, 0, &len);
   CHECK(text != NULL && strlen(text) == len);
   fwrite(text, 1, len, stdout);
   free(text);

@@ -48,6 +48,11 @@ void bh_metrics_refused(bh_worker_t *w, int reason) {
   (void)reason;
 }
 
+int bh_shm_graph_ready(bh_shm_t *shm) {
+  (void)shm;
+  return 1;
+}
+
 double bh_shm_sync_stuck_s(bh_shm_t *shm, int index) {
   (void)shm;
   (void)index;
@@ -91,8 +96,9 @@ void bh_metrics_batch(bh_worker_t *w, int api_index, uint32_t size, double queue
   (void)queue_s;
 }
 
-char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, size_t *len) {
+char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int service, size_t *len) {
   (void)shm;
+  (void)service;
   (void)cfg;
   *len = 0;
   return NULL;
