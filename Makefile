@@ -5,8 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := build-essential libuv1-dev libcjson-dev libyaml-dev libssl-dev node-llhttp wrk
-# only for the test suite: the web page is tested in headless Chromium
-APT_TEST_PACKAGES := chromium
+# only for the test suite: the web page is tested in headless Chromium; the fuzz
+# targets (tests/test_fuzz.py) need clang with libFuzzer (-fsanitize=fuzzer)
+APT_FUZZ_PACKAGES := clang libclang-rt-dev
+APT_TEST_PACKAGES := chromium $(APT_FUZZ_PACKAGES)
+FUZZ_SECONDS ?= 600
 PORT ?= 3000
 
 .PHONY: all deps venv host host-asan serve test test-fast bench clean
@@ -31,7 +34,7 @@ $(PY):
 	@mkdir -p .deps && touch $@
 
 .deps/apt-test: .deps/apt
-	@if ! command -v chromium >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v clang >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES) \
 	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES); }; \
 	fi
@@ -53,6 +56,15 @@ test: host .deps/apt-test
 
 test-fast: host
 	BENTOHOST_SKIP_VENV_TEST=1 $(PY) -m pytest -q -m "not slow" tests
+
+# Long fuzzing runs: each libFuzzer target of tests/test_fuzz.py for FUZZ_SECONDS.
+.PHONY: fuzz
+fuzz: deps
+	@if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }' \
+	    | clang -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null; then \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_FUZZ_PACKAGES); \
+	fi
+	BENTOHOST_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -s tests/test_fuzz.py
 
 bench: host
 	$(PY) bench/run.py

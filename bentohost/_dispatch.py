@@ -2,19 +2,29 @@
 
 Nothing here needs the C host, so it can be unit-tested in plain Python. The
 streaming and batching drivers that talk to the host live in ``_worker``.
+
+``application/vnd.bentoml+pickle`` requests (service-to-service calls) are decoded
+with ``_pickle`` and answered in pickle only after ``set_pickle_allowed(True)``; the
+worker calls it for services that listen on the graph's private sockets. Otherwise
+they get 415 and the body is never unpickled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import typing
 from collections.abc import Callable
 from typing import Any
 
+from . import _pickle
 from ._api import APIMethod
 from ._context import Context
 from ._io import (
+    _PICKLE_REFUSED,
+    Encoded,
     InputSpec,
+    Refused,
     Response,
     build_headers,
     build_input,
@@ -24,8 +34,34 @@ from ._io import (
     stream_content_type,
 )
 from ._service import Service
+from .exceptions import BadInput
 
-__all__ = ["Endpoint", "build_endpoints", "handle_request", "handle_request_async", "concat_batch", "split_batch"]
+__all__ = [
+    "Endpoint",
+    "build_endpoints",
+    "handle_request",
+    "handle_request_async",
+    "concat_batch",
+    "split_batch",
+    "set_pickle_allowed",
+    "pickle_allowed",
+]
+
+_pickle_allowed = False
+
+
+def set_pickle_allowed(allowed: bool) -> None:
+    """Accept ``application/vnd.bentoml+pickle`` requests in this process (default: refuse with 415).
+
+    Only for a service whose socket is reachable by the services of its own graph:
+    unpickling a body runs code chosen by whoever sent it.
+    """
+    global _pickle_allowed
+    _pickle_allowed = bool(allowed)
+
+
+def pickle_allowed() -> bool:
+    return _pickle_allowed
 
 # Framing headers belong to the C host.
 _RESERVED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "content-type"})
@@ -112,7 +148,9 @@ class Endpoint:
         """
         ctx = Context(meta)
         try:
-            if body is not None and (content_type is None or content_type.startswith("application/json")):
+            if _pickle.is_pickle(content_type):
+                args, kwargs = self.decode_pickle(body, ctx.request.headers.get(_pickle.BUFFER_LENGTHS), ctx)
+            elif body is not None and (content_type is None or content_type.startswith("application/json")):
                 if self.input.needs_scope:
                     args, kwargs = self.input.decode_other(body, content_type, meta, ctx)
                 else:
@@ -126,10 +164,35 @@ class Endpoint:
             kwargs[self.ctx_param] = ctx
         return args, kwargs, ctx
 
-    def finish(self, ctx: Context, result: Any) -> Response:
-        """Encode ``result`` and apply what the API set on ``ctx.response``."""
+    def decode_pickle(
+        self, body: bytes | memoryview | None, buffer_lengths: str | None, scope: Any
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Call arguments from a pickle body; 415 (``Refused``) unless pickle is allowed.
+
+        The check comes first: a refused body is never handed to ``pickle``.
+        """
+        if not _pickle_allowed:
+            raise Refused(_PICKLE_REFUSED)
         try:
-            ctype, out, headers = self.encode(result)
+            payload = _pickle.decode(body if body is not None else b"", buffer_lengths)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is bad input
+            raise BadInput(f"invalid {_pickle.PICKLE} body: {exc}") from None
+        return self.input.decode_python(payload, scope)
+
+    def encode_result(self, result: Any, content_type: str | None = None) -> Encoded:
+        """``(content_type, body, headers)`` of a result, in pickle when the request was pickle.
+
+        File and image results are raw bytes whatever the request was (as in BentoML).
+        """
+        if _pickle.is_pickle(content_type) and not (isinstance(result, os.PathLike) or _pickle.is_image(result)):
+            parts, lengths = _pickle.encode(_pickle.to_wire(result))
+            return _pickle.PICKLE, _pickle.join(parts), f"{_pickle.BUFFER_LENGTHS}: {lengths}\r\n"
+        return self.encode(result)
+
+    def finish(self, ctx: Context, result: Any, content_type: str | None = None) -> Response:
+        """Encode ``result`` (for a request of ``content_type``) and apply what the API set on ``ctx.response``."""
+        try:
+            ctype, out, headers = self.encode_result(result, content_type)
             status, ctype, headers = self.apply_context(ctx, ctype, headers)
             return status, ctype, out, headers
         finally:
@@ -179,7 +242,7 @@ class Endpoint:
             return error_response(exc)
         try:
             result = self.call(*args, **kwargs)
-            return self.finish(ctx, result)
+            return self.finish(ctx, result, content_type)
         except Exception as exc:
             ctx.close()
             return error_response(exc)
@@ -196,7 +259,7 @@ class Endpoint:
             return error_response(exc)
         try:
             result = await self.call(*args, **kwargs)
-            return self.finish(ctx, result)
+            return self.finish(ctx, result, content_type)
         except Exception as exc:
             return error_response(exc)
         finally:
@@ -217,9 +280,19 @@ class Endpoint:
 
     # -- batches
 
-    def decode_member(self, body: bytes, content_type: str | None) -> Any:
-        """The batchable input value of one batch member (raises on bad input)."""
-        if content_type is None or content_type.startswith("application/json"):
+    def decode_member(self, body: bytes, content_type: str | None, buffer_lengths: str | None = None) -> Any:
+        """The batchable input value of one batch member (raises on bad input).
+
+        A pickle member without ``buffer_lengths`` must be one in-band pickle (what
+        ``RemoteProxy`` sends to batchable APIs).
+        """
+        if _pickle.is_pickle(content_type):
+            ctx = Context()
+            try:
+                args, kwargs = self.decode_pickle(body, buffer_lengths, ctx)
+            finally:
+                ctx.close()
+        elif content_type is None or content_type.startswith("application/json"):
             args, kwargs = self.input.decode(body)
         else:
             args, kwargs, ctx = self.prepare(body, content_type, None)

@@ -244,6 +244,49 @@ class InputSpec:
                 return (), {name: self._fast_array(body, info, mt, (name,))}
         return self.decode(body)
 
+    # -- python mode (the decoded payload of an ``application/vnd.bentoml+pickle`` request)
+
+    def decode_python(self, payload: Any, scope: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Validate a python-mode payload (what a BentoML/bentohost caller pickles).
+
+        ``payload`` is a dict of parameter name -> value (or the input model itself)
+        for an object input, the bare value for a root input. Files arrive as their
+        bytes and are written under ``scope.temp_dir``; images arrive as their bytes.
+        Raises pydantic ``ValidationError`` (``RootInputError`` for root inputs).
+        """
+        kind = self.kind
+        if kind == "none":
+            return (), {}
+        model = self.model
+        assert model is not None
+        if kind == "object":
+            if isinstance(payload, model):
+                m = payload
+            else:
+                if isinstance(payload, dict) and self.field_kinds:
+                    payload = {
+                        k: (self._files_from_wire(v, scope) if self.field_kinds.get(k) == "file" else v)
+                        for k, v in payload.items()
+                    }
+                m = model.model_validate(payload)
+            if self.simple:
+                return (), dict(m.__dict__)
+            return self._spread(dict(m.__dict__))
+        try:
+            if kind == "root_file":
+                payload = self._files_from_wire(payload, scope, self.root_ct)
+            return (model.model_validate(payload).root,), {}  # type: ignore[attr-defined]
+        except ValidationError as e:
+            raise RootInputError(e, self.root_loc) from None
+
+    def _files_from_wire(self, value: Any, scope: Any, content_type: str | None = None) -> Any:
+        """File bytes (or lists of them) written to temporary files; anything else unchanged."""
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return self._write_temp(value, content_type, None, scope)
+        if isinstance(value, (list, tuple)):
+            return [self._files_from_wire(v, scope, content_type) for v in value]
+        return value
+
     @staticmethod
     def _fast_array(body: bytes, info: TypeKind, mt: str, loc: tuple[Any, ...]) -> Any:
         try:

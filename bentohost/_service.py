@@ -1,14 +1,31 @@
-"""``@service``, lifecycle hooks and the in-process ``depends``."""
+"""``@service``, lifecycle hooks, ``depends`` and the dependency graph.
+
+A ``Dependency`` resolves on first access: through the resolver the worker installs
+(``_remote.install_resolver``), which returns a ``RemoteProxy`` for a dependency
+served by its own processes; without one (plain Python, development mode) to an
+in-process instance of the dependency class.
+"""
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
 from ._api import APIMethod
+from ._modes import ModeDescriptor, local_async, local_sync
 
-__all__ = ["Service", "service", "on_startup", "on_shutdown", "on_deployment", "depends", "Dependency"]
+__all__ = [
+    "Service",
+    "service",
+    "on_startup",
+    "on_shutdown",
+    "on_deployment",
+    "depends",
+    "Dependency",
+    "service_graph",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +88,7 @@ class Service(Generic[T]):
         self.startup_hooks: list[str] = []
         self.shutdown_hooks: list[str] = []
         self._discover()
+        self._install_modes()
 
     def _discover(self) -> None:
         seen: set[str] = set()
@@ -88,6 +106,14 @@ class Service(Generic[T]):
                     self.shutdown_hooks.append(attr)
                 if hook is not None:
                     seen.add(attr)
+
+    def _install_modes(self) -> None:
+        """``instance.to_async`` / ``instance.to_sync`` (unless the class defines its own)."""
+        for attr, factory in (("to_async", local_async), ("to_sync", local_sync)):
+            if not any(attr in vars(klass) for klass in self.inner.__mro__):
+                descriptor = ModeDescriptor(factory)
+                descriptor.__set_name__(self.inner, attr)
+                setattr(self.inner, attr, descriptor)
 
     def __call__(self) -> T:
         instance = self.inner()
@@ -202,12 +228,14 @@ def on_deployment(func: F) -> F:
 
 
 class Dependency(Generic[T]):
-    """A dependency on another service; resolved in-process on first access."""
+    """A dependency on another service; resolved on first access (see the module docstring)."""
 
     def __init__(self, on: Service[T] | None, url: str | None = None) -> None:
         self.on = on
         self.url = url
+        self.attr_name: str | None = None
         self._resolved: T | None = None
+        self._lock = threading.RLock()  # re-entrant: a cycle fails loudly instead of hanging
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.attr_name = name
@@ -225,10 +253,27 @@ class Dependency(Generic[T]):
 
     def get(self) -> T:
         if self._resolved is None:
-            if self.on is None:
-                raise NotImplementedError("depends(url=...) is not supported by bentohost yet")
-            self._resolved = self.on()
+            with self._lock:
+                if self._resolved is None:
+                    self._resolved = self._resolve()
         return self._resolved
+
+    def _resolve(self) -> Any:
+        from ._remote import current_resolver
+
+        resolver = current_resolver()
+        if resolver is not None:
+            proxy = resolver(self)
+            if proxy is not None:
+                return proxy
+        if self.on is None:
+            raise NotImplementedError("depends(url=...) is not supported by bentohost yet")
+        return self.on()
+
+    def reset(self) -> None:
+        """Forget the resolved instance or proxy (the next access resolves again)."""
+        with self._lock:
+            self._resolved = None
 
 
 def depends(
@@ -247,3 +292,37 @@ def depends(
     if deployment is not None:
         raise NotImplementedError("depends(deployment=...) is not supported by bentohost")
     return Dependency(on, url)
+
+
+def _class_name(svc: Service[Any]) -> str:
+    return f"{svc.inner.__module__}.{svc.inner.__qualname__}"
+
+
+def service_graph(entry: Service[Any]) -> list[Service[Any]]:
+    """Every service the entry needs served locally: the entry first, then its
+    dependencies depth first in declaration order, each once.
+
+    ``url=`` dependencies are not part of the graph. A service reached twice (a
+    diamond) is listed once; two different services with the same name raise
+    ``ValueError`` (they would need the same socket).
+    """
+    order: list[Service[Any]] = []
+    by_name: dict[str, Service[Any]] = {}
+
+    def visit(svc: Service[Any]) -> None:
+        seen = by_name.get(svc.name)
+        if seen is svc:
+            return
+        if seen is not None:
+            raise ValueError(
+                f"Dependency conflict: services {_class_name(seen)} and {_class_name(svc)} "
+                f"are both named {svc.name!r}; give one of them another name=..."
+            )
+        by_name[svc.name] = svc
+        order.append(svc)
+        for dep in svc.dependencies.values():
+            if dep.on is not None and dep.url is None:
+                visit(dep.on)
+
+    visit(entry)
+    return order

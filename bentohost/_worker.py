@@ -31,9 +31,12 @@ from ._context import server_context
 from ._dispatch import Endpoint, build_endpoints, concat_batch, handle_request, handle_request_async, split_batch
 from ._io import Response, error_response
 from ._loader import TargetError, guess_service_name, load_service
+from ._dispatch import set_pickle_allowed
 from ._hooks import run_hooks
+from ._remote import RemoteProxy, install_resolver
 from ._pool import Job, ThreadPool
-from ._service import Service
+from ._service import Service, service_graph
+from ._transport import RESPONSE, CallTransport, socket_paths
 from ._streams import _CANCELLED, _INTERNAL_ERROR, StreamsMixin, _Stream
 
 __all__ = ["main", "Host", "ThreadPool", "WorkerRuntime", "handle_request", "handle_request_async", "run_hooks"]
@@ -86,6 +89,7 @@ class WorkerRuntime(StreamsMixin):
         self.instance = instance
         self.endpoints = endpoints
         self.loop = loop
+        self.transport: CallTransport | None = None
         sync_threads = getattr(host, "sync_threads", None)
         if sync_threads is not None:
             sync_threads(max(1, threads))
@@ -204,6 +208,9 @@ class WorkerRuntime(StreamsMixin):
                         self._active[handle] = task
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
+                elif index == RESPONSE:
+                    if self.transport is not None:
+                        self.transport.complete(handle, body, ctype, meta)
                 elif index == CANCEL:
                     self._cancel(handle)
                 elif index == WRITABLE:
@@ -463,27 +470,42 @@ def _setup_context(host: Host) -> None:
 
 def _service_graph(entry: Service[Any]) -> list[Service[Any]]:
     """The entry and every service it reaches through ``depends(Other)``, each once."""
-    graph: list[Service[Any]] = []
-    by_name: dict[str, Service[Any]] = {}
+    try:
+        return service_graph(entry)
+    except ValueError as exc:  # two different classes with one name
+        raise TargetError(str(exc)) from None
 
-    def visit(svc: Service[Any]) -> None:
-        known = by_name.get(svc.name)
-        if known is not None:
-            if known is not svc:
-                raise TargetError(
-                    f"two different services are named {svc.name!r} in the graph of {entry.name!r}: "
-                    f"{known.inner.__module__}.{known.inner.__qualname__} and "
-                    f"{svc.inner.__module__}.{svc.inner.__qualname__}"
-                )
-            return
-        by_name[svc.name] = svc
-        graph.append(svc)
-        for dep in svc.dependencies.values():
-            if dep.on is not None and dep.url is None:
-                visit(dep.on)
 
-    visit(entry)
-    return graph
+def _connect_dependencies(host: Any, svc: Service[Any], graph: list[Service[Any]]) -> CallTransport | None:
+    """Each service this one calls runs in its own pool (started by the supervisor from
+    the entry's description): register their sockets with the I/O thread and resolve
+    ``depends()`` to proxies that call them over it. Pickle is then accepted on this
+    worker only if it is itself a dependency (on the graph's private sockets)."""
+    runtime_dir = os.environ.get("BENTOHOST_RUNTIME_DIR")
+    in_graph = {s.name for s in graph}
+    if getattr(host, "service_name", ""):
+        set_pickle_allowed(True)
+    deps = {
+        d.on.name: d.on
+        for d in svc.dependencies.values()
+        if d.on is not None and d.url is None and d.on.name in in_graph
+    }
+    if not deps or runtime_dir is None or not hasattr(host, "call"):
+        return None
+    ids = {
+        name: host.add_dependency(name, socket_paths(runtime_dir, name, service_config(dep)["workers"]))
+        for name, dep in deps.items()
+    }
+    transport = CallTransport(host, ids)
+
+    def resolve(dependency: Any) -> Any:
+        on = dependency.on
+        if on is None or dependency.url is not None or on.name not in ids:
+            return None
+        return RemoteProxy(on, transport)
+
+    install_resolver(resolve)
+    return transport
 
 
 def _served_service(graph: list[Service[Any]], name: str) -> Service[Any]:
@@ -522,6 +544,7 @@ def main() -> int:
     server_context.bento_name = svc.name
     server_context.service_routes = [a["route"] for a in config["apis"]]
     _register_documents(host, svc, endpoints)
+    transport = _connect_dependencies(host, svc, graph)
     host.publish(config_json)
 
     loop = asyncio.new_event_loop()
@@ -535,6 +558,7 @@ def main() -> int:
         _print_user_traceback()
         return EXIT_STARTUP_ERROR
     runtime = WorkerRuntime(host, svc, instance, endpoints, config["threads"], loop)
+    runtime.transport = transport
     try:
         return runtime.serve()
     finally:

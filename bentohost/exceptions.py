@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any, ClassVar
 
 __all__ = [
     "BentoMLException",
@@ -20,9 +21,35 @@ __all__ = [
 
 
 class BentoMLException(Exception):
-    """Base class of every bentohost error; ``error_code`` is the HTTP status sent back."""
+    """Base class of every bentohost error; ``error_code`` is the HTTP status sent back.
+
+    ``error_mapping`` maps a status to the first subclass that declares it as its
+    ``error_code`` (as in BentoML): a service-to-service call raises that class for
+    a dependency's error status (see :meth:`from_status`).
+    """
 
     error_code: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+    error_mapping: ClassVar[dict[HTTPStatus, type[BentoMLException]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        code = cls.__dict__.get("error_code")
+        if code is not None:
+            BentoMLException.error_mapping.setdefault(HTTPStatus(code), cls)
+
+    @classmethod
+    def from_status(cls, status: int, message: str = "") -> BentoMLException:
+        """The exception for an HTTP error ``status``: the mapped subclass, else ``BentoMLException(error_code=status)``."""
+        try:
+            code = HTTPStatus(status)
+        except ValueError:
+            code = None
+        klass = BentoMLException.error_mapping.get(code) if code is not None else None
+        if klass is not None:
+            return klass(message)
+        exc = BentoMLException(message)
+        exc.error_code = code if code is not None else HTTPStatus.INTERNAL_SERVER_ERROR
+        return exc
 
     def __init__(self, message: str = "", *, error_code: HTTPStatus | int | None = None) -> None:
         self.message = message

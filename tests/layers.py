@@ -2,7 +2,7 @@
 
 Layers, lowest first; a file may include and call only its own layer or lower ones:
 
-    common < traffic < python < server < worker < supervisor < entry (main.c)
+    common < net < traffic < python < server < worker < supervisor < entry (main.c)
 
 ``bh.h`` sits below everything. Beyond the ranks:
   - other layers reach the Python room only through its door, ``python/bridge.h``
@@ -25,11 +25,12 @@ from pathlib import Path
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 MAX_LINES = 700
 
-RANKS = {"bh.h": -1, "common": 0, "traffic": 1, "python": 2, "server": 3, "worker": 4, "supervisor": 5, "main.c": 6}
+RANKS = {"bh.h": -1, "common": 0, "net": 1, "traffic": 2, "python": 3, "server": 4, "worker": 5, "supervisor": 6,
+         "main.c": 7}
 # Headers of the Python room that a file outside it may include, and who may.
 PYTHON_DOORS = {"python/bridge.h": {"server", "worker"}, "python/pyhost.h": {"worker"}}
-FORBIDDEN_SYSTEM = {"supervisor": {"Python.h", "uv.h"}, "common": {"Python.h"}, "traffic": {"Python.h"},
-                    "server": {"Python.h"}}
+FORBIDDEN_SYSTEM = {"supervisor": {"Python.h", "uv.h"}, "common": {"Python.h"}, "net": {"Python.h"},
+                    "traffic": {"Python.h"}, "server": {"Python.h"}}
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)

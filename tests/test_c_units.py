@@ -22,8 +22,8 @@ LLHTTP_SRC = Path(os.environ.get("BH_LLHTTP_SRC", "/usr/share/llhttp"))
 LLHTTP_INC = Path(os.environ.get("BH_LLHTTP_INC", "/usr/share/include/llhttp"))
 
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-DLLHTTP_STRICT_MODE=1", "-Wall", "-Wextra", "-Werror", "-pthread"]
-SERVER_SOURCES = ["server/io.c", "server/conn.c", "server/parse.c", "server/respond.c",
-                  "server/stream.c", "server/router.c", "server/multipart.c"]
+# Every file of the server and of what it calls below it (the outbound client).
+SERVER_SOURCES = sorted(str(p.relative_to(CSRC)) for d in ("server", "net") for p in (CSRC / d).glob("*.c"))
 # What the ring and the multipart parser need without the server around them.
 CORE_SOURCES = ["python/bridge.c", "common/request.c", "common/fs.c", "common/fmt.c", "common/options.c"]
 HOST_SOURCES = SERVER_SOURCES + CORE_SOURCES

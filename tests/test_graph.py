@@ -13,9 +13,8 @@ import socket
 import time
 from pathlib import Path
 
-import pytest
 
-from conftest import SERVICES, wait_for
+from conftest import SERVICES
 
 DIAMOND = str(SERVICES / "graph_diamond.py")
 
@@ -108,5 +107,5 @@ def test_two_classes_with_one_name_is_a_clear_error(server_factory):
     code = srv.proc.wait(30)
     assert code != 0
     log = srv.log()
-    assert "two different services are named 'Twin'" in log and "TwinA" in log and "TwinB" in log, log
+    assert "are both named 'Twin'" in log and "TwinA" in log and "TwinB" in log, log
     assert "Traceback" not in log

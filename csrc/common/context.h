@@ -25,6 +25,14 @@ typedef struct bh_document {
   size_t len;
 } bh_document_t;
 
+/* A service this worker calls: its workers' sockets, registered by Python
+ * before the I/O thread starts, then read-only. */
+typedef struct bh_dependency {
+  char *name;
+  char **paths;              /* Unix socket paths, one per worker of the dependency */
+  size_t npaths;
+} bh_dependency_t;
+
 typedef struct bh_worker bh_worker_t;
 
 struct bh_worker {
@@ -46,6 +54,8 @@ struct bh_worker {
   /* Python thread, before start_serving */
   bh_service_config_t config;
   bh_document_t *documents;
+  bh_dependency_t *deps;
+  size_t ndeps;
   int io_started;
 
   /* I/O thread, before start_serving returns */

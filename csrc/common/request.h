@@ -51,6 +51,13 @@ typedef struct bh_req {
   uint32_t items;
 
   uint64_t start_ns;     /* arrival, CLOCK_MONOTONIC */
+
+  /* An outbound call's carrier (BH_OUT_CALL there, BH_IN_RESPONSE back):
+   * Python's id for it, and the response's status (< 0: a negative errno);
+   * the response's headers travel in head, its body in body. */
+  uint64_t call_id;
+  uint64_t call_timeout_ms;  /* 0: none */
+  int call_status;
   _Atomic uint32_t flags;          /* BH_REQ_* */
   _Atomic int64_t pending_bytes;   /* streamed bytes not yet written to the socket */
 } bh_req_t;
@@ -66,6 +73,8 @@ typedef enum bh_out_kind {
   BH_OUT_STREAM_START = 1, /* status + headers of a chunked response */
   BH_OUT_CHUNK = 2,        /* one chunk of a streamed body */
   BH_OUT_STREAM_END = 3,   /* the end of a streamed body; final */
+  BH_OUT_CALL = 4,         /* a call to a dependency: status = its index, content_type
+                              = the route, headers and data the request's */
 } bh_out_kind_t;
 
 typedef struct bh_out {

@@ -149,6 +149,8 @@ static inline double bh_api_timeout_s(const bh_worker_t *w) {
 /* Appends n bytes to a malloc'd buffer, doubling it as needed; 0 or -ENOMEM. */
 static inline int bh_buf_append(char **p, size_t *len, size_t *cap, const char *d,
                                 size_t n) {
+  if (n == 0) /* an empty span (an empty header name): *p may still be NULL */
+    return 0;
   if (*len + n > *cap) {
     size_t ncap = *cap ? *cap : 64;
     char *np;

@@ -9,6 +9,7 @@
  */
 #include "server/io.h"
 #include "server/internal.h"
+#include "server/calls.h"
 #include "common/log.h"
 #include "traffic/batch.h"
 
@@ -44,6 +45,7 @@ void bh_io_maybe_finish(bh_io_t *io) {
     bh_batcher_close(io->w->batcher);
     io->w->batcher = NULL;
   }
+  bh_calls_close(io);
   bh_bridge_signal_shutdown(&io->bridge);
   io_close_handle((uv_handle_t *)&io->listener);
   io_close_handle((uv_handle_t *)&io->sigterm);
@@ -125,6 +127,17 @@ static void *io_thread_main(void *arg) {
                        bh_http_on_out, io);
   if (err != 0) {
     uv_loop_close(loop);
+    io_start_done(io, err);
+    return NULL;
+  }
+
+  err = bh_calls_start(io);
+  if (err != 0) {
+    bh_calls_close(io);
+    bh_bridge_close(&io->bridge);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    bh_bridge_destroy(&io->bridge);
     io_start_done(io, err);
     return NULL;
   }

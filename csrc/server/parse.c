@@ -13,6 +13,7 @@
 
 #define BODY_INITIAL_MAX ((size_t)1 << 20)
 #define CHUNKED_INITIAL 16384
+#define PICKLE_CT "application/vnd.bentoml+pickle"
 
 /* A refusal: the status to answer and the reason it is counted under. */
 static int refuse(bh_conn_t *c, int status, int reason) {
@@ -216,7 +217,7 @@ static int on_headers_complete(llhttp_t *p) {
   int chunked = (p->flags & F_CHUNKED) != 0;
   int has_len = (p->flags & F_CONTENT_LENGTH) != 0;
   int has_body = chunked || (has_len && p->content_length > 0);
-  int expect_continue, multipart;
+  int expect_continue, multipart, pickle;
   bh_req_t *req;
 
   c->in_head = 0;
@@ -275,7 +276,10 @@ static int on_headers_complete(llhttp_t *p) {
     if (req->content_type == NULL)
       return -1;
   }
-  if ((multipart || (api != NULL && api->needs_request)) && keep_head(c, p, req))
+  /* A pickle body (from a caller of the graph) needs its buffer-lengths header. */
+  pickle = c->ctype_len >= sizeof(PICKLE_CT) - 1 &&
+           strncasecmp(c->ctype, PICKLE_CT, sizeof(PICKLE_CT) - 1) == 0;
+  if ((multipart || pickle || (api != NULL && api->needs_request)) && keep_head(c, p, req))
     return -1;
 
   c->body_cap = 0;

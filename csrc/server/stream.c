@@ -1,6 +1,7 @@
 /* Python's messages on the I/O thread: whole responses, chunked streams with
  * back-pressure, chunk merging, and requests answered without Python. */
 #include "server/internal.h"
+#include "server/calls.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "traffic/batch.h"
@@ -173,6 +174,8 @@ static void out_handle(bh_io_t *io, bh_out_t *msg, int batch_checked) {
     free(msg);
     stream_end(c, req);
     return;
+  case BH_OUT_CALL: /* handled before: bh_calls_send() */
+    break;
   }
   free(msg);
 }
@@ -228,7 +231,10 @@ void bh_http_on_out(bh_out_t *list, void *arg) {
     if (msg->kind == BH_OUT_CHUNK)
       msg = merge_chunks(msg);
     next = msg->next;
-    out_handle(io, msg, 0);
+    if (msg->kind == BH_OUT_CALL)
+      bh_calls_send(io, msg);
+    else
+      out_handle(io, msg, 0);
   }
   bh_io_maybe_finish(io);
 }

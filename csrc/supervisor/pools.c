@@ -45,6 +45,7 @@ void bh_sup_rundir_remove(sup_t *s) {
   rmdir(s->rundir);
   free(s->rundir);
   s->rundir = NULL;
+  unsetenv("BENTOHOST_RUNTIME_DIR");
 }
 
 static int bind_unix(const char *path, int backlog) {

@@ -245,6 +245,8 @@ static void on_config(sup_t *s, const char *json, size_t len) {
   }
   if (s->nservices > 1)
     bh_log("dependencies listen on Unix sockets in %s", s->rundir);
+  else
+    bh_sup_rundir_remove(s); /* a single service has no use for it */
   for (int i = old + 1; i <= total; i++)
     spawn_worker(s, i);
 }

@@ -1,0 +1,87 @@
+"""Calls to dependencies through the C host: the worker's I/O thread sends them
+with its HTTP client (keep-alive pools, the least busy worker of the dependency
+first) and hands the responses back through the bridge, so no Python HTTP
+library is on the path. Implements ``_remote.Transport``."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import itertools
+import os
+import threading
+from typing import Any
+
+from ._remote import TransportResult
+
+__all__ = ["CallTransport", "RESPONSE", "socket_paths"]
+
+#: the index of a response entry in ``take()``: ``(call_id, RESPONSE, status, headers, body)``
+RESPONSE = -3
+
+
+def socket_paths(runtime_dir: str, name: str, workers: int) -> list[str]:
+    """Where the supervisor listens for each worker of a dependency (supervisor/pools.c)."""
+    return [os.path.join(runtime_dir, f"{name}-{i}.sock") for i in range(1, workers + 1)]
+
+
+def _parse_headers(block: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in block.decode("latin-1").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+class CallTransport:
+    """``call()`` from any thread; ``complete()`` on the worker's loop as responses arrive."""
+
+    def __init__(self, host: Any, dependencies: dict[str, int]) -> None:
+        self._host = host
+        self._deps = dependencies
+        self._ids = itertools.count(1)
+        self._pending: dict[int, concurrent.futures.Future[TransportResult]] = {}
+        self._lock = threading.Lock()
+
+    def call(
+        self,
+        dependency: str,
+        route: str,
+        content_type: str,
+        body: list[bytes | memoryview],
+        headers: list[tuple[str, str]],
+        timeout: float | None,
+    ) -> concurrent.futures.Future[TransportResult]:
+        future: concurrent.futures.Future[TransportResult] = concurrent.futures.Future()
+        dep = self._deps.get(dependency)
+        if dep is None:
+            future.set_exception(ConnectionError(f"{dependency!r} is not a dependency of this service"))
+            return future
+        call_id = next(self._ids)
+        with self._lock:
+            self._pending[call_id] = future
+        lines = "".join(f"{name}: {value}\r\n" for name, value in [("Content-Type", content_type), *headers])
+        data = body[0] if len(body) == 1 else b"".join(body)
+        try:
+            self._host.call(dep, call_id, route, lines, data, float(timeout or 0.0))
+        except BaseException:
+            with self._lock:
+                self._pending.pop(call_id, None)
+            raise
+        return future
+
+    def complete(self, call_id: int, status: int, headers: bytes, body: bytes) -> None:
+        with self._lock:
+            future = self._pending.pop(call_id, None)
+        if future is None or future.done():  # the caller gave up meanwhile
+            return
+        try:
+            if status == -errno.ETIMEDOUT:
+                future.set_exception(TimeoutError("the dependency did not answer in time"))
+            elif status < 0:
+                future.set_exception(ConnectionError(os.strerror(-status)))
+            else:
+                future.set_result((status, _parse_headers(headers), body))
+        except concurrent.futures.InvalidStateError:  # cancelled between the check and now
+            pass

@@ -1,0 +1,112 @@
+/* The `_bentohost` functions for calls to dependencies: registering their
+ * sockets, posting a call to the I/O thread, and the response's tuple. */
+#include "python/module.h"
+#include "python/bridge.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* (call_id, -3, status, headers, body); the carrier is freed here. status < 0
+ * is a negative errno (the dependency could not be reached or timed out). */
+PyObject *bh_response_tuple(bh_req_t *carrier) {
+  PyObject *t = Py_BuildValue("(Kiiy#y#)", (unsigned long long)carrier->call_id, -3,
+                              carrier->call_status, carrier->head ? carrier->head : "",
+                              (Py_ssize_t)(carrier->head ? carrier->head_len : 0),
+                              carrier->body ? carrier->body : "", (Py_ssize_t)carrier->body_len);
+  bh_req_free(carrier);
+  return t;
+}
+
+/* add_dependency(name, [socket paths]) -> index: before publish(). */
+PyObject *bh_py_add_dependency(PyObject *self, PyObject *args) {
+  (void)self;
+  const char *name;
+  PyObject *paths, *result = NULL;
+  bh_worker_t *w = bh_module_worker();
+  if (!PyArg_ParseTuple(args, "sO!", &name, &PyList_Type, &paths))
+    return NULL;
+  if (w->io_started) {
+    PyErr_SetString(PyExc_RuntimeError, "add_dependency() after publish()");
+    return NULL;
+  }
+  Py_ssize_t n = PyList_GET_SIZE(paths);
+  bh_dependency_t *deps = realloc(w->deps, sizeof(*deps) * (w->ndeps + 1));
+  if (deps == NULL)
+    return PyErr_NoMemory();
+  w->deps = deps;
+  bh_dependency_t *d = &deps[w->ndeps];
+  memset(d, 0, sizeof(*d));
+  if ((d->name = strdup(name)) == NULL || (d->paths = calloc((size_t)(n ? n : 1), sizeof(char *))) == NULL)
+    goto nomem;
+  for (Py_ssize_t i = 0; i < n; i++) {
+    const char *p = PyUnicode_AsUTF8(PyList_GET_ITEM(paths, i));
+    if (p == NULL)
+      goto fail;
+    if ((d->paths[i] = strdup(p)) == NULL)
+      goto nomem;
+    d->npaths++;
+  }
+  result = PyLong_FromSize_t(w->ndeps++);
+  return result;
+nomem:
+  PyErr_NoMemory();
+fail:
+  for (size_t i = 0; i < d->npaths; i++)
+    free(d->paths[i]);
+  free(d->paths);
+  free(d->name);
+  return NULL;
+}
+
+/* call(dependency, call_id, route, headers, body, timeout_s): the request goes
+ * to the I/O thread; its response comes back from take() as
+ * (call_id, -3, status, headers, body). */
+PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  bh_text_arg_t route, headers, body;
+  PyObject *result = NULL;
+  if (nargs != 6) {
+    PyErr_SetString(PyExc_TypeError, "call(dependency, call_id, route, headers, body, timeout)");
+    return NULL;
+  }
+  if (bh_module_require_io() != 0)
+    return NULL;
+  long dep = PyLong_AsLong(args[0]);
+  unsigned long long id = PyLong_AsUnsignedLongLong(args[1]);
+  double timeout = PyFloat_AsDouble(args[5]);
+  if (PyErr_Occurred())
+    return NULL;
+  if (bh_text_arg_get(args[2], &route, 0) != 0)
+    return NULL;
+  if (bh_text_arg_get(args[3], &headers, 1) != 0)
+    goto release_route;
+  if (bh_text_arg_get(args[4], &body, 0) != 0)
+    goto release_headers;
+  if (dep < 0 || (size_t)dep >= bh_module_worker()->ndeps) {
+    PyErr_SetString(PyExc_ValueError, "unknown dependency");
+    goto release_body;
+  }
+  bh_req_t *carrier = calloc(1, sizeof(*carrier));
+  if (carrier == NULL) {
+    PyErr_NoMemory();
+    goto release_body;
+  }
+  carrier->call_id = id;
+  carrier->call_timeout_ms = timeout > 0 ? (uint64_t)(timeout * 1000.0) + 1 : 0;
+  bh_out_t *msg = bh_out_new(carrier, BH_OUT_CALL, (int)dep, route.data, (size_t)route.len,
+                             headers.data, (size_t)headers.len, body.data, (size_t)body.len);
+  if (msg == NULL) {
+    free(carrier);
+    PyErr_NoMemory();
+    goto release_body;
+  }
+  bh_bridge_post(bh_module_worker()->bridge, msg);
+  result = Py_NewRef(Py_None);
+release_body:
+  bh_text_arg_release(&body);
+release_headers:
+  bh_text_arg_release(&headers);
+release_route:
+  bh_text_arg_release(&route);
+  return result;
+}

@@ -1,0 +1,614 @@
+/* The built-in `_bentohost` module through which bentohost/_worker.py talks to
+ * the I/O thread: requests in (take), answers and streams out, documents,
+ * health flags, the watchdog's marks, and calls to dependencies. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "bh.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "python/bridge.h"
+#include "python/module.h"
+#include "traffic/shm.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One worker per process: the module reaches it through this pointer. */
+static bh_worker_t *g_worker;
+
+void bh_module_set_worker(bh_worker_t *w) {
+  g_worker = w;
+}
+
+bh_worker_t *bh_module_worker(void) {
+  return g_worker;
+}
+
+#define TAKE_BATCH 256
+
+static PyObject *py_publish(PyObject *self, PyObject *arg) {
+  (void)self;
+  Py_ssize_t len;
+  const char *json = PyUnicode_AsUTF8AndSize(arg, &len);
+  if (json == NULL)
+    return NULL;
+  bh_worker_t *w = g_worker;
+  if (w->io_started) {
+    PyErr_SetString(PyExc_RuntimeError, "publish() was already called");
+    return NULL;
+  }
+  if (bh_config_parse(&w->config, json, (size_t)len) != 0) {
+    PyErr_SetString(PyExc_ValueError, "invalid service configuration JSON");
+    return NULL;
+  }
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = w->start_serving(w);
+  Py_END_ALLOW_THREADS
+  if (rc != 0) {
+    PyErr_Format(PyExc_OSError, "cannot start the I/O thread: %s", strerror(-rc));
+    return NULL;
+  }
+  w->io_started = 1;
+  if (w->reporter && bh_status_send(w->status_fd, "config", w->slot, json, (size_t)len) != 0) {
+    PyErr_SetString(PyExc_OSError, "cannot report the configuration to the supervisor");
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *py_set_ready(PyObject *self, PyObject *arg) {
+  (void)self;
+  int flag = PyObject_IsTrue(arg);
+  if (flag < 0)
+    return NULL;
+  bh_worker_t *w = g_worker;
+  int was = atomic_exchange(&w->ready, flag);
+  /* The supervisor logs readiness once, the first time. */
+  static int reported;
+  if (flag && !was && !reported) {
+    reported = 1;
+    bh_status_send(w->status_fd, "ready", w->slot, NULL, 0);
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *py_set_alive(PyObject *self, PyObject *arg) {
+  (void)self;
+  int flag = PyObject_IsTrue(arg);
+  if (flag < 0)
+    return NULL;
+  atomic_store(&g_worker->alive, flag);
+  Py_RETURN_NONE;
+}
+
+int bh_module_require_io(void) {
+  if (!g_worker->io_started) {
+    PyErr_SetString(PyExc_RuntimeError, "publish() must be called first");
+    return -1;
+  }
+  return 0;
+}
+
+static PyObject *py_eventfd(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  if (bh_module_require_io() != 0)
+    return NULL;
+  return PyLong_FromLong(g_worker->bridge->eventfd);
+}
+
+static PyObject *bytes_or_none(const char *data, size_t len) {
+  if (data == NULL)
+    return Py_NewRef(Py_None);
+  return PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+}
+
+static PyObject *str_or_none(const char *s) {
+  if (s == NULL)
+    return Py_NewRef(Py_None);
+  return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
+}
+
+/* Moves the body into a bytes object: C does not need its copy any more. */
+static PyObject *take_body(bh_req_t *req) {
+  PyObject *body;
+  if (req->parts != NULL)
+    return Py_NewRef(Py_None);
+  body = PyBytes_FromStringAndSize(req->body ? req->body : "", (Py_ssize_t)req->body_len);
+  if (body != NULL) {
+    free(req->body);
+    req->body = NULL;
+  }
+  return body;
+}
+
+static PyObject *parts_list(const bh_req_t *req) {
+  PyObject *list = PyList_New((Py_ssize_t)req->nparts);
+  if (list == NULL)
+    return NULL;
+  for (size_t i = 0; i < req->nparts; i++) {
+    const bh_part_t *p = &req->parts[i];
+    PyObject *name = NULL, *filename = NULL, *ctype = NULL, *path = NULL, *data = NULL, *item = NULL;
+    if ((name = str_or_none(p->name)) == NULL || (filename = str_or_none(p->filename)) == NULL ||
+        (ctype = str_or_none(p->content_type)) == NULL || (path = str_or_none(p->path)) == NULL ||
+        (data = bytes_or_none(p->path ? NULL : (p->data ? p->data : ""), p->len)) == NULL)
+      goto fail_part;
+    item = PyTuple_Pack(5, name, filename, ctype, path, data);
+  fail_part:
+    Py_XDECREF(name);
+    Py_XDECREF(filename);
+    Py_XDECREF(ctype);
+    Py_XDECREF(path);
+    Py_XDECREF(data);
+    if (item == NULL) {
+      Py_DECREF(list);
+      return NULL;
+    }
+    PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+  }
+  return list;
+}
+
+/* (head, client, temp_dir, parts) or None when C kept no metadata. */
+static PyObject *request_meta(bh_req_t *req) {
+  PyObject *head = NULL, *client = NULL, *temp_dir = NULL, *parts = NULL, *meta = NULL;
+  if (req->head == NULL && req->parts == NULL && req->temp_dir == NULL)
+    return Py_NewRef(Py_None);
+  if ((head = PyBytes_FromStringAndSize(req->head ? req->head : "", (Py_ssize_t)req->head_len)) == NULL)
+    goto fail;
+  if ((client = str_or_none(req->client)) == NULL)
+    goto fail;
+  if ((temp_dir = str_or_none(req->temp_dir)) == NULL)
+    goto fail;
+  parts = req->parts ? parts_list(req) : Py_NewRef(Py_None);
+  if (parts == NULL)
+    goto fail;
+  meta = PyTuple_Pack(4, head, client, temp_dir, parts);
+fail:
+  Py_XDECREF(head);
+  Py_XDECREF(client);
+  Py_XDECREF(temp_dir);
+  Py_XDECREF(parts);
+  return meta;
+}
+
+static PyObject *request_tuple(bh_req_t *req) {
+  PyObject *handle = NULL, *index = NULL, *body = NULL, *ctype = NULL, *meta = NULL, *tuple = NULL;
+
+  if ((handle = PyLong_FromVoidPtr(req)) == NULL)
+    goto fail;
+  if ((index = PyLong_FromLong(req->api_index)) == NULL)
+    goto fail;
+  if ((ctype = str_or_none(req->content_type)) == NULL)
+    goto fail;
+  if ((meta = request_meta(req)) == NULL)
+    goto fail;
+  if ((body = take_body(req)) == NULL)
+    goto fail;
+  tuple = PyTuple_Pack(5, handle, index, body, ctype, meta);
+fail:
+  Py_XDECREF(handle);
+  Py_XDECREF(index);
+  Py_XDECREF(body);
+  Py_XDECREF(ctype);
+  Py_XDECREF(meta);
+  return tuple;
+}
+
+static PyObject *batch_tuple(bh_req_t *head) {
+  PyObject *handle = NULL, *index = NULL, *bodies = NULL, *ctypes = NULL, *handles = NULL, *tuple = NULL;
+  Py_ssize_t n = 0;
+
+  for (bh_req_t *m = head; m != NULL; m = m->batch_next)
+    n++;
+  if ((handle = PyLong_FromVoidPtr(head)) == NULL || (index = PyLong_FromLong(head->api_index)) == NULL ||
+      (bodies = PyList_New(n)) == NULL || (ctypes = PyList_New(n)) == NULL ||
+      (handles = PyList_New(n)) == NULL)
+    goto fail;
+  Py_ssize_t i = 0;
+  for (bh_req_t *m = head; m != NULL; m = m->batch_next, i++) {
+    PyObject *body = take_body(m);
+    if (body == NULL)
+      goto fail;
+    PyList_SET_ITEM(bodies, i, body);
+    PyObject *ctype = str_or_none(m->content_type);
+    if (ctype == NULL)
+      goto fail;
+    PyList_SET_ITEM(ctypes, i, ctype);
+    PyObject *h = PyLong_FromVoidPtr(m);
+    if (h == NULL)
+      goto fail;
+    PyList_SET_ITEM(handles, i, h);
+  }
+  tuple = PyTuple_Pack(5, handle, index, bodies, ctypes, handles);
+fail:
+  Py_XDECREF(handle);
+  Py_XDECREF(index);
+  Py_XDECREF(bodies);
+  Py_XDECREF(ctypes);
+  Py_XDECREF(handles);
+  return tuple;
+}
+
+static PyObject *event_tuple(bh_req_t *req, long kind) {
+  PyObject *handle = PyLong_FromVoidPtr(req), *code = PyLong_FromLong(kind), *tuple = NULL;
+  if (handle != NULL && code != NULL)
+    tuple = PyTuple_Pack(5, handle, code, Py_None, Py_None, Py_None);
+  Py_XDECREF(handle);
+  Py_XDECREF(code);
+  return tuple;
+}
+
+static PyObject *in_tuple(const bh_in_t *in) {
+  switch (in->kind) {
+  case BH_IN_RESPONSE: return bh_response_tuple(in->req);
+  case BH_IN_REQUEST: return request_tuple(in->req);
+  case BH_IN_BATCH: return batch_tuple(in->req);
+  case BH_IN_CANCEL: return event_tuple(in->req, -1);
+  case BH_IN_WRITABLE: return event_tuple(in->req, -2);
+  }
+  PyErr_SetString(PyExc_RuntimeError, "unknown bridge entry");
+  return NULL;
+}
+
+/* Pending Python work, for the supervisor's watchdog: +1 per request handed
+ * over, -1 with its final message. */
+static void work_done(void) {
+  bh_worker_t *w = g_worker;
+  if (w->shm) {
+    bh_shm_work(w->shm, w->slot, -1);
+    bh_shm_heartbeat(w->shm, w->slot);
+  }
+}
+
+static void work_taken(const bh_in_t *entries, size_t n) {
+  bh_worker_t *w = g_worker;
+  int k = 0;
+  if (w->shm == NULL)
+    return;
+  for (size_t i = 0; i < n; i++) {
+    if (entries[i].kind == BH_IN_REQUEST)
+      k++;
+    else if (entries[i].kind == BH_IN_BATCH)
+      for (bh_req_t *m = entries[i].req; m != NULL; m = m->batch_next)
+        k++;
+  }
+  if (k > 0)
+    bh_shm_work(w->shm, w->slot, k);
+}
+
+static void post_error(bh_req_t *req) {
+  static const char body[] =
+      "{\"error\":\"An unexpected error has occurred, please check the server log.\"}";
+  bh_out_t *msg = bh_out_new(req, BH_OUT_COMPLETE, 500, "application/json", 16, NULL, 0, body,
+                             sizeof(body) - 1);
+  if (msg == NULL) {
+    bh_log("error: out of memory answering a request: it is lost");
+    return;
+  }
+  bh_bridge_post(g_worker->bridge, msg);
+  work_done();
+}
+
+/* An entry that could not be turned into Python objects is answered here, so
+ * that no request is lost. */
+static void fail_entry(const bh_in_t *in) {
+  if (in->kind == BH_IN_RESPONSE) {
+    bh_req_free(in->req); /* its caller's own timeout answers the call */
+  } else if (in->kind == BH_IN_REQUEST) {
+    post_error(in->req);
+  } else if (in->kind == BH_IN_BATCH) {
+    /* Read the link first: once its final message is posted, m may be freed. */
+    for (bh_req_t *m = in->req, *next; m != NULL; m = next) {
+      next = m->batch_next;
+      post_error(m);
+    }
+  }
+}
+
+static PyObject *py_take(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  if (bh_module_require_io() != 0)
+    return NULL;
+  bh_worker_t *w = g_worker;
+  bh_bridge_t *b = w->bridge;
+  bh_in_t entries[TAKE_BATCH];
+
+  if (w->shm)
+    bh_shm_heartbeat(w->shm, w->slot);
+  bh_bridge_clear_eventfd(b);
+  size_t n = bh_bridge_take(b, entries, TAKE_BATCH);
+  if (n == 0 && atomic_load(&b->shutdown))
+    Py_RETURN_NONE;
+  work_taken(entries, n);
+
+  PyObject *list = PyList_New((Py_ssize_t)n);
+  if (list == NULL) {
+    for (size_t j = 0; j < n; j++)
+      fail_entry(&entries[j]);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    PyObject *item = in_tuple(&entries[i]);
+    if (item == NULL) {
+      /* The entries already built go to Python; the rest are answered here, so
+       * that none is lost. */
+      PyErr_WriteUnraisable(NULL);
+      for (size_t j = i; j < n; j++)
+        fail_entry(&entries[j]);
+      Py_SET_SIZE(list, (Py_ssize_t)i);
+      return list;
+    }
+    PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+  }
+  return list;
+}
+
+
+int bh_text_arg_get(PyObject *obj, bh_text_arg_t *out, int allow_none) {
+  memset(out, 0, sizeof(*out));
+  if (allow_none && obj == Py_None)
+    return 0;
+  if (PyUnicode_Check(obj)) {
+    out->data = PyUnicode_AsUTF8AndSize(obj, &out->len);
+    return out->data ? 0 : -1;
+  }
+  if (PyObject_GetBuffer(obj, &out->view, PyBUF_SIMPLE) != 0)
+    return -1;
+  out->data = out->view.buf;
+  out->len = out->view.len;
+  return 0;
+}
+
+void bh_text_arg_release(bh_text_arg_t *t) {
+  if (t->view.obj)
+    PyBuffer_Release(&t->view);
+}
+
+static bh_req_t *handle_arg(PyObject *obj) {
+  bh_req_t *req = PyLong_AsVoidPtr(obj);
+  if (req == NULL && !PyErr_Occurred())
+    PyErr_SetString(PyExc_ValueError, "invalid request handle");
+  return req;
+}
+
+/* Shared by complete() and stream_start():
+ * (handle, status, content_type, body_or_None, headers=None) */
+static PyObject *post_response(PyObject *const *args, Py_ssize_t nargs, bh_out_kind_t kind,
+                               Py_ssize_t min_args, Py_ssize_t max_args, const char *usage) {
+  if (nargs < min_args || nargs > max_args) {
+    PyErr_SetString(PyExc_TypeError, usage);
+    return NULL;
+  }
+  bh_req_t *req = handle_arg(args[0]);
+  if (req == NULL)
+    return NULL;
+  long status = PyLong_AsLong(args[1]);
+  if (status == -1 && PyErr_Occurred())
+    return NULL;
+  if (status < 100 || status > 999) {
+    PyErr_SetString(PyExc_ValueError, "status must be between 100 and 999");
+    return NULL;
+  }
+  PyObject *body_obj = kind == BH_OUT_COMPLETE ? args[3] : Py_None;
+  PyObject *headers_obj = nargs > (kind == BH_OUT_COMPLETE ? 4 : 3) ? args[nargs - 1] : Py_None;
+  bh_text_arg_t ctype, body, headers;
+  PyObject *result = NULL;
+
+  if (bh_text_arg_get(args[2], &ctype, 0) != 0)
+    return NULL;
+  if (bh_text_arg_get(body_obj, &body, 1) != 0)
+    goto release_ctype;
+  if (bh_text_arg_get(headers_obj, &headers, 1) != 0)
+    goto release_body;
+  bh_out_t *msg = bh_out_new(req, kind, (int)status, ctype.data, (size_t)ctype.len, headers.data,
+                             (size_t)headers.len, body.data, (size_t)body.len);
+  if (msg == NULL) {
+    PyErr_NoMemory();
+    goto release_headers;
+  }
+  if (kind == BH_OUT_STREAM_START)
+    atomic_fetch_or(&req->flags, BH_REQ_STREAMING);
+  bh_bridge_post(g_worker->bridge, msg);
+  if (kind == BH_OUT_COMPLETE)
+    work_done();
+  result = Py_NewRef(Py_None);
+release_headers:
+  bh_text_arg_release(&headers);
+release_body:
+  bh_text_arg_release(&body);
+release_ctype:
+  bh_text_arg_release(&ctype);
+  return result;
+}
+
+static PyObject *py_complete(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  return post_response(args, nargs, BH_OUT_COMPLETE, 4, 5,
+                       "complete(handle, status, content_type, body, headers=None)");
+}
+
+static PyObject *py_stream_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  return post_response(args, nargs, BH_OUT_STREAM_START, 3, 4,
+                       "stream_start(handle, status, content_type, headers=None)");
+}
+
+/* Returns 0: go on; 1: wait for a writable event; -1: the client is gone. */
+static PyObject *py_stream_write(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "stream_write(handle, data)");
+    return NULL;
+  }
+  bh_req_t *req = handle_arg(args[0]);
+  if (req == NULL)
+    return NULL;
+  if (atomic_load(&req->flags) & BH_REQ_GONE)
+    return PyLong_FromLong(-1);
+  bh_text_arg_t data;
+  if (bh_text_arg_get(args[1], &data, 0) != 0)
+    return NULL;
+  if (data.len == 0) {
+    bh_text_arg_release(&data);
+    return PyLong_FromLong(0);
+  }
+  bh_out_t *msg = bh_out_new(req, BH_OUT_CHUNK, 0, NULL, 0, NULL, 0, data.data, (size_t)data.len);
+  bh_text_arg_release(&data);
+  if (msg == NULL)
+    return PyErr_NoMemory();
+  /* Count before posting, so that the I/O thread's decrement never goes below 0. */
+  int64_t pending = atomic_fetch_add(&req->pending_bytes, (int64_t)msg->len) + (int64_t)msg->len;
+  bh_bridge_post(g_worker->bridge, msg);
+  if (pending <= BH_STREAM_HIGH_WATER)
+    return PyLong_FromLong(0);
+  atomic_fetch_or(&req->flags, BH_REQ_WANT_WRITABLE);
+  /* The socket may have drained meanwhile: whoever clears the flag owns the
+   * wake-up, so exactly one of this thread and the I/O thread does. */
+  if (atomic_load(&req->pending_bytes) < BH_STREAM_LOW_WATER &&
+      (atomic_fetch_and(&req->flags, ~(uint32_t)BH_REQ_WANT_WRITABLE) & BH_REQ_WANT_WRITABLE))
+    return PyLong_FromLong(0);
+  return PyLong_FromLong(1);
+}
+
+static PyObject *py_stream_end(PyObject *self, PyObject *arg) {
+  (void)self;
+  bh_req_t *req = handle_arg(arg);
+  if (req == NULL)
+    return NULL;
+  bh_out_t *msg = bh_out_new(req, BH_OUT_STREAM_END, 0, NULL, 0, NULL, 0, NULL, 0);
+  if (msg == NULL)
+    return PyErr_NoMemory();
+  bh_bridge_post(g_worker->bridge, msg);
+  work_done();
+  Py_RETURN_NONE;
+}
+
+/* set_document(path, content_type, body): served by C on GET from memory. */
+static PyObject *py_set_document(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "set_document(path, content_type, body)");
+    return NULL;
+  }
+  if (g_worker->io_started) {
+    PyErr_SetString(PyExc_RuntimeError, "set_document() must be called before publish()");
+    return NULL;
+  }
+  bh_text_arg_t path, ctype, body;
+  PyObject *result = NULL;
+  if (bh_text_arg_get(args[0], &path, 0) != 0)
+    return NULL;
+  if (bh_text_arg_get(args[1], &ctype, 0) != 0)
+    goto release_path;
+  if (bh_text_arg_get(args[2], &body, 0) != 0)
+    goto release_ctype;
+  bh_document_t *doc = calloc(1, sizeof(*doc));
+  if (doc == NULL || (doc->path = strndup(path.data, (size_t)path.len)) == NULL ||
+      (doc->content_type = strndup(ctype.data, (size_t)ctype.len)) == NULL ||
+      (doc->body = malloc(body.len > 0 ? (size_t)body.len : 1)) == NULL) {
+    if (doc) {
+      free(doc->path);
+      free(doc->content_type);
+      free(doc);
+    }
+    PyErr_NoMemory();
+    goto release_body;
+  }
+  memcpy(doc->body, body.data, (size_t)body.len);
+  doc->len = (size_t)body.len;
+  /* A path registered twice: the newest wins, being first in the list. */
+  doc->next = g_worker->documents;
+  g_worker->documents = doc;
+  result = Py_NewRef(Py_None);
+release_body:
+  bh_text_arg_release(&body);
+release_ctype:
+  bh_text_arg_release(&ctype);
+release_path:
+  bh_text_arg_release(&path);
+  return result;
+}
+
+static PyObject *py_heartbeat(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  if (g_worker->shm)
+    bh_shm_heartbeat(g_worker->shm, g_worker->slot);
+  Py_RETURN_NONE;
+}
+
+static PyObject *py_sync_threads(PyObject *self, PyObject *arg) {
+  (void)self;
+  long n = PyLong_AsLong(arg);
+  if (n == -1 && PyErr_Occurred())
+    return NULL;
+  bh_shm_set_sync_threads(g_worker->shm, g_worker->slot, (int)n);
+  Py_RETURN_NONE;
+}
+
+/* sync_busy(thread): a sync thread enters a call; sync_busy(~thread) leaves it.
+ * One int argument keeps the per-call cost at one METH_O call. */
+static PyObject *py_sync_busy(PyObject *self, PyObject *arg) {
+  (void)self;
+  long t = PyLong_AsLong(arg);
+  if (t == -1 && PyErr_Occurred())
+    return NULL;
+  if (t >= 0)
+    bh_shm_sync_busy(g_worker->shm, g_worker->slot, (int)t, 1);
+  else
+    bh_shm_sync_busy(g_worker->shm, g_worker->slot, (int)~t, 0);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"publish", py_publish, METH_O, "Register the service configuration and start serving."},
+    {"set_ready", py_set_ready, METH_O, "Set the /readyz flag."},
+    {"set_alive", py_set_alive, METH_O, "Set the /livez flag."},
+    {"eventfd", py_eventfd, METH_NOARGS, "The fd that becomes readable when requests wait."},
+    {"take", py_take, METH_NOARGS, "Pending entries, [] if none, None at shutdown."},
+    {"complete", (PyCFunction)(void (*)(void))py_complete, METH_FASTCALL,
+     "Answer a request: complete(handle, status, content_type, body, headers=None)."},
+    {"stream_start", (PyCFunction)(void (*)(void))py_stream_start, METH_FASTCALL,
+     "Start a chunked response: stream_start(handle, status, content_type, headers=None)."},
+    {"stream_write", (PyCFunction)(void (*)(void))py_stream_write, METH_FASTCALL,
+     "Send a chunk: 0 go on, 1 wait for a writable event, -1 client gone."},
+    {"stream_end", py_stream_end, METH_O, "End a chunked response."},
+    {"set_document", (PyCFunction)(void (*)(void))py_set_document, METH_FASTCALL,
+     "Serve a document on GET from memory (before publish)."},
+    {"heartbeat", py_heartbeat, METH_NOARGS, "Tell the supervisor the Python thread makes progress."},
+    {"sync_threads", py_sync_threads, METH_O, "How many sync threads the watchdog watches."},
+    {"add_dependency", bh_py_add_dependency, METH_VARARGS,
+     "Register a dependency's worker sockets (before publish); returns its index."},
+    {"call", (PyCFunction)(void (*)(void))bh_py_call, METH_FASTCALL,
+     "call(dependency, call_id, route, headers, body, timeout): a request to a dependency."},
+    {"sync_busy", py_sync_busy, METH_O,
+     "sync_busy(i): sync thread i entered a call; sync_busy(~i): it left it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_bentohost", "The bentohost C host, seen from Python.", -1,
+    module_methods, NULL, NULL, NULL, NULL,
+};
+
+PyObject *bh_module_init(void) {
+  PyObject *m = PyModule_Create(&module_def);
+  if (m == NULL)
+    return NULL;
+  if (PyModule_AddIntConstant(m, "worker_index", g_worker->index) != 0 ||
+      PyModule_AddStringConstant(m, "target", g_worker->opts->target) != 0 ||
+      PyModule_AddObjectRef(m, "reporter", g_worker->reporter ? Py_True : Py_False) != 0 ||
+      PyModule_AddStringConstant(m, "version", BH_VERSION) != 0 ||
+      PyModule_AddStringConstant(m, "service_name",
+                                 g_worker->service_name ? g_worker->service_name : "") != 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
+  return m;
+}

@@ -1,0 +1,36 @@
+/* Private to the Python room: the `_bentohost` module (python/module.c) as
+ * the interpreter's set-up (python/pyhost.c) registers it. */
+#ifndef BH_PYTHON_MODULE_H
+#define BH_PYTHON_MODULE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "common/context.h"
+#include "common/request.h"
+
+/* The worker the module serves; set before the interpreter starts. */
+void bh_module_set_worker(bh_worker_t *w);
+bh_worker_t *bh_module_worker(void);
+/* The module's init function, for PyImport_AppendInittab. */
+PyObject *bh_module_init(void);
+/* -1 with a Python error when the I/O thread has not started. */
+int bh_module_require_io(void);
+
+/* Borrowed view of a str or bytes-like argument. */
+typedef struct bh_text_arg {
+  Py_buffer view;
+  const char *data;
+  Py_ssize_t len;
+} bh_text_arg_t;
+/* A str (UTF-8) or bytes-like argument, or None when allowed; 0 or -1 with a
+ * Python error. Release it with bh_text_arg_release. */
+int bh_text_arg_get(PyObject *obj, bh_text_arg_t *out, int allow_none);
+void bh_text_arg_release(bh_text_arg_t *t);
+
+/* calls.c */
+PyObject *bh_response_tuple(bh_req_t *carrier);
+PyObject *bh_py_add_dependency(PyObject *self, PyObject *args);
+PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+#endif

@@ -1,0 +1,106 @@
+/* Outbound calls to the worker's dependencies: Python posts a call through the
+ * bridge, the I/O thread sends it with the dependency's client (net/client.c,
+ * least-busy worker first, keep-alive pools) and hands the response back on the
+ * ring, so the Python thread is woken once for many responses and no Python
+ * HTTP library is on the path. */
+#include "server/calls.h"
+#include "server/internal.h"
+#include "common/log.h"
+#include "net/client.h"
+
+#include <stdio.h>
+
+typedef struct pending_call {
+  bh_io_t *io;
+  bh_out_t *msg;             /* the request: its bytes stay until the response */
+  bh_req_t *carrier;
+} pending_call_t;
+
+static bh_client_t **clients; /* per dependency, on this (only) I/O thread */
+static size_t nclients;
+
+int bh_calls_start(bh_io_t *io) {
+  bh_worker_t *w = io->w;
+
+  if (w->ndeps == 0)
+    return 0;
+  clients = calloc(w->ndeps, sizeof(*clients));
+  if (clients == NULL)
+    return -ENOMEM;
+  nclients = w->ndeps;
+  for (size_t i = 0; i < w->ndeps; i++) {
+    const bh_dependency_t *d = &w->deps[i];
+    bh_client_target_t *targets = calloc(d->npaths ? d->npaths : 1, sizeof(*targets));
+    if (targets == NULL)
+      return -ENOMEM;
+    for (size_t k = 0; k < d->npaths; k++)
+      targets[k].unix_path = d->paths[k];
+    int err = bh_client_create(&clients[i], &io->loop, targets, d->npaths, NULL);
+    free(targets);
+    if (err != 0) {
+      bh_log("worker %d: cannot set up calls to %s: %s", w->index, d->name, uv_strerror(err));
+      return err;
+    }
+  }
+  return 0;
+}
+
+static void give_back(bh_io_t *io, bh_req_t *carrier) {
+  if (bh_bridge_submit(&io->bridge, carrier, BH_IN_RESPONSE) != 0) {
+    /* The ring is full: Python is far behind; its own timeout answers the call. */
+    bh_log("worker %d: ring full, a dependency's response was dropped", io->w->index);
+    bh_req_free(carrier);
+  }
+}
+
+static void on_response(bh_client_call_t *call, int status, const char *headers,
+                        size_t headers_len, char *body, size_t body_len, void *arg) {
+  pending_call_t *p = arg;
+  bh_req_t *carrier = p->carrier;
+
+  (void)call;
+  carrier->call_status = status;
+  carrier->body = body;
+  carrier->body_len = body_len;
+  if (status > 0 && headers != NULL && (carrier->head = malloc(headers_len + 1)) != NULL) {
+    memcpy(carrier->head, headers, headers_len);
+    carrier->head[headers_len] = '\0';
+    carrier->head_len = headers_len;
+  }
+  give_back(p->io, carrier);
+  free(p->msg);
+  free(p);
+}
+
+void bh_calls_send(bh_io_t *io, bh_out_t *msg) {
+  bh_req_t *carrier = msg->req;
+  int dep = msg->status, err = -EINVAL;
+  pending_call_t *p = NULL;
+  uv_buf_t body = uv_buf_init((char *)msg->data, (unsigned)msg->len);
+
+  if (dep >= 0 && (size_t)dep < nclients && msg->content_type != NULL &&
+      (p = malloc(sizeof(*p))) != NULL) {
+    p->io = io;
+    p->msg = msg;
+    p->carrier = carrier;
+    err = bh_client_request(clients[dep], "POST", msg->content_type, msg->headers,
+                            msg->headers_len, &body, msg->len > 0 ? 1 : 0, carrier->call_timeout_ms,
+                            on_response, p, NULL);
+    if (err == 0)
+      return;
+  }
+  free(p);
+  free(msg);
+  carrier->call_status = err != 0 ? err : -ENOMEM;
+  give_back(io, carrier);
+}
+
+void bh_calls_close(bh_io_t *io) {
+  (void)io;
+  for (size_t i = 0; i < nclients; i++)
+    if (clients[i] != NULL)
+      bh_client_close(clients[i]);
+  free(clients);
+  clients = NULL;
+  nclients = 0;
+}

@@ -1,0 +1,85 @@
+/* Shared by the fuzz targets: failing an invariant, the input hash that
+ * picks per-input knobs, and the checks of a request's multipart parts. */
+#ifndef BH_FUZZ_CHECK_H
+#define BH_FUZZ_CHECK_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/request.h"
+
+/* libFuzzer reports the abort as a crash and saves the input. */
+#define FAIL(...)                                                            \
+  do {                                                                       \
+    fprintf(stderr, "FUZZ INVARIANT: " __VA_ARGS__);                         \
+    fputc('\n', stderr);                                                     \
+    abort();                                                                 \
+  } while (0)
+
+static inline uint64_t fuzz_hash(const void *p, size_t n) {
+  const unsigned char *s = p;
+  uint64_t h = 1469598103934665603ull;
+  size_t i;
+  for (i = 0; i < n; i++)
+    h = (h ^ s[i]) * 1099511628211ull;
+  return h ^ (h >> 29);
+}
+
+/* path lies under dir and no component of the rest is empty, hidden, "." or "..". */
+static inline int fuzz_path_under(const char *path, const char *dir) {
+  size_t n = strlen(dir);
+  const char *p;
+  if (strncmp(path, dir, n) != 0 || path[n] != '/')
+    return 0;
+  for (p = path + n + 1;;) {
+    const char *slash = strchr(p, '/');
+    if (*p == '\0' || *p == '/' || *p == '.')
+      return 0;
+    if (slash == NULL)
+      return 1;
+    p = slash + 1;
+  }
+}
+
+/* The parts as Python would get them: file parts are regular files of the
+ * announced size in the request's temp dir (itself under tmp_base), fields
+ * are NUL-terminated. */
+static inline void fuzz_check_parts(const bh_req_t *req, const char *tmp_base) {
+  size_t i;
+
+  if (req->nparts > 0 && req->parts == NULL)
+    FAIL("%zu parts without an array", req->nparts);
+  if (req->temp_dir != NULL && !fuzz_path_under(req->temp_dir, tmp_base))
+    FAIL("temp dir %s not under TMPDIR %s", req->temp_dir, tmp_base);
+  for (i = 0; i < req->nparts; i++) {
+    const bh_part_t *p = &req->parts[i];
+    if (p->name == NULL)
+      FAIL("part %zu without a name", i);
+    if (p->path != NULL) {
+      struct stat st;
+      if (req->temp_dir == NULL || !fuzz_path_under(p->path, req->temp_dir))
+        FAIL("file part %s not safely inside the temp dir %s", p->path,
+             req->temp_dir ? req->temp_dir : "(none)");
+      if (p->filename == NULL || p->data != NULL)
+        FAIL("file part %zu without a filename, or with data", i);
+      if (lstat(p->path, &st) != 0)
+        FAIL("file part %s: %s", p->path, strerror(errno));
+      if (!S_ISREG(st.st_mode))
+        FAIL("file part %s is not a regular file", p->path);
+      if ((size_t)st.st_size != p->len)
+        FAIL("file part %s: %zu bytes announced, %lld on disk", p->path, p->len,
+             (long long)st.st_size);
+    } else {
+      if (p->filename != NULL)
+        FAIL("part %zu has a filename but no file", i);
+      if (p->data == NULL || p->data[p->len] != '\0')
+        FAIL("field part %zu without NUL-terminated data", i);
+    }
+  }
+}
+
+#endif

@@ -1,0 +1,96 @@
+"""A chain of pools: Front -> Middle -> Model, with sync and async APIs on each
+hop, numpy across a hop, and errors that keep their meaning."""
+import os
+
+import numpy as np
+
+import bentohost
+from bentohost.exceptions import InvalidArgument, NotFound
+
+
+def whoami(name: str) -> dict:
+    return {"service": name, "pid": os.getpid(), "worker_index": bentohost.server_context.worker_index}
+
+
+@bentohost.service(workers=2)
+class Model:
+    @bentohost.api
+    def predict(self, x: list[float]) -> float:
+        return float(sum(x))
+
+    @bentohost.api
+    async def apredict(self, x: list[float]) -> float:
+        return float(sum(x)) * 2
+
+    @bentohost.api
+    def matmul(self, a: np.ndarray) -> np.ndarray:
+        return a @ a.T
+
+    @bentohost.api
+    def who(self) -> dict:
+        return whoami("Model")
+
+    @bentohost.api
+    def fail(self, kind: str) -> str:
+        if kind == "invalid":
+            raise InvalidArgument("x must not be empty")
+        if kind == "missing":
+            raise NotFound("no such model")
+        raise RuntimeError("secret detail of the model")
+
+
+@bentohost.service(workers=1)
+class Middle:
+    model = bentohost.depends(Model)
+
+    @bentohost.api
+    def predict(self, x: list[float]) -> float:
+        return self.model.predict(x=x) + 1
+
+    @bentohost.api
+    async def apredict(self, x: list[float]) -> float:
+        return await self.model.apredict(x=x) + 1
+
+    @bentohost.api
+    def who(self) -> list:
+        return [whoami("Middle"), self.model.who()]
+
+
+@bentohost.service(workers=2)
+class Front:
+    middle = bentohost.depends(Middle)
+    model = bentohost.depends(Model)
+
+    @bentohost.api
+    def predict(self, x: list[float]) -> float:
+        return self.middle.predict(x=x)
+
+    @bentohost.api
+    async def apredict(self, x: list[float]) -> float:
+        return await self.middle.apredict(x=x)
+
+    @bentohost.api
+    def sync_to_async(self, x: list[float]) -> float:
+        return self.model.to_sync.apredict(x=x)
+
+    @bentohost.api
+    async def async_to_sync(self, x: list[float]) -> float:
+        return await self.model.to_async.predict(x=x)
+
+    @bentohost.api
+    def matmul(self, n: int) -> list:
+        a = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+        out = self.model.matmul(a=a)
+        return [list(out.shape), float(out.sum()), str(out.dtype)]
+
+    @bentohost.api
+    def who(self) -> list:
+        return [whoami("Front"), *self.middle.who()]
+
+    @bentohost.api
+    def fail(self, kind: str) -> str:
+        return self.model.fail(kind=kind)
+
+    @bentohost.api
+    def whoami(self) -> dict:
+        return whoami("Front")

@@ -1,0 +1,139 @@
+"""Calls across pools: `depends()` resolves to a proxy whose calls the caller
+worker's I/O thread makes with the C client over the dependency's private Unix
+sockets, with BentoML's pickle on the wire; sync and async on either side, numpy
+across a hop, errors that keep their status, the public port refusing pickle,
+a killed dependency (503, then recovery), and SIGTERM through two hops."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import SERVICES, children_of, wait_for
+
+CALLS = f"{SERVICES / 'graph_calls.py'}:Front"
+
+
+@pytest.fixture(scope="module")
+def chain(module_server_factory):
+    srv = module_server_factory(CALLS)
+    srv.wait_all_workers(2)
+    return srv
+
+
+def post(srv, path: str, body: dict, **kw) -> requests.Response:
+    return requests.post(srv.url + path, json=body, timeout=kw.pop("timeout", 20), **kw)
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("/predict", 7.0),           # sync -> sync -> sync (two hops)
+    ("/apredict", 13.0),         # async -> async -> async
+    ("/sync_to_async", 12.0),    # a sync API calling an async one with .to_sync
+    ("/async_to_sync", 6.0),     # an async API calling a sync one with .to_async
+])
+def test_calls_across_hops(chain, path, expected):
+    r = post(chain, path, {"x": [1, 2, 3]})
+    assert r.status_code == 200, r.text
+    assert r.json() == expected
+
+
+def test_each_hop_runs_in_its_own_pool(chain):
+    r = post(chain, "/who", {})
+    assert r.status_code == 200, r.text
+    front, middle, model = r.json()
+    assert [front["service"], middle["service"], model["service"]] == ["Front", "Middle", "Model"]
+    assert len({front["pid"], middle["pid"], model["pid"]}) == 3
+
+
+def test_calls_spread_over_the_dependency_workers(chain):
+    seen = set()
+    for _ in range(40):
+        r = post(chain, "/who", {})
+        seen.add(r.json()[2]["worker_index"])
+    assert seen == {1, 2}, f"Model's two workers should both get calls: {seen}"
+
+
+def test_numpy_crosses_a_hop(chain):
+    r = post(chain, "/matmul", {"n": 64})
+    assert r.status_code == 200, r.text
+    shape, total, dtype = r.json()
+    assert shape == [64, 64] and dtype == "float32" and total > 0
+
+
+@pytest.mark.parametrize("kind,status,text", [
+    ("invalid", 400, "x must not be empty"),
+    ("missing", 404, "no such model"),
+    ("boom", 500, "An unexpected error has occurred"),
+])
+def test_errors_keep_their_meaning(chain, kind, status, text):
+    r = post(chain, "/fail", {"kind": kind})
+    assert r.status_code == status, r.text
+    assert text in r.text
+    assert "secret detail" not in r.text
+
+
+def test_public_port_refuses_pickle_and_never_unpickles(chain, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    r = requests.post(chain.url + "/predict", data=pickle.dumps({"x": Evil()}),
+                      headers={"content-type": "application/vnd.bentoml+pickle"}, timeout=10)
+    assert r.status_code == 415, r.text
+    time.sleep(0.5)
+    assert not marker.exists()
+
+
+def test_killed_dependency_gives_503_then_recovers(server_factory):
+    srv = server_factory(CALLS)
+    srv.wait_all_workers(2)
+    assert post(srv, "/predict", {"x": [1]}).status_code == 200
+    middle = [p for p in children_of(srv.proc.pid) if _service_of(srv, p) == "Middle"]
+    assert len(middle) == 1
+    os.kill(middle[0], signal.SIGKILL)
+    statuses = [post(srv, "/predict", {"x": [1]}).status_code for _ in range(3)]
+    assert set(statuses) <= {200, 503}, statuses
+    # it is respawned at once and the graph recovers by itself
+    wait_for(lambda: post(srv, "/predict", {"x": [1]}).status_code == 200, 20, what="recovery")
+    assert all(post(srv, "/predict", {"x": [1]}).status_code == 200 for _ in range(10))
+
+
+def _service_of(srv, pid: int) -> str | None:
+    import re
+
+    for line in srv.log().splitlines():
+        m = re.search(r"worker (\w+)/\d+ \(pid (\d+)\)", line)
+        if m and int(m.group(2)) == pid:
+            return m.group(1)
+    return None
+
+
+def test_sigterm_drains_through_two_hops(server_factory):
+    srv = server_factory(CALLS)
+    srv.wait_all_workers(2)
+    results: list[int] = []
+
+    def caller() -> None:
+        for _ in range(30):
+            try:
+                results.append(post(srv, "/predict", {"x": [1, 2]}).status_code)
+            except requests.ConnectionError:
+                return  # the entry stopped accepting: not an accepted request
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    srv.signal(signal.SIGTERM)
+    for t in threads:
+        t.join(30)
+    assert srv.proc.wait(30) == 0, srv.log()
+    assert results and all(s == 200 for s in results), results
