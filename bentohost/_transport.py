@@ -69,7 +69,18 @@ class CallTransport:
             with self._lock:
                 self._pending.pop(call_id, None)
             raise
+        # A caller that gives up (its own client left, or its deadline passed) aborts
+        # the exchange: the dependency sees its client leave and cancels the work.
+        future.add_done_callback(lambda f, call_id=call_id: self._abandoned(f, call_id))
         return future
+
+    def _abandoned(self, future: concurrent.futures.Future[TransportResult], call_id: int) -> None:
+        if not future.cancelled():
+            return
+        with self._lock:
+            pending = self._pending.pop(call_id, None) is not None
+        if pending:
+            self._host.cancel_call(call_id)
 
     def complete(self, call_id: int, status: int, headers: bytes, body: bytes) -> None:
         with self._lock:

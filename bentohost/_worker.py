@@ -20,8 +20,10 @@ import functools
 import inspect
 import logging
 import os
+import re
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -33,7 +35,14 @@ from ._io import Response, error_response
 from ._loader import TargetError, guess_service_name, load_service
 from ._dispatch import set_pickle_allowed
 from ._hooks import run_hooks
-from ._remote import RemoteProxy, install_resolver
+from ._remote import (
+    DEADLINE_HEADER,
+    RemoteProxy,
+    deadline_from_header,
+    install_resolver,
+    reset_request_deadline,
+    set_request_deadline,
+)
 from ._pool import Job, ThreadPool
 from ._service import Service, service_graph
 from ._transport import RESPONSE, CallTransport, socket_paths
@@ -47,6 +56,9 @@ EXIT_IMPORT_ERROR = 3
 EXIT_STARTUP_ERROR = 4
 HEALTH_POLL_S = 1.0
 HEARTBEAT_S = 0.5
+
+#: the caller's remaining budget in a request head (a dependency's request)
+_DEADLINE_RE = re.compile(rb"(?im)^" + DEADLINE_HEADER.encode() + rb":[ \t]*([0-9.eE+-]+)")
 
 CANCEL = -1
 WRITABLE = -2
@@ -90,6 +102,7 @@ class WorkerRuntime(StreamsMixin):
         self.endpoints = endpoints
         self.loop = loop
         self.transport: CallTransport | None = None
+        self._timeout = float(service_config(svc)["traffic"]["timeout"])
         sync_threads = getattr(host, "sync_threads", None)
         if sync_threads is not None:
             sync_threads(max(1, threads))
@@ -234,15 +247,32 @@ class WorkerRuntime(StreamsMixin):
 
     # sync APIs (pool threads)
 
+    def _deadline(self, meta: Any) -> float:
+        """When the request's time is up: this service's traffic.timeout from now, or the
+        caller's remaining budget when it is shorter (sent by the proxy that called us)."""
+        deadline = time.monotonic() + self._timeout
+        if meta is not None and meta[0]:
+            m = _DEADLINE_RE.search(meta[0])
+            if m is not None:
+                theirs = deadline_from_header(m.group(1).decode("latin-1"))
+                if theirs is not None and theirs < deadline:
+                    deadline = theirs
+        return deadline
+
     def _sync_job(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
         if self._queued.pop(handle, True) is False:
             self._complete(handle, _CANCELLED)  # C answered 504 already: do not run it
             return
+        # Only a service that calls others needs the budget (its proxies send it on).
+        token = set_request_deadline(self._deadline(meta)) if self.transport is not None else None
         try:
             status, rtype, out, headers = ep.run_sync(body, ctype, meta)
         except BaseException:  # noqa: BLE001 - the handle must still be answered
             logger.exception("request handling failed")
             status, rtype, out, headers = _INTERNAL_ERROR
+        finally:
+            if token is not None:
+                reset_request_deadline(token)
         if headers is None:
             self.host.complete(handle, status, rtype, out)
         else:
@@ -251,6 +281,8 @@ class WorkerRuntime(StreamsMixin):
     # async APIs (loop)
 
     async def _run_async(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
+        if self.transport is not None:  # the task has its own context: nothing to reset
+            set_request_deadline(self._deadline(meta))
         try:
             resp = await ep.run_async(body, ctype, meta)
         except asyncio.CancelledError:

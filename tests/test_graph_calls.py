@@ -137,3 +137,28 @@ def test_sigterm_drains_through_two_hops(server_factory):
         t.join(30)
     assert srv.proc.wait(30) == 0, srv.log()
     assert results and all(s == 200 for s in results), results
+
+
+def test_caller_budget_travels_with_the_call(chain):
+    r = post(chain, "/budget", {})
+    assert r.status_code == 200, r.text
+    left = r.json()
+    # Front's traffic.timeout is 60 s: the dependency is told what is left of it
+    assert 50 < left <= 60.0, left
+
+
+def test_client_leaving_the_entry_cancels_the_call_in_the_dependency(server_factory, tmp_path):
+    srv = server_factory(CALLS, env={"GRAPH_MARK_DIR": str(tmp_path)})
+    srv.wait_all_workers(2)
+    import socket as socketlib
+
+    body = b'{"seconds": 20}'
+    s = socketlib.create_connection((srv.host, srv.port))
+    s.sendall(b"POST /aslow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    time.sleep(1.0)
+    # gone for good (a reset; a plain FIN is a half-close that still gets its answer)
+    s.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+    wait_for(lambda: (tmp_path / "model-cancelled").exists(), 10,
+             what="the dependency's call to be cancelled when the entry's client left")

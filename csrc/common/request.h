@@ -75,6 +75,7 @@ typedef enum bh_out_kind {
   BH_OUT_STREAM_END = 3,   /* the end of a streamed body; final */
   BH_OUT_CALL = 4,         /* a call to a dependency: status = its index, content_type
                               = the route, headers and data the request's */
+  BH_OUT_CALL_CANCEL = 5,  /* the caller gave up: data holds the call's uint64_t id */
 } bh_out_kind_t;
 
 typedef struct bh_out {

@@ -58,6 +58,22 @@ fail:
   return NULL;
 }
 
+/* cancel_call(call_id): the caller gave up; the I/O thread aborts the call. */
+PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg) {
+  (void)self;
+  uint64_t id = PyLong_AsUnsignedLongLong(arg);
+  if (PyErr_Occurred())
+    return NULL;
+  if (bh_module_require_io() != 0)
+    return NULL;
+  bh_out_t *msg = bh_out_new(NULL, BH_OUT_CALL_CANCEL, 0, NULL, 0, NULL, 0, (const char *)&id,
+                             sizeof(id));
+  if (msg == NULL)
+    return PyErr_NoMemory();
+  bh_bridge_post(bh_module_worker()->bridge, msg);
+  Py_RETURN_NONE;
+}
+
 /* call(dependency, call_id, route, headers, body, timeout_s): the request goes
  * to the I/O thread; its response comes back from take() as
  * (call_id, -3, status, headers, body). */

@@ -587,6 +587,7 @@ static PyMethodDef module_methods[] = {
      "Register a dependency's worker sockets (before publish); returns its index."},
     {"call", (PyCFunction)(void (*)(void))bh_py_call, METH_FASTCALL,
      "call(dependency, call_id, route, headers, body, timeout): a request to a dependency."},
+    {"cancel_call", bh_py_cancel_call, METH_O, "cancel_call(call_id): abort a call in flight."},
     {"sync_busy", py_sync_busy, METH_O,
      "sync_busy(i): sync thread i entered a call; sync_busy(~i): it left it."},
     {NULL, NULL, 0, NULL},

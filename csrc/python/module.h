@@ -32,5 +32,6 @@ void bh_text_arg_release(bh_text_arg_t *t);
 PyObject *bh_response_tuple(bh_req_t *carrier);
 PyObject *bh_py_add_dependency(PyObject *self, PyObject *args);
 PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg);
 
 #endif

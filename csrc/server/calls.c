@@ -11,6 +11,8 @@
 #include <stdio.h>
 
 typedef struct pending_call {
+  struct pending_call *prev, *next; /* in flight, for cancellation by id */
+  bh_client_call_t *call;
   bh_io_t *io;
   bh_out_t *msg;             /* the request: its bytes stay until the response */
   bh_req_t *carrier;
@@ -18,6 +20,16 @@ typedef struct pending_call {
 
 static bh_client_t **clients; /* per dependency, on this (only) I/O thread */
 static size_t nclients;
+static pending_call_t *inflight;
+
+static void unlink_call(pending_call_t *p) {
+  if (p->prev != NULL)
+    p->prev->next = p->next;
+  else
+    inflight = p->next;
+  if (p->next != NULL)
+    p->next->prev = p->prev;
+}
 
 int bh_calls_start(bh_io_t *io) {
   bh_worker_t *w = io->w;
@@ -59,6 +71,7 @@ static void on_response(bh_client_call_t *call, int status, const char *headers,
   bh_req_t *carrier = p->carrier;
 
   (void)call;
+  unlink_call(p);
   carrier->call_status = status;
   carrier->body = body;
   carrier->body_len = body_len;
@@ -85,14 +98,36 @@ void bh_calls_send(bh_io_t *io, bh_out_t *msg) {
     p->carrier = carrier;
     err = bh_client_request(clients[dep], "POST", msg->content_type, msg->headers,
                             msg->headers_len, &body, msg->len > 0 ? 1 : 0, carrier->call_timeout_ms,
-                            on_response, p, NULL);
-    if (err == 0)
+                            on_response, p, &p->call);
+    if (err == 0) {
+      p->prev = NULL;
+      p->next = inflight;
+      if (inflight != NULL)
+        inflight->prev = p;
+      inflight = p;
       return;
+    }
   }
   free(p);
   free(msg);
   carrier->call_status = err != 0 ? err : -ENOMEM;
   give_back(io, carrier);
+}
+
+void bh_calls_cancel(bh_io_t *io, bh_out_t *msg) {
+  uint64_t id;
+
+  (void)io;
+  if (msg->len == sizeof(id)) {
+    memcpy(&id, msg->data, sizeof(id));
+    /* Bounded by the calls this worker has in flight. */
+    for (pending_call_t *p = inflight; p != NULL; p = p->next)
+      if (p->carrier->call_id == id) {
+        bh_client_cancel(p->call); /* the dependency sees its client leave */
+        break;
+      }
+  }
+  free(msg);
 }
 
 void bh_calls_close(bh_io_t *io) {

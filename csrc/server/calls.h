@@ -11,6 +11,9 @@ int bh_calls_start(struct bh_io *io);
 /* Python's BH_OUT_CALL message: the request goes out; its response comes back
  * to Python as a BH_IN_RESPONSE entry carrying msg->req. Takes msg. */
 void bh_calls_send(struct bh_io *io, bh_out_t *msg);
+/* Python's BH_OUT_CALL_CANCEL: the call still in flight is aborted (its
+ * response, -ECANCELED, still comes back). Takes msg. */
+void bh_calls_cancel(struct bh_io *io, bh_out_t *msg);
 /* At the end: pending calls fail (-ECANCELED), the clients close. */
 void bh_calls_close(struct bh_io *io);
 

@@ -460,8 +460,10 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   if (nread < 0) {
     /* A half-close still gets its answers, except under a stream: a client
-     * that stops sending while it reads an endless response has left. */
-    if (nread == UV_EOF && c->busy && !c->lingering && !c->streaming) {
+     * that stops sending while it reads an endless response has left. On a
+     * dependency's private socket the caller is our own client, which never
+     * half-closes: EOF there means the call was given up, so cancel it. */
+    if (nread == UV_EOF && c->busy && !c->lingering && !c->streaming && c->io->w->service == 0) {
       c->read_eof = 1;
       conn_stop_reading(c);
       return;

@@ -175,6 +175,7 @@ static void out_handle(bh_io_t *io, bh_out_t *msg, int batch_checked) {
     stream_end(c, req);
     return;
   case BH_OUT_CALL: /* handled before: bh_calls_send() */
+  case BH_OUT_CALL_CANCEL:
     break;
   }
   free(msg);
@@ -233,6 +234,8 @@ void bh_http_on_out(bh_out_t *list, void *arg) {
     next = msg->next;
     if (msg->kind == BH_OUT_CALL)
       bh_calls_send(io, msg);
+    else if (msg->kind == BH_OUT_CALL_CANCEL)
+      bh_calls_cancel(io, msg);
     else
       out_handle(io, msg, 0);
   }

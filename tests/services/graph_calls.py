@@ -1,6 +1,8 @@
 """A chain of pools: Front -> Middle -> Model, with sync and async APIs on each
 hop, numpy across a hop, and errors that keep their meaning."""
+import asyncio
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +31,21 @@ class Model:
     @bentohost.api
     def who(self) -> dict:
         return whoami("Model")
+
+    @bentohost.api
+    async def aslow(self, seconds: float) -> str:
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            mark = os.environ.get("GRAPH_MARK_DIR")
+            if mark:
+                Path(mark, "model-cancelled").touch()
+            raise
+        return "done"
+
+    @bentohost.api
+    def budget(self, ctx: bentohost.Context) -> float:
+        return float(ctx.request.headers.get("x-bentohost-deadline", "-1"))
 
     @bentohost.api
     def fail(self, kind: str) -> str:
@@ -94,3 +111,11 @@ class Front:
     @bentohost.api
     def whoami(self) -> dict:
         return whoami("Front")
+
+    @bentohost.api
+    async def aslow(self, seconds: float) -> str:
+        return await self.model.aslow(seconds=seconds)
+
+    @bentohost.api
+    def budget(self) -> float:
+        return self.model.budget()
