@@ -6,6 +6,7 @@ It must stay light: it never imports the user's service, pydantic or numpy.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -183,12 +184,39 @@ def _parser() -> argparse.ArgumentParser:
     for flag, kind, default, metavar, help_text in LIMITS:
         serve.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)  # type: ignore[arg-type]
     serve.add_argument(
+        "--service",
+        default=os.environ.get("BENTOML_SERVE_SERVICE_NAME") or None,
+        metavar="NAME",
+        help="serve only this service of TARGET's graph, on --host:--port (one service per host or "
+        "container; env BENTOML_SERVE_SERVICE_NAME); its dependencies come from --depends",
+    )
+    serve.add_argument(
+        "--depends",
+        action="append",
+        default=None,
+        metavar="NAME=URL",
+        help="where a dependency runs (http://host:port), repeatable (env BENTOML_SERVE_DEPENDS, "
+        "comma-separated); calls to it use JSON",
+    )
+    serve.add_argument(
         "--working-dir",
         default=None,
         metavar="DIR",
         help="directory to change into before resolving TARGET (default: the current directory)",
     )
     return parser
+
+
+def _depends_map(flags: list[str] | None, from_env: str | None) -> dict[str, str]:
+    """``NAME=URL`` pairs (flags win over BENTOML_SERVE_DEPENDS) as {name: url}."""
+    pairs = [p for p in (from_env or "").split(",") if p.strip()] + list(flags or [])
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, url = pair.strip().partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise ValueError(f"--depends expects NAME=http://host:port, got {pair!r}")
+        out[name] = url.rstrip("/")
+    return out
 
 
 def _fail(message: str) -> int:
@@ -315,6 +343,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "the host binary bentohost/_bin/bentohost-host is missing; build it with `make` or `pip install .`"
         )
     env = dict(os.environ)
+    try:
+        depends = _depends_map(args.depends, env.get("BENTOML_SERVE_DEPENDS"))
+    except ValueError as exc:
+        return _fail(str(exc))
+    # The workers read these (bentohost/_worker.py): the service to serve and the
+    # dependencies that run elsewhere.
+    if args.service:
+        env["BENTOHOST_SERVE_SERVICE"] = args.service
+    if depends:
+        env["BENTOHOST_DEPENDS"] = json.dumps(depends)
     pythonpath = pythonpath_for_workers(env)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath

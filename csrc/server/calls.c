@@ -9,6 +9,8 @@
 #include "net/client.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct pending_call {
   struct pending_call *prev, *next; /* in flight, for cancellation by id */
@@ -45,9 +47,26 @@ int bh_calls_start(bh_io_t *io) {
     bh_client_target_t *targets = calloc(d->npaths ? d->npaths : 1, sizeof(*targets));
     if (targets == NULL)
       return -ENOMEM;
-    for (size_t k = 0; k < d->npaths; k++)
-      targets[k].unix_path = d->paths[k];
+    /* "tcp://ip:port" for a dependency on another host, else a Unix socket path;
+     * the ports parsed here live in `ports` until the client has copied them. */
+    for (size_t k = 0; k < d->npaths; k++) {
+      const char *p = d->paths[k];
+      if (strncmp(p, "tcp://", 6) == 0) {
+        const char *colon = strrchr(p + 6, ':');
+        if (colon == NULL || colon == p + 6) {
+          free(targets);
+          bh_log("worker %d: bad address for %s: %s", w->index, d->name, p);
+          return -EINVAL;
+        }
+        targets[k].host = strndup(p + 6, (size_t)(colon - (p + 6)));
+        targets[k].port = atoi(colon + 1);
+      } else {
+        targets[k].unix_path = p;
+      }
+    }
     int err = bh_client_create(&clients[i], &io->loop, targets, d->npaths, NULL);
+    for (size_t k = 0; k < d->npaths; k++)
+      free((char *)targets[k].host);
     free(targets);
     if (err != 0) {
       bh_log("worker %d: cannot set up calls to %s: %s", w->index, d->name, uv_strerror(err));

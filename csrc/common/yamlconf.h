@@ -1,0 +1,32 @@
+/* BentoML's configuration file (BENTOML_CONFIG, schema version 2) and its JSON
+ * overrides (BENTOML_CONFIG_OVERRIDES), read into one checked JSON object. */
+#ifndef BH_COMMON_YAMLCONF_H
+#define BH_COMMON_YAMLCONF_H
+
+#include <stddef.h>
+
+#define BH_YAMLCONF_MAX_FILE (16u << 20) /* bytes of YAML, and of overrides JSON */
+#define BH_YAMLCONF_MAX_DEPTH 64         /* nested maps and lists, the top map is 1 */
+
+/* Reads the YAML file at path (NULL or "" for none: only the overrides), then
+ * merges overrides_json (NULL or "" for none) over it, and checks the result.
+ *
+ * On success returns 0 and sets *out_json to one malloc'd JSON object
+ *
+ *   {"defaults": {<global keys under services:>},
+ *    "services": {"<Name>": {<that service's keys>}, ...}}
+ *
+ * with unknown keys left out, and, when warnings_json is not NULL, to a malloc'd
+ * JSON array of strings, one per unknown key or duplicate key ("[]" when none).
+ * Both are released with free().
+ *
+ * On failure returns a negative errno (-ENOENT and the like for the file, -EFBIG
+ * for a file over the limit, -EINVAL for everything else that is wrong, -ENOMEM),
+ * sets both outputs to NULL and writes one line to err (errlen bytes, always
+ * NUL-terminated when errlen > 0): "FILE: <strerror>", "FILE:LINE:COLUMN: <problem>"
+ * (1-based) for malformed YAML, "services.Name.workers: expected ..." for a value
+ * of the wrong type, "BENTOML_CONFIG_OVERRIDES: ..." for bad overrides. */
+int bh_yamlconf_load(const char *path, const char *overrides_json, char **out_json, char **warnings_json,
+                     char *err, size_t errlen);
+
+#endif
