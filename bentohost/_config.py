@@ -7,6 +7,7 @@ import math
 import os
 from typing import Any
 
+from ._overrides import apply as apply_overrides
 from ._service import Service
 
 __all__ = ["service_config_json", "service_config", "cpu_count", "resolve_workers", "drain_order"]
@@ -142,9 +143,18 @@ def _batch_location(m: Any) -> tuple[str | None, bool]:
     return None, False
 
 
+def effective_config(svc: Service[Any]) -> dict[str, Any]:
+    """The decorator's config under BENTOML_CONFIG's and BENTOML_CONFIG_OVERRIDES' (read and
+    checked by the supervisor in C, csrc/common/yamlconf.c, and handed to every worker as
+    ``BENTOHOST_CONFIG_JSON``)."""
+    base = {**svc.config, "envs": list(svc.envs)}
+    merged = os.environ.get("BENTOHOST_CONFIG_JSON")
+    return apply_overrides(base, svc.name, json.loads(merged)) if merged else base
+
+
 def service_config(svc: Service[Any]) -> dict[str, Any]:
     """The dict serialised by :func:`service_config_json`; ``apis`` order is the wire index."""
-    cfg = svc.config
+    cfg = effective_config(svc)
     traffic = {**DEFAULT_TRAFFIC, **{k: v for k, v in (cfg.get("traffic") or {}).items() if v is not None}}
     traffic["timeout"] = float(traffic["timeout"])
     resources = {k: v for k, v in (cfg.get("resources") or {}).items() if v is not None}
@@ -173,7 +183,7 @@ def service_config(svc: Service[Any]) -> dict[str, Any]:
         "threads": effective_threads(cfg.get("threads"), traffic.get("concurrency"), workers),
         "traffic": traffic,
         "resources": resources,
-        "envs": list(svc.envs),
+        "envs": list(cfg.get("envs") or []),
         "apis": apis,
     }
 

@@ -184,6 +184,13 @@ def _parser() -> argparse.ArgumentParser:
     for flag, kind, default, metavar, help_text in LIMITS:
         serve.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)  # type: ignore[arg-type]
     serve.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="BentoML's configuration file (v2 YAML; the same as env BENTOML_CONFIG=FILE); "
+        "env BENTOML_CONFIG_OVERRIDES (JSON) goes over it",
+    )
+    serve.add_argument(
         "--service",
         default=os.environ.get("BENTOML_SERVE_SERVICE_NAME") or None,
         metavar="NAME",
@@ -349,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     # The workers read these (bentohost/_worker.py): the service to serve and the
     # dependencies that run elsewhere.
+    if args.config:
+        env["BENTOML_CONFIG"] = os.path.abspath(args.config)
     if args.service:
         env["BENTOHOST_SERVE_SERVICE"] = args.service
     if depends:

@@ -18,7 +18,8 @@
  *
  * with unknown keys left out, and, when warnings_json is not NULL, to a malloc'd
  * JSON array of strings, one per unknown key or duplicate key ("[]" when none).
- * Both are released with free().
+ * Both come from cJSON's allocator: release them with cJSON_free() (free() unless
+ * the program changed cJSON's hooks).
  *
  * On failure returns a negative errno (-ENOENT and the like for the file, -EFBIG
  * for a file over the limit, -EINVAL for everything else that is wrong, -ENOMEM),

@@ -11,10 +11,12 @@
 #include "common/config.h"
 #include "common/context.h"
 #include "common/log.h"
+#include "common/yamlconf.h"
 #include "common/status.h"
 #include "traffic/shm.h"
 #include "worker/worker.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -65,6 +67,32 @@ static int bind_listener(const bh_options_t *opts, int *out_fd) {
     return err ? err : -EADDRNOTAVAIL;
   }
   *out_fd = fd;
+  return 0;
+}
+
+/* BENTOML_CONFIG (a v2 YAML file) and BENTOML_CONFIG_OVERRIDES (JSON), checked
+ * here so that a broken file is one line and an exit before any worker starts;
+ * the workers get the merged result, applied over each service's decorator. */
+static int load_config_file(void) {
+  const char *path = getenv("BENTOML_CONFIG"), *overrides = getenv("BENTOML_CONFIG_OVERRIDES");
+  char err[512], *json = NULL, *warnings = NULL;
+
+  if ((path == NULL || *path == '\0') && (overrides == NULL || *overrides == '\0'))
+    return 0;
+  if (bh_yamlconf_load(path, overrides, &json, &warnings, err, sizeof(err)) < 0) {
+    bh_log("error: %s", err);
+    return -1;
+  }
+  cJSON *list = warnings != NULL ? cJSON_Parse(warnings) : NULL, *item;
+  cJSON_ArrayForEach(item, list) {
+    if (cJSON_IsString(item))
+      bh_log("warning: %s: %s", path != NULL && *path ? path : "BENTOML_CONFIG_OVERRIDES",
+             item->valuestring);
+  }
+  cJSON_Delete(list);
+  setenv("BENTOHOST_CONFIG_JSON", json, 1);
+  cJSON_free(json);
+  cJSON_free(warnings);
   return 0;
 }
 
@@ -474,6 +502,8 @@ int bh_supervisor_run(const bh_options_t *opts) {
   s.pid = getpid();
   s.listen_fd = -1;
 
+  if (load_config_file() != 0)
+    return 2;
   if (bind_listener(opts, &s.listen_fd) != 0)
     return 1;
   /* Before the first fork, so that every worker shares it. */
