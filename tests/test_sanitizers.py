@@ -30,6 +30,9 @@ SUITES = [
     "tests/test_batching.py",
     "tests/test_timeout.py",
     "tests/test_workers.py",
+    "tests/test_graph.py",
+    "tests/test_graph_calls.py",
+    "tests/test_config_file.py",
 ]
 
 pytestmark = [
