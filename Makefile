@@ -8,7 +8,8 @@ APT_PACKAGES := build-essential libuv1-dev libcjson-dev libyaml-dev libssl-dev n
 # only for the test suite: the web page is tested in headless Chromium; the fuzz
 # targets (tests/test_fuzz.py) need clang with libFuzzer (-fsanitize=fuzzer)
 APT_FUZZ_PACKAGES := clang libclang-rt-dev
-APT_TEST_PACKAGES := chromium $(APT_FUZZ_PACKAGES)
+# the multi-host test (tests/test_graph_netns.py) makes network namespaces with iproute2
+APT_TEST_PACKAGES := chromium iproute2 $(APT_FUZZ_PACKAGES)
 FUZZ_SECONDS ?= 600
 PORT ?= 3000
 
@@ -34,7 +35,7 @@ $(PY):
 	@mkdir -p .deps && touch $@
 
 .deps/apt-test: .deps/apt
-	@if ! command -v chromium >/dev/null || ! command -v clang >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v clang >/dev/null || ! command -v ip >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES) \
 	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES); }; \
 	fi

@@ -2,7 +2,8 @@
 TCP, and `--depends NAME=URL` tells a caller where its dependency runs; calls go
 over TCP with JSON (never pickle: that port is reachable from other hosts). A
 dependency that goes away makes the caller answer 503, and it recovers by itself
-when the dependency returns. (On loopback; the multi-namespace test is to come.)"""
+when the dependency returns. (On loopback; tests/test_graph_netns.py does the same
+across network namespaces.)"""
 
 from __future__ import annotations
 
