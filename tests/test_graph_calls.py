@@ -162,3 +162,19 @@ def test_client_leaving_the_entry_cancels_the_call_in_the_dependency(server_fact
     s.close()
     wait_for(lambda: (tmp_path / "model-cancelled").exists(), 10,
              what="the dependency's call to be cancelled when the entry's client left")
+
+
+def test_entry_metrics_carry_every_service(chain):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert post(chain, "/predict", {"x": [1]}).status_code == 200
+    r = requests.get(chain.url + "/metrics", timeout=10)
+    assert r.status_code == 200
+    fams = {f.name: f for f in text_string_to_metric_families(r.text)}
+    totals = fams["bentoml_service_request"].samples
+    by_service = {(s.labels["service_name"], s.labels["endpoint"]) for s in totals
+                  if s.name.endswith("_total") and s.value > 0}
+    # the call went Front -> Middle -> Model: each counted it under its own name
+    assert {("Front", "/predict"), ("Middle", "/predict"), ("Model", "/predict")} <= by_service, by_service
+    restarts = {s.labels["service_name"] for s in fams["bentohost_worker_restarts"].samples}
+    assert restarts == {"Front", "Middle", "Model"}

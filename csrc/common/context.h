@@ -56,6 +56,10 @@ struct bh_worker {
   bh_document_t *documents;
   bh_dependency_t *deps;
   size_t ndeps;
+  /* the entry's: every other service of the graph, in the supervisor's order
+   * (service i + 1), so that its /metrics carries the whole graph */
+  bh_service_config_t *graph;
+  size_t ngraph;
   int io_started;
 
   /* I/O thread, before start_serving returns */

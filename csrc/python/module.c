@@ -40,7 +40,8 @@ static PyObject *py_publish(PyObject *self, PyObject *arg) {
     PyErr_SetString(PyExc_RuntimeError, "publish() was already called");
     return NULL;
   }
-  if (bh_config_parse(&w->config, json, (size_t)len) != 0) {
+  if (bh_config_parse(&w->config, json, (size_t)len) != 0 ||
+      (w->service == 0 && bh_config_parse_graph(json, (size_t)len, &w->graph, &w->ngraph) != 0)) {
     PyErr_SetString(PyExc_ValueError, "invalid service configuration JSON");
     return NULL;
   }

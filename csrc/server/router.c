@@ -112,6 +112,17 @@ static int router_stuck(const bh_worker_t *w) {
   return limit > 0 && bh_shm_sync_stuck_s(w->shm, w->slot) > limit;
 }
 
+/* This service's series, and at the entry every service's of the graph. */
+static char *render_metrics(const bh_worker_t *w, size_t *len) {
+  bh_metrics_view_t views[BH_MAX_SERVICES];
+  size_t n = 0;
+
+  views[n++] = (bh_metrics_view_t){&w->config, w->service};
+  for (size_t i = 0; i < w->ngraph && n < BH_MAX_SERVICES; i++)
+    views[n++] = (bh_metrics_view_t){&w->graph[i], (int)i + 1};
+  return bh_metrics_render_graph(w->shm, views, n, len);
+}
+
 void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
                        bh_builtin_resp_t *out) {
   out->content_type = TEXT;
@@ -142,7 +153,7 @@ void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
       bh_router_error(404, out);
       return;
     }
-    out->body = bh_metrics_render(w->shm, &w->config, w->service, &out->body_len);
+    out->body = render_metrics(w, &out->body_len);
     if (out->body == NULL) {
       bh_router_error(500, out);
       return;

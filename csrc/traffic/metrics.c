@@ -252,44 +252,49 @@ typedef struct code_total {
   uint64_t bucket[BH_DUR_NB + 1];
 } code_total_t;
 
-char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int service, size_t *len) {
-  buf_t b = {malloc(16384), 0, 16384, 0};
-  if (b.p == NULL)
-    return NULL;
-  b.p[0] = '\0';
-  const char *svc = cfg->name ? cfg->name : "";
-  const char *ver = "not available";
-  /* This service's workers: slots first .. first+hi-1, labelled 1..hi. */
-  bh_service_block_t *sb = bh_shm_service(shm, service);
-  int hi = sb ? atomic_load(&sb->workers) : 0, first = sb ? atomic_load(&sb->first_slot) : 1;
-  if (cfg->workers > hi)
-    hi = cfg->workers;
-  if (hi < 1)
-    hi = 1;
-  if (first < 1)
-    first = 1;
-  if (first + hi - 1 > BH_MAX_WORKERS)
-    hi = BH_MAX_WORKERS - first + 1;
-  size_t napis = cfg->napis < BH_SHM_MAX_APIS ? cfg->napis : BH_SHM_MAX_APIS;
+/* One service's part of the render: its config, its slots, and its request
+ * totals gathered per API and status (the families must not interleave, so
+ * every service's rows are gathered before any family is printed). */
+typedef struct view {
+  const bh_service_config_t *cfg;
+  const char *svc;
+  int first, hi;             /* slots first .. first+hi-1, labelled worker_index 1..hi */
+  size_t napis;
+  size_t *ncodes;
+  code_total_t **per_api;
+} view_t;
 
-  /* request_total and request_duration_seconds: gather per API first (the
-   * families must not interleave), then print each family. */
-  size_t *ncodes = calloc(napis + 1, sizeof(size_t));
-  code_total_t **per_api = calloc(napis + 1, sizeof(*per_api));
-  if (ncodes == NULL || per_api == NULL)
-    b.failed = 1;
-  for (size_t a = 0; a < napis && !b.failed; a++) {
-    size_t cap = BH_SHM_MAX_CODES * (size_t)hi + 2, n = 0;
+static int view_gather(view_t *v, bh_shm_t *shm, const bh_metrics_view_t *in) {
+  const bh_service_config_t *cfg = in->cfg;
+  bh_service_block_t *sb = bh_shm_service(shm, in->service);
+
+  v->cfg = cfg;
+  v->svc = cfg->name ? cfg->name : "";
+  v->hi = sb ? atomic_load(&sb->workers) : 0;
+  v->first = sb ? atomic_load(&sb->first_slot) : 1;
+  if (cfg->workers > v->hi)
+    v->hi = cfg->workers;
+  if (v->hi < 1)
+    v->hi = 1;
+  if (v->first < 1)
+    v->first = 1;
+  if (v->first + v->hi - 1 > BH_MAX_WORKERS)
+    v->hi = BH_MAX_WORKERS - v->first + 1;
+  v->napis = cfg->napis < BH_SHM_MAX_APIS ? cfg->napis : BH_SHM_MAX_APIS;
+  v->ncodes = calloc(v->napis + 1, sizeof(size_t));
+  v->per_api = calloc(v->napis + 1, sizeof(*v->per_api));
+  if (v->ncodes == NULL || v->per_api == NULL)
+    return -ENOMEM;
+  for (size_t a = 0; a < v->napis; a++) {
+    size_t cap = BH_SHM_MAX_CODES * (size_t)v->hi + 2, n = 0;
     code_total_t *t = calloc(cap, sizeof(*t));
-    if (t == NULL) {
-      b.failed = 1;
-      break;
-    }
+    if (t == NULL)
+      return -ENOMEM;
     /* BentoML pre-creates 200 and 500 at 0 for every route. */
     t[n++].code = 200;
     t[n++].code = 500;
-    for (int w = 1; w <= hi && shm; w++) {
-      bh_api_stat_t *st = &shm->slots[first + w - 1].apis[a];
+    for (int w = 1; w <= v->hi && shm; w++) {
+      bh_api_stat_t *st = &shm->slots[v->first + w - 1].apis[a];
       for (int c = 0; c < BH_SHM_MAX_CODES; c++) {
         uint32_t code = atomic_load_explicit(&st->codes[c].code, memory_order_acquire);
         if (code == 0)
@@ -305,152 +310,210 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int servi
           t[k].bucket[i] += atomic_load_explicit(&st->codes[c].bucket[i], RELAXED);
       }
     }
-    per_api[a] = t;
-    ncodes[a] = n;
+    v->per_api[a] = t;
+    v->ncodes[a] = n;
   }
+  return 0;
+}
+
+static void view_free(view_t *v) {
+  for (size_t a = 0; v->per_api && a < v->napis; a++)
+    free(v->per_api[a]);
+  free(v->per_api);
+  free(v->ncodes);
+}
+
+char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int service, size_t *len) {
+  bh_metrics_view_t one = {cfg, service};
+  return bh_metrics_render_graph(shm, &one, 1, len);
+}
+
+char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t nviews,
+                              size_t *len) {
+  buf_t b = {malloc(16384), 0, 16384, 0};
+  const char *ver = "not available";
+  view_t *views = calloc(nviews ? nviews : 1, sizeof(*views));
+  if (b.p == NULL || views == NULL) {
+    free(b.p);
+    free(views);
+    return NULL;
+  }
+  b.p[0] = '\0';
+  for (size_t v = 0; v < nviews; v++)
+    if (view_gather(&views[v], shm, &in[v]) != 0)
+      b.failed = 1;
 
   put(&b, "# HELP bentoml_service_request_total Total number of server HTTP requests\n");
   put(&b, "# TYPE bentoml_service_request_total counter\n");
-  for (size_t a = 0; a < napis && !b.failed; a++)
-    for (size_t k = 0; k < ncodes[a]; k++) {
-      char code[16];
-      snprintf(code, sizeof(code), "%u", per_api[a][k].code);
-      const char *kv[] = {"endpoint", cfg->apis[a].route, "service_name", svc, "service_version", ver,
-                          "http_response_code", code, "runner_name", svc, NULL};
-      char *l = labels_of(kv);
-      if (l == NULL) {
-        b.failed = 1;
-        break;
-      }
-      put(&b, "bentoml_service_request_total{%s} %llu.0\n", l, (unsigned long long)per_api[a][k].count);
-      free(l);
-    }
-
-  put(&b, "# HELP bentoml_service_request_duration_seconds Server HTTP request duration in seconds\n");
-  put(&b, "# TYPE bentoml_service_request_duration_seconds histogram\n");
-  for (size_t a = 0; a < napis && !b.failed; a++)
-    for (size_t k = 0; k < ncodes[a]; k++) {
-      code_total_t *t = &per_api[a][k];
-      if (t->count == 0)
-        continue; /* the pre-created zero rows are a counter-only courtesy */
-      char code[16];
-      snprintf(code, sizeof(code), "%u", t->code);
-      const char *kv[] = {"endpoint", cfg->apis[a].route, "service_name", svc, "service_version", ver,
-                          "http_response_code", code, "runner_name", svc, NULL};
-      char *l = labels_of(kv);
-      if (l == NULL) {
-        b.failed = 1;
-        break;
-      }
-      put_histogram(&b, "bentoml_service_request_duration_seconds", l, t->bucket, bh_dur_buckets,
-                    BH_DUR_NB, (double)t->sum_ns / 1e9, t->count);
-      free(l);
-    }
-
-  put(&b, "# HELP bentoml_service_request_in_progress Total number of HTTP requests in progress now\n");
-  put(&b, "# TYPE bentoml_service_request_in_progress gauge\n");
-  for (size_t a = 0; a < napis && !b.failed; a++) {
-    int64_t v = 0;
-    for (int w = 1; w <= hi && shm; w++)
-      v += atomic_load_explicit(&shm->slots[first + w - 1].apis[a].in_progress, RELAXED);
-    if (v < 0)
-      v = 0;
-    const char *kv[] = {"endpoint", cfg->apis[a].route, "service_name", svc, "service_version", ver,
-                        "runner_name", svc, NULL};
-    char *l = labels_of(kv);
-    if (l == NULL) {
-      b.failed = 1;
-      break;
-    }
-    put(&b, "bentoml_service_request_in_progress{%s} %lld.0\n", l, (long long)v);
-    free(l);
-  }
-
-  /* Batch sizes are per worker (BentoML labels them with worker_index). */
-  int any_batch = 0;
-  for (size_t a = 0; a < napis; a++)
-    any_batch |= cfg->apis[a].batchable;
-  if (any_batch && !b.failed) {
-    double bounds[BH_BATCH_NB];
-    int nb = bh_batch_bucket_bounds(largest_batch(cfg), bounds);
-    put(&b, "# HELP bentoml_service_adaptive_batch_size Runner adaptive batch size\n");
-    put(&b, "# TYPE bentoml_service_adaptive_batch_size histogram\n");
-    for (int w = 1; w <= hi && shm && !b.failed; w++)
-      for (size_t a = 0; a < napis && !b.failed; a++) {
-        if (!cfg->apis[a].batchable)
-          continue;
-        bh_api_stat_t *st = &shm->slots[first + w - 1].apis[a];
-        uint64_t count = atomic_load_explicit(&st->batch_count, RELAXED);
-        if (count == 0)
-          continue;
-        uint64_t per[BH_BATCH_NB] = {0};
-        for (int i = 0; i <= nb; i++)
-          per[i] = atomic_load_explicit(&st->batch_bucket[i], RELAXED);
-        char wi[16];
-        snprintf(wi, sizeof(wi), "%d", w);
-        const char *kv[] = {"runner_name", svc, "worker_index", wi, "method_name", cfg->apis[a].name,
-                            "service_version", ver, "service_name", svc, NULL};
+  for (size_t v = 0; v < nviews && !b.failed; v++)
+    for (size_t a = 0; a < views[v].napis && !b.failed; a++)
+      for (size_t k = 0; k < views[v].ncodes[a]; k++) {
+        const char *svc = views[v].svc;
+        char code[16];
+        snprintf(code, sizeof(code), "%u", views[v].per_api[a][k].code);
+        const char *kv[] = {"endpoint", views[v].cfg->apis[a].route, "service_name", svc,
+                            "service_version", ver, "http_response_code", code, "runner_name", svc,
+                            NULL};
         char *l = labels_of(kv);
         if (l == NULL) {
           b.failed = 1;
           break;
         }
-        put_histogram(&b, "bentoml_service_adaptive_batch_size", l, per, bounds, nb,
-                      (double)atomic_load_explicit(&st->batch_sum, RELAXED), count);
+        put(&b, "bentoml_service_request_total{%s} %llu.0\n", l,
+            (unsigned long long)views[v].per_api[a][k].count);
         free(l);
       }
 
-    put(&b, "# HELP bentohost_batch_queue_seconds Time the oldest request of a batch waited in its queue\n");
-    put(&b, "# TYPE bentohost_batch_queue_seconds histogram\n");
-    for (size_t a = 0; a < napis && !b.failed; a++) {
-      if (!cfg->apis[a].batchable)
-        continue;
-      uint64_t per[BH_QUEUE_NB + 1] = {0}, count = 0, sum = 0;
-      for (int w = 1; w <= hi && shm; w++) {
-        bh_api_stat_t *st = &shm->slots[first + w - 1].apis[a];
-        count += atomic_load_explicit(&st->queue_count, RELAXED);
-        sum += atomic_load_explicit(&st->queue_sum_ns, RELAXED);
-        for (int i = 0; i <= BH_QUEUE_NB; i++)
-          per[i] += atomic_load_explicit(&st->queue_bucket[i], RELAXED);
+  put(&b, "# HELP bentoml_service_request_duration_seconds Server HTTP request duration in seconds\n");
+  put(&b, "# TYPE bentoml_service_request_duration_seconds histogram\n");
+  for (size_t v = 0; v < nviews && !b.failed; v++)
+    for (size_t a = 0; a < views[v].napis && !b.failed; a++)
+      for (size_t k = 0; k < views[v].ncodes[a]; k++) {
+        code_total_t *t = &views[v].per_api[a][k];
+        const char *svc = views[v].svc;
+        if (t->count == 0)
+          continue; /* the pre-created zero rows are a counter-only courtesy */
+        char code[16];
+        snprintf(code, sizeof(code), "%u", t->code);
+        const char *kv[] = {"endpoint", views[v].cfg->apis[a].route, "service_name", svc,
+                            "service_version", ver, "http_response_code", code, "runner_name", svc,
+                            NULL};
+        char *l = labels_of(kv);
+        if (l == NULL) {
+          b.failed = 1;
+          break;
+        }
+        put_histogram(&b, "bentoml_service_request_duration_seconds", l, t->bucket, bh_dur_buckets,
+                      BH_DUR_NB, (double)t->sum_ns / 1e9, t->count);
+        free(l);
       }
-      const char *kv[] = {"endpoint", cfg->apis[a].route, "method_name", cfg->apis[a].name,
-                          "service_name", svc, NULL};
+
+  put(&b, "# HELP bentoml_service_request_in_progress Total number of HTTP requests in progress now\n");
+  put(&b, "# TYPE bentoml_service_request_in_progress gauge\n");
+  for (size_t v = 0; v < nviews && !b.failed; v++)
+    for (size_t a = 0; a < views[v].napis && !b.failed; a++) {
+      const view_t *vw = &views[v];
+      int64_t n = 0;
+      for (int w = 1; w <= vw->hi && shm; w++)
+        n += atomic_load_explicit(&shm->slots[vw->first + w - 1].apis[a].in_progress, RELAXED);
+      if (n < 0)
+        n = 0;
+      const char *kv[] = {"endpoint", vw->cfg->apis[a].route, "service_name", vw->svc,
+                          "service_version", ver, "runner_name", vw->svc, NULL};
       char *l = labels_of(kv);
       if (l == NULL) {
         b.failed = 1;
         break;
       }
-      put_histogram(&b, "bentohost_batch_queue_seconds", l, per, bh_queue_buckets, BH_QUEUE_NB,
-                    (double)sum / 1e9, count);
+      put(&b, "bentoml_service_request_in_progress{%s} %lld.0\n", l, (long long)n);
       free(l);
     }
+
+  /* Batch sizes are per worker (BentoML labels them with worker_index). */
+  int any_batch = 0;
+  for (size_t v = 0; v < nviews; v++)
+    for (size_t a = 0; a < views[v].napis; a++)
+      any_batch |= views[v].cfg->apis[a].batchable;
+  if (any_batch && !b.failed) {
+    put(&b, "# HELP bentoml_service_adaptive_batch_size Runner adaptive batch size\n");
+    put(&b, "# TYPE bentoml_service_adaptive_batch_size histogram\n");
+    for (size_t v = 0; v < nviews && !b.failed; v++) {
+      const view_t *vw = &views[v];
+      double bounds[BH_BATCH_NB];
+      int nb = bh_batch_bucket_bounds(largest_batch(vw->cfg), bounds);
+      for (int w = 1; w <= vw->hi && shm && !b.failed; w++)
+        for (size_t a = 0; a < vw->napis && !b.failed; a++) {
+          if (!vw->cfg->apis[a].batchable)
+            continue;
+          bh_api_stat_t *st = &shm->slots[vw->first + w - 1].apis[a];
+          uint64_t count = atomic_load_explicit(&st->batch_count, RELAXED);
+          if (count == 0)
+            continue;
+          uint64_t per[BH_BATCH_NB] = {0};
+          for (int i = 0; i <= nb; i++)
+            per[i] = atomic_load_explicit(&st->batch_bucket[i], RELAXED);
+          char wi[16];
+          snprintf(wi, sizeof(wi), "%d", w);
+          const char *kv[] = {"runner_name", vw->svc, "worker_index", wi, "method_name",
+                              vw->cfg->apis[a].name, "service_version", ver, "service_name",
+                              vw->svc, NULL};
+          char *l = labels_of(kv);
+          if (l == NULL) {
+            b.failed = 1;
+            break;
+          }
+          put_histogram(&b, "bentoml_service_adaptive_batch_size", l, per, bounds, nb,
+                        (double)atomic_load_explicit(&st->batch_sum, RELAXED), count);
+          free(l);
+        }
+    }
+
+    put(&b, "# HELP bentohost_batch_queue_seconds Time the oldest request of a batch waited in its queue\n");
+    put(&b, "# TYPE bentohost_batch_queue_seconds histogram\n");
+    for (size_t v = 0; v < nviews && !b.failed; v++)
+      for (size_t a = 0; a < views[v].napis && !b.failed; a++) {
+        const view_t *vw = &views[v];
+        if (!vw->cfg->apis[a].batchable)
+          continue;
+        uint64_t per[BH_QUEUE_NB + 1] = {0}, count = 0, sum = 0;
+        for (int w = 1; w <= vw->hi && shm; w++) {
+          bh_api_stat_t *st = &shm->slots[vw->first + w - 1].apis[a];
+          count += atomic_load_explicit(&st->queue_count, RELAXED);
+          sum += atomic_load_explicit(&st->queue_sum_ns, RELAXED);
+          for (int i = 0; i <= BH_QUEUE_NB; i++)
+            per[i] += atomic_load_explicit(&st->queue_bucket[i], RELAXED);
+        }
+        const char *kv[] = {"endpoint", vw->cfg->apis[a].route, "method_name",
+                            vw->cfg->apis[a].name, "service_name", vw->svc, NULL};
+        char *l = labels_of(kv);
+        if (l == NULL) {
+          b.failed = 1;
+          break;
+        }
+        put_histogram(&b, "bentohost_batch_queue_seconds", l, per, bh_queue_buckets, BH_QUEUE_NB,
+                      (double)sum / 1e9, count);
+        free(l);
+      }
   }
 
+  /* Per service only when the graph has several (a single service keeps its
+   * label set as it always had). */
   static const char *const reasons[BH_REJ_N] = {
       "429", "503", "504", "header_timeout", "body_timeout", "headers_count", "header_size",
       "body_size", "multipart_limit", "bad_request", "not_implemented", "http_version",
       "connections"};
   put(&b, "# HELP bentohost_requests_rejected_total Requests answered by the host without running them\n");
   put(&b, "# TYPE bentohost_requests_rejected_total counter\n");
-  for (int r = 0; r < BH_REJ_N; r++) {
-    uint64_t v = 0;
-    for (int w = 1; w <= hi && shm; w++)
-      v += atomic_load_explicit(&shm->slots[first + w - 1].rejected[r], RELAXED);
-    put(&b, "bentohost_requests_rejected_total{reason=\"%s\"} %llu.0\n", reasons[r],
-        (unsigned long long)v);
-  }
+  for (size_t v = 0; v < nviews && !b.failed; v++)
+    for (int r = 0; r < BH_REJ_N; r++) {
+      uint64_t n = 0;
+      for (int w = 1; w <= views[v].hi && shm; w++)
+        n += atomic_load_explicit(&shm->slots[views[v].first + w - 1].rejected[r], RELAXED);
+      if (nviews > 1)
+        put(&b, "bentohost_requests_rejected_total{reason=\"%s\",service_name=\"%s\"} %llu.0\n",
+            reasons[r], views[v].svc, (unsigned long long)n);
+      else
+        put(&b, "bentohost_requests_rejected_total{reason=\"%s\"} %llu.0\n", reasons[r],
+            (unsigned long long)n);
+    }
 
   put(&b, "# HELP bentohost_worker_restarts_total Times a worker index was restarted after dying\n");
   put(&b, "# TYPE bentohost_worker_restarts_total counter\n");
-  for (int w = 1; w <= hi; w++) {
-    uint64_t v = shm ? atomic_load_explicit(&shm->slots[first + w - 1].restarts, RELAXED) : 0;
-    put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\"} %llu.0\n", w, (unsigned long long)v);
-  }
+  for (size_t v = 0; v < nviews && !b.failed; v++)
+    for (int w = 1; w <= views[v].hi; w++) {
+      int slot = views[v].first + w - 1;
+      uint64_t n = shm ? atomic_load_explicit(&shm->slots[slot].restarts, RELAXED) : 0;
+      if (nviews > 1)
+        put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\",service_name=\"%s\"} %llu.0\n",
+            w, views[v].svc, (unsigned long long)n);
+      else
+        put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\"} %llu.0\n", w,
+            (unsigned long long)n);
+    }
 
-  for (size_t a = 0; per_api && a < napis; a++)
-    free(per_api[a]);
-  free(per_api);
-  free(ncodes);
+  for (size_t v = 0; v < nviews; v++)
+    view_free(&views[v]);
+  free(views);
   if (b.failed) {
     free(b.p);
     return NULL;

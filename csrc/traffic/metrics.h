@@ -37,5 +37,13 @@ void bh_metrics_batch(bh_worker_t *w, int api_index, uint32_t size, double queue
 /* Prometheus text of the totals of every worker of service `service` (0: the
  * entry); returns a malloc'd buffer. */
 char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int service, size_t *len);
+/* The same for several services of a graph at once (the entry's /metrics
+ * carries them all, each with its own service_name). */
+typedef struct bh_metrics_view {
+  const bh_service_config_t *cfg;
+  int service;
+} bh_metrics_view_t;
+char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *views, size_t nviews,
+                              size_t *len);
 
 #endif

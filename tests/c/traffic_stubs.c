@@ -96,10 +96,11 @@ void bh_metrics_batch(bh_worker_t *w, int api_index, uint32_t size, double queue
   (void)queue_s;
 }
 
-char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int service, size_t *len) {
+char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *views, size_t nviews,
+                              size_t *len) {
   (void)shm;
-  (void)service;
-  (void)cfg;
+  (void)views;
+  (void)nviews;
   *len = 0;
   return NULL;
 }
