@@ -587,6 +587,8 @@ def main() -> int:
         svc = _served_service(graph, getattr(host, "service_name", "") or only)
         if only and not getattr(host, "service_name", ""):
             graph = [svc]  # one service of the graph alone: its dependencies run elsewhere
+        elif os.environ.get("BENTOHOST_DEVELOPMENT") == "1":
+            graph = [svc]  # development: dependencies in-process, plain Python calls
         endpoints = build_endpoints(svc)
         config = service_config(svc)
         # The entry's description carries the whole graph: the supervisor starts

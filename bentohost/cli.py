@@ -184,6 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     for flag, kind, default, metavar, help_text in LIMITS:
         serve.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)  # type: ignore[arg-type]
     serve.add_argument(
+        "--development",
+        action="store_true",
+        help="run the graph's dependencies in-process, as plain Python calls (BentoML's development "
+        "mode): one pool, no serialisation",
+    )
+    serve.add_argument(
         "--config",
         default=None,
         metavar="FILE",
@@ -358,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # dependencies that run elsewhere.
     if args.config:
         env["BENTOML_CONFIG"] = os.path.abspath(args.config)
+    if args.development:
+        env["BENTOHOST_DEVELOPMENT"] = "1"
     if args.service:
         env["BENTOHOST_SERVE_SERVICE"] = args.service
     if depends:

@@ -109,3 +109,15 @@ def test_two_classes_with_one_name_is_a_clear_error(server_factory):
     log = srv.log()
     assert "are both named 'Twin'" in log and "TwinA" in log and "TwinB" in log, log
     assert "Traceback" not in log
+
+
+def test_development_keeps_dependencies_in_process(server_factory):
+    srv = server_factory(f"{SERVICES / 'graph_calls.py'}:Front", "--development")
+    srv.wait_all_workers(2)
+    r = srv.post("/who", {})
+    assert r.status_code == 200, r.text
+    front, middle, model = r.json()
+    # one pool: every hop is a plain Python call in the entry's own worker
+    assert front["pid"] == middle["pid"] == model["pid"]
+    assert "private sockets" not in srv.log() and "dependencies listen" not in srv.log()
+    assert srv.post("/predict", {"x": [1, 2, 3]}).json() == 7.0
