@@ -62,7 +62,8 @@ class CallTransport:
         with self._lock:
             self._pending[call_id] = future
         lines = "".join(f"{name}: {value}\r\n" for name, value in [("Content-Type", content_type), *headers])
-        data = body[0] if len(body) == 1 else b"".join(body)
+        # the parts go to C as they are: one copy there, none here
+        data = body[0] if len(body) == 1 else list(body) if len(body) <= 64 else b"".join(body)
         try:
             self._host.call(dep, call_id, route, lines, data, float(timeout or 0.0))
         except BaseException:

@@ -76,8 +76,8 @@ def test_diamond_runs_one_pool_per_service(server_factory):
     srv.signal(signal.SIGTERM)
     assert srv.proc.wait(30) == 0, srv.log()
     assert not rundir.exists(), "the runtime directory is removed on exit"
-    # callers are drained before the services they call
-    assert srv.log().index("stopped") > 0
+    assert "stopped" in srv.log()
+    # (callers drained before their dependencies: test_graph_calls.py's two-hop SIGTERM test)
 
 
 def test_entry_readyz_waits_for_every_service(server_factory):

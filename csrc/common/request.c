@@ -3,6 +3,7 @@
 #include "common/request.h"
 #include "common/fs.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,11 +36,25 @@ bh_out_t *bh_out_new(bh_req_t *req, bh_out_kind_t kind, int status,
                      const char *content_type, size_t content_type_len,
                      const char *headers, size_t headers_len,
                      const char *data, size_t len) {
+  return bh_out_new_parts(req, kind, status, content_type, content_type_len, headers,
+                          headers_len, &data, &len, 1);
+}
+
+bh_out_t *bh_out_new_parts(bh_req_t *req, bh_out_kind_t kind, int status,
+                           const char *content_type, size_t content_type_len,
+                           const char *headers, size_t headers_len,
+                           const char *const *parts, const size_t *lens, size_t nparts) {
   size_t ct = content_type != NULL ? content_type_len + 1 : 0;
-  size_t total = sizeof(bh_out_t) + ct + headers_len + len;
+  size_t len = 0, total;
   bh_out_t *msg;
   char *p;
 
+  for (size_t i = 0; i < nparts; i++) {
+    if (lens[i] > SIZE_MAX - len) /* overflow */
+      return NULL;
+    len += parts[i] != NULL ? lens[i] : 0;
+  }
+  total = sizeof(bh_out_t) + ct + headers_len + len;
   if (total < sizeof(bh_out_t) + len) /* overflow */
     return NULL;
   msg = malloc(total);
@@ -67,10 +82,14 @@ bh_out_t *bh_out_new(bh_req_t *req, bh_out_kind_t kind, int status,
     msg->headers_len = headers_len;
     p += headers_len;
   }
-  if (data != NULL && len > 0) {
-    memcpy(p, data, len);
+  if (len > 0) {
     msg->data = p;
     msg->len = len;
+    for (size_t i = 0; i < nparts; i++)
+      if (parts[i] != NULL && lens[i] > 0) {
+        memcpy(p, parts[i], lens[i]);
+        p += lens[i];
+      }
   }
   return msg;
 }

@@ -96,6 +96,13 @@ bh_out_t *bh_out_new(bh_req_t *req, bh_out_kind_t kind, int status,
                      const char *headers, size_t headers_len,
                      const char *data, size_t len);
 
+/* The same, with the data given as nparts pieces copied one after another
+ * (a call's body from Python's parts: one copy, no join first). */
+bh_out_t *bh_out_new_parts(bh_req_t *req, bh_out_kind_t kind, int status,
+                           const char *content_type, size_t content_type_len,
+                           const char *headers, size_t headers_len,
+                           const char *const *parts, const size_t *lens, size_t nparts);
+
 /* Streaming back-pressure: Python stops advancing a generator once more than the
  * high-water mark is queued for a socket, and is woken (BH_IN_WRITABLE) once the
  * queue drains below the low-water mark. */

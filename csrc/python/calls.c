@@ -74,12 +74,19 @@ PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg) {
   Py_RETURN_NONE;
 }
 
+#define MAX_CALL_PARTS 64
+
 /* call(dependency, call_id, route, headers, body, timeout_s): the request goes
  * to the I/O thread; its response comes back from take() as
- * (call_id, -3, status, headers, body). */
+ * (call_id, -3, status, headers, body). body is one bytes-like object or a
+ * list of up to MAX_CALL_PARTS (a pickle's main part and its out-of-band
+ * buffers), copied once, straight into the message. */
 PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   (void)self;
-  bh_text_arg_t route, headers, body;
+  bh_text_arg_t route, headers, parts[MAX_CALL_PARTS];
+  const char *data[MAX_CALL_PARTS];
+  size_t lens[MAX_CALL_PARTS];
+  Py_ssize_t nparts = 0;
   PyObject *result = NULL;
   if (nargs != 6) {
     PyErr_SetString(PyExc_TypeError, "call(dependency, call_id, route, headers, body, timeout)");
@@ -96,31 +103,46 @@ PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     return NULL;
   if (bh_text_arg_get(args[3], &headers, 1) != 0)
     goto release_route;
-  if (bh_text_arg_get(args[4], &body, 0) != 0)
-    goto release_headers;
+  if (PyList_Check(args[4])) {
+    if (PyList_GET_SIZE(args[4]) > MAX_CALL_PARTS) {
+      PyErr_SetString(PyExc_ValueError, "too many body parts");
+      goto release_parts;
+    }
+    for (; nparts < PyList_GET_SIZE(args[4]); nparts++)
+      if (bh_text_arg_get(PyList_GET_ITEM(args[4], nparts), &parts[nparts], 0) != 0)
+        goto release_parts;
+  } else {
+    if (bh_text_arg_get(args[4], &parts[0], 0) != 0)
+      goto release_parts;
+    nparts = 1;
+  }
+  for (Py_ssize_t i = 0; i < nparts; i++) {
+    data[i] = parts[i].data;
+    lens[i] = (size_t)parts[i].len;
+  }
   if (dep < 0 || (size_t)dep >= bh_module_worker()->ndeps) {
     PyErr_SetString(PyExc_ValueError, "unknown dependency");
-    goto release_body;
+    goto release_parts;
   }
   bh_req_t *carrier = calloc(1, sizeof(*carrier));
   if (carrier == NULL) {
     PyErr_NoMemory();
-    goto release_body;
+    goto release_parts;
   }
   carrier->call_id = id;
   carrier->call_timeout_ms = timeout > 0 ? (uint64_t)(timeout * 1000.0) + 1 : 0;
-  bh_out_t *msg = bh_out_new(carrier, BH_OUT_CALL, (int)dep, route.data, (size_t)route.len,
-                             headers.data, (size_t)headers.len, body.data, (size_t)body.len);
+  bh_out_t *msg = bh_out_new_parts(carrier, BH_OUT_CALL, (int)dep, route.data, (size_t)route.len,
+                                   headers.data, (size_t)headers.len, data, lens, (size_t)nparts);
   if (msg == NULL) {
     free(carrier);
     PyErr_NoMemory();
-    goto release_body;
+    goto release_parts;
   }
   bh_bridge_post(bh_module_worker()->bridge, msg);
   result = Py_NewRef(Py_None);
-release_body:
-  bh_text_arg_release(&body);
-release_headers:
+release_parts:
+  while (nparts > 0)
+    bh_text_arg_release(&parts[--nparts]);
   bh_text_arg_release(&headers);
 release_route:
   bh_text_arg_release(&route);

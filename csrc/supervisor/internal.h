@@ -6,8 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/options.h"
 #include "traffic/shm.h"
@@ -71,9 +71,7 @@ typedef struct sup {
 } sup_t;
 
 static inline double bh_sup_now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  return (double)bh_now_ns() / 1e9;
 }
 
 /* pools.c: the graph's pools, their sockets and the runtime directory. */

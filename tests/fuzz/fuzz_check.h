@@ -3,6 +3,7 @@
 #ifndef BH_FUZZ_CHECK_H
 #define BH_FUZZ_CHECK_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,20 @@
     fputc('\n', stderr);                                                     \
     abort();                                                                 \
   } while (0)
+
+/* Entries of a directory other than . and .. (the fuzzers' TMPDIR must end empty). */
+static inline int fuzz_dir_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int n = 0;
+  if (d == NULL)
+    FAIL("TMPDIR %s vanished", dir);
+  while ((e = readdir(d)) != NULL)
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      n++;
+  closedir(d);
+  return n;
+}
 
 static inline uint64_t fuzz_hash(const void *p, size_t n) {
   const unsigned char *s = p;

@@ -56,19 +56,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static int tmp_entries(void) {
-  DIR *d = opendir(tmp_dir);
-  struct dirent *e;
-  int n = 0;
-  if (d == NULL)
-    FAIL("TMPDIR %s vanished", tmp_dir);
-  while ((e = readdir(d)) != NULL)
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      n++;
-  closedir(d);
-  return n;
-}
-
 /* The lowest free descriptor: it moves up when one is left open. */
 static int next_fd(void) {
   int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -223,7 +210,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   release(&whole);
   release(&split);
 
-  if (tmp_entries() != 0)
+  if (fuzz_dir_entries(tmp_dir) != 0)
     FAIL("something is left in TMPDIR %s after the request was freed", tmp_dir);
   if ((fd = next_fd()) != fd_before)
     FAIL("a file descriptor was left open (next fd %d, was %d)", fd, fd_before);

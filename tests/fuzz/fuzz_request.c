@@ -474,19 +474,6 @@ static int connect_server(int small_window) {
 
 /* ---------------------------------------------------------------- the checks */
 
-static int tmp_dir_empty(void) {
-  DIR *d = opendir(tmp_dir);
-  struct dirent *e;
-  int n = 0;
-  if (d == NULL)
-    FAIL("TMPDIR %s vanished", tmp_dir);
-  while ((e = readdir(d)) != NULL)
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      n++;
-  closedir(d);
-  return n == 0;
-}
-
 static void wait_idle(void) {
   bh_io_t *io = bh_io_get();
   uint64_t deadline = now_ms() + IDLE_DEADLINE_MS;
@@ -494,12 +481,13 @@ static void wait_idle(void) {
     size_t nconns = __atomic_load_n(&io->nconns, __ATOMIC_ACQUIRE);
     size_t inflight = __atomic_load_n(&io->inflight, __ATOMIC_ACQUIRE);
     long held = atomic_load(&fuzz_held);
-    if (nconns == 0 && inflight == 0 && held == 0 && !atomic_load(&py_busy) && tmp_dir_empty())
+    if (nconns == 0 && inflight == 0 && held == 0 && !atomic_load(&py_busy) &&
+        fuzz_dir_entries(tmp_dir) == 0)
       return;
     if (now_ms() > deadline)
       FAIL("server not idle %d ms after the client left: connections=%zu in_python=%zu "
            "limiter_held=%ld temp_dir_empty=%d",
-           IDLE_DEADLINE_MS, nconns, inflight, held, tmp_dir_empty());
+           IDLE_DEADLINE_MS, nconns, inflight, held, fuzz_dir_entries(tmp_dir) == 0);
     usleep(20);
   }
 }
