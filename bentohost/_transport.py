@@ -83,6 +83,11 @@ class CallTransport:
         if pending:
             self._host.cancel_call(call_id)
 
+    def deliver(self, kind: int, call_id: int, status: int, headers: bytes, body: bytes) -> None:
+        """An entry of ``take()`` for a call: its whole response (``RESPONSE``)."""
+        if kind == RESPONSE:
+            self.complete(call_id, status, headers, body)
+
     def complete(self, call_id: int, status: int, headers: bytes, body: bytes) -> None:
         with self._lock:
             future = self._pending.pop(call_id, None)

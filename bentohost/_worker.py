@@ -225,9 +225,9 @@ class WorkerRuntime(StreamsMixin):
                         self._active[handle] = task
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
-                elif index == RESPONSE:
+                elif index <= RESPONSE:  # a dependency's response, or a fragment of its stream
                     if self.transport is not None:
-                        self.transport.complete(handle, body, ctype, meta)
+                        self.transport.deliver(index, handle, body, ctype, meta)
                 elif index == CANCEL:
                     self._cancel(handle)
                 elif index == WRITABLE:
