@@ -17,8 +17,10 @@ The worker wires it up (nothing here talks to the network itself):
 Calls behave as in BentoML 1.4: an ``async def`` API of the dependency returns a
 coroutine, a ``def`` API blocks (from sync APIs: it raises on the thread of a running
 event loop, use ``await proxy.to_async.api(...)`` there); ``.to_async`` and
-``.to_sync`` force one mode. Stream APIs (generators) cannot cross a hop yet: the
-transport returns whole bodies, so calling one raises ``NotImplementedError``.
+``.to_sync`` force one mode. A stream API (a generator) returns a generator of the
+same kind, an async one an async generator; its items arrive as the dependency
+yields them, one frame per item (``_frames.py``), with back-pressure, and closing it
+early cancels the call (``_remote_stream.py``).
 
 Errors: a dependency status >= 400 raises the ``bentohost.exceptions`` class mapped
 to it (``InvalidArgument`` 400, ``NotFound`` 404, ``ServiceUnavailable`` 503, ...),
@@ -44,6 +46,7 @@ import shutil
 import tempfile
 import threading
 import time
+import typing
 import urllib.parse
 import weakref
 from collections.abc import Callable
@@ -56,6 +59,7 @@ from pydantic.errors import PydanticSchemaGenerationError
 from . import _pickle
 from ._api import APIMethod
 from ._dispatch import return_annotation
+from ._frames import FRAMES_JSON, FRAMES_PICKLE, STREAM_HEADER, FrameDecoder
 from ._io import APPLICATION_JSON, InputSpec, build_input, dumps_json
 from ._modes import AsyncView, SyncView
 from ._service import Dependency, Service
@@ -203,6 +207,7 @@ class _Call:
         self.output_kind = info.kind if info.kind in ("file", "image") else "other"
         self.output_adapter = _output_adapter(ret)
         self.in_band = api.batchable  # batch members reach Python without their headers
+        self.item_adapter = _output_adapter(_stream_item(ret)) if api.is_stream else None
 
     # -- request
 
@@ -266,6 +271,12 @@ class _Call:
         if self.output_adapter is None:
             return value
         return self.output_adapter.validate_python(value)
+
+
+def _stream_item(annotation: Any) -> Any:
+    """``T`` of ``Generator[T, ...]``, ``AsyncIterator[T]``...; ``Any`` when not given."""
+    args = typing.get_args(strip_annotated(annotation))
+    return args[0] if args else Any
 
 
 def _output_adapter(annotation: Any) -> TypeAdapter[Any] | None:
@@ -379,7 +390,7 @@ class RemoteProxy:
         api = self.service.apis.get(name)
         if api is None:
             raise AttributeError(f"service {self.name!r} has no API named {name!r}")
-        if api.is_async or api.is_stream:
+        if api.is_async:
             invoke = self._invoke_async
         else:
             invoke = self._invoke_default_sync
@@ -401,29 +412,24 @@ class RemoteProxy:
     # -- the three call modes
 
     def _invoke_async(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        self._refuse_stream(api)
+        if api.is_stream:
+            return self._stream_async(api, args, kwargs)
         return self._call_async(api, args, kwargs)
 
     def _invoke_sync(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        self._refuse_stream(api)
+        if api.is_stream:
+            return self._stream_sync(api, args, kwargs)
         return self._call_sync(api, args, kwargs)
 
     def _invoke_default_sync(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return self._call_sync(api, args, kwargs)
+            return self._invoke_sync(api, args, kwargs)
         raise RuntimeError(
             f"{self.name}.{api.name} is a sync API: calling it would block this event loop; "
             f"use `await self.<dependency>.to_async.{api.name}(...)` from async code"
         )
-
-    def _refuse_stream(self, api: APIMethod) -> None:
-        if api.is_stream:
-            raise NotImplementedError(
-                f"{self.name}.{api.name} is a streaming API: streams cannot be called across "
-                "a process hop yet (run the graph with --development to call it in-process)"
-            )
 
     # -- one call
 
@@ -436,11 +442,9 @@ class RemoteProxy:
                     call = self._calls[api.name] = _Call(self, api)
         return call
 
-    def _send(
-        self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[_Call, concurrent.futures.Future[TransportResult], float | None]:
-        call = self._call(api)
-        content_type, body, headers = call.request(args, kwargs, self.media_type)
+    def _budget(self, api: APIMethod, headers: list[tuple[str, str]]) -> tuple[float | None, float | None]:
+        """``(timeout, deadline)`` of a call: this proxy's timeout, shortened by the
+        caller's request deadline, which travels with the call."""
         timeout = self.timeout
         deadline = _deadline.get()
         if deadline is not None:
@@ -450,6 +454,14 @@ class RemoteProxy:
             headers.append((DEADLINE_HEADER, f"{left:.3f}"))
             timeout = left if timeout is None else min(timeout, left)
         headers.insert(0, (RUNNER_NAME_HEADER, self.name))
+        return timeout, deadline
+
+    def _send(
+        self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[_Call, concurrent.futures.Future[TransportResult], float | None]:
+        call = self._call(api)
+        content_type, body, headers = call.request(args, kwargs, self.media_type)
+        timeout, _ = self._budget(api, headers)
         try:
             future = self.transport.call(self.name, call.route, content_type, body, headers, timeout)
         except ConnectionError as exc:
@@ -478,6 +490,71 @@ class RemoteProxy:
             future.cancel()
             raise _timeout_error(self.name, api.name) from exc
         return call.result(self, status, headers, body)
+
+    # -- streams
+
+    def _open_stream(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Call, Any]:
+        call = self._call(api)
+        content_type, body, headers = call.request(args, kwargs, self.media_type)
+        headers.append((STREAM_HEADER, "pickle" if self.media_type == _pickle.PICKLE else "json"))
+        timeout, deadline = self._budget(api, headers)
+        call_stream = getattr(self.transport, "call_stream", None)
+        if call_stream is None:
+            raise NotImplementedError(f"this transport cannot stream {self.name}.{api.name}")
+        try:
+            return call, call_stream(self.name, call.route, content_type, body, headers, timeout, deadline)
+        except ConnectionError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _stream_items(self, call: _Call, decoder: FrameDecoder, items: list[Any]) -> list[Any]:
+        adapter = call.item_adapter
+        if adapter is None or decoder.media not in (FRAMES_PICKLE, FRAMES_JSON):
+            return items
+        return [adapter.validate_python(item) for item in items]
+
+    def _stream_sync(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # the call starts at the first next(), as a local generator's body does: one
+        # never iterated costs nothing, one dropped early is closed and cancels it
+        call, stream = self._open_stream(api, args, kwargs)
+        try:
+            status, headers = stream.head()
+            if status >= 400:
+                runs = []
+                while (data := stream.next()) is not None:
+                    runs.append(data)
+                call.result(self, status, headers, b"".join(runs))  # raises the mapped error
+            decoder = FrameDecoder(headers.get("content-type"))
+            while (data := stream.next()) is not None:
+                yield from self._stream_items(call, decoder, decoder.feed(data))
+            yield from self._stream_items(call, decoder, decoder.close())
+        except ConnectionError as exc:
+            raise self._unreachable(exc) from exc
+        except TimeoutError as exc:
+            raise _timeout_error(self.name, api.name) from exc
+        finally:
+            stream.close()
+
+    async def _stream_async(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call, stream = self._open_stream(api, args, kwargs)
+        try:
+            status, headers = await stream.head_async()
+            if status >= 400:
+                runs = []
+                while (data := await stream.next_async()) is not None:
+                    runs.append(data)
+                call.result(self, status, headers, b"".join(runs))
+            decoder = FrameDecoder(headers.get("content-type"))
+            while (data := await stream.next_async()) is not None:
+                for item in self._stream_items(call, decoder, decoder.feed(data)):
+                    yield item
+            for item in self._stream_items(call, decoder, decoder.close()):
+                yield item
+        except ConnectionError as exc:
+            raise self._unreachable(exc) from exc
+        except TimeoutError as exc:
+            raise _timeout_error(self.name, api.name) from exc
+        finally:
+            stream.close()
 
     def _unreachable(self, exc: BaseException) -> ServiceUnavailable:
         return ServiceUnavailable(f"dependency {self.name!r} is unreachable: {exc}")

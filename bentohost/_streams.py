@@ -10,6 +10,7 @@ from typing import Any
 
 from ._context import Context
 from ._dispatch import Endpoint
+from ._frames import frame_encoder, requested_frames
 from ._io import INTERNAL_ERROR, Response, error_response
 from ._pool import ThreadPool
 
@@ -35,11 +36,16 @@ class _Stream:
         "task",
         "waiter",
         "done",
+        "media",
+        "encode",
     )
 
-    def __init__(self, handle: int, ep: Endpoint) -> None:
+    def __init__(self, handle: int, ep: Endpoint, meta: Any = None) -> None:
         self.handle = handle
         self.ep = ep
+        # a caller of the graph may ask for one frame per item (bentohost/_frames.py)
+        self.media = requested_frames(meta[0]) if meta is not None else None
+        self.encode = frame_encoder(self.media) if self.media is not None else ep.encode_item
         self.gen: Any = None
         self.ctx: Context | None = None
         self.started = False
@@ -90,6 +96,8 @@ class StreamsMixin:
         ep = st.ep
         assert st.ctx is not None
         status, ctype, headers = ep.stream_head(st.ctx)
+        if st.media is not None:
+            ctype = st.media
         if headers is None:
             self.host.stream_start(st.handle, status, ctype)
         else:
@@ -106,7 +114,9 @@ class StreamsMixin:
             if st.started:
                 self.host.stream_end(st.handle)
             else:
-                self._complete(st.handle, _CANCELLED if st.cancelled else (200, st.ep.stream_ct, b"", None))
+                self._complete(
+                    st.handle, _CANCELLED if st.cancelled else (200, st.media or st.ep.stream_ct, b"", None)
+                )
         finally:
             if st.ctx is not None:
                 st.ctx.close()
@@ -126,7 +136,7 @@ class StreamsMixin:
 
     def _gen_open_job(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
         """Pool: call a sync generator API and stream it."""
-        st = _Stream(handle, ep)
+        st = _Stream(handle, ep, meta)
         try:
             st.gen, st.ctx = ep.open_stream(body, ctype, meta)
         except BaseException as exc:  # noqa: BLE001
@@ -144,7 +154,7 @@ class StreamsMixin:
         buffer until C reports the handle writable again.
         """
         gen = st.gen
-        encode = st.ep.encode_item
+        encode = st.encode
         write = self.host.stream_write
         pool = self.pool
         while True:
@@ -210,7 +220,7 @@ class StreamsMixin:
 
     async def _run_agen(self, handle: int, ep: Endpoint, body: Any, ctype: Any, meta: Any) -> None:
         """Loop: stream an async generator API (its items are awaited on the loop)."""
-        st = _Stream(handle, ep)
+        st = _Stream(handle, ep, meta)
         st.task = self._active.get(handle)  # type: ignore[assignment]
         self._active[handle] = st
         try:
@@ -222,7 +232,7 @@ class StreamsMixin:
             return
         agen = st.gen
         write = self.host.stream_write
-        encode = ep.encode_item
+        encode = st.encode
         sent = 0
         try:
             while True:

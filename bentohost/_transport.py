@@ -13,25 +13,19 @@ import threading
 from typing import Any
 
 from ._remote import TransportResult
+from ._remote_stream import StreamCall, parse_headers
 
-__all__ = ["CallTransport", "RESPONSE", "socket_paths"]
+__all__ = ["CallTransport", "RESPONSE", "RESPONSE_DATA", "socket_paths"]
 
 #: the index of a response entry in ``take()``: ``(call_id, RESPONSE, status, headers, body)``
 RESPONSE = -3
+#: a streamed call's head (first entry) and body bytes: ``(call_id, RESPONSE_DATA, status, headers, data)``
+RESPONSE_DATA = -4
 
 
 def socket_paths(runtime_dir: str, name: str, workers: int) -> list[str]:
     """Where the supervisor listens for each worker of a dependency (supervisor/pools.c)."""
     return [os.path.join(runtime_dir, f"{name}-{i}.sock") for i in range(1, workers + 1)]
-
-
-def _parse_headers(block: bytes) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for line in block.decode("latin-1").split("\r\n"):
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return headers
 
 
 class CallTransport:
@@ -42,6 +36,7 @@ class CallTransport:
         self._deps = dependencies
         self._ids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future[TransportResult]] = {}
+        self._streams: dict[int, StreamCall] = {}
         self._lock = threading.Lock()
 
     def call(
@@ -61,11 +56,9 @@ class CallTransport:
         call_id = next(self._ids)
         with self._lock:
             self._pending[call_id] = future
-        lines = "".join(f"{name}: {value}\r\n" for name, value in [("Content-Type", content_type), *headers])
-        # the parts go to C as they are: one copy there, none here
-        data = body[0] if len(body) == 1 else list(body) if len(body) <= 64 else b"".join(body)
         try:
-            self._host.call(dep, call_id, route, lines, data, float(timeout or 0.0))
+            self._host.call(dep, call_id, route, _header_lines(content_type, headers), _parts(body),
+                            float(timeout or 0.0))
         except BaseException:
             with self._lock:
                 self._pending.pop(call_id, None)
@@ -74,6 +67,34 @@ class CallTransport:
         # the exchange: the dependency sees its client leave and cancels the work.
         future.add_done_callback(lambda f, call_id=call_id: self._abandoned(f, call_id))
         return future
+
+    def call_stream(
+        self,
+        dependency: str,
+        route: str,
+        content_type: str,
+        body: list[bytes | memoryview],
+        headers: list[tuple[str, str]],
+        timeout: float | None,
+        deadline: float | None,
+    ) -> StreamCall:
+        """A call whose response is read as it arrives; ``timeout`` bounds each wait for
+        more of it (the head, then every run of bytes), ``deadline`` the whole."""
+        dep = self._deps.get(dependency)
+        if dep is None:
+            raise ConnectionError(f"{dependency!r} is not a dependency of this service")
+        call_id = next(self._ids)
+        stream = StreamCall(self._host, call_id, deadline)
+        with self._lock:
+            self._streams[call_id] = stream
+        try:
+            self._host.call(dep, call_id, route, _header_lines(content_type, headers), _parts(body),
+                            float(timeout or 0.0), True)
+        except BaseException:
+            with self._lock:
+                self._streams.pop(call_id, None)
+            raise
+        return stream
 
     def _abandoned(self, future: concurrent.futures.Future[TransportResult], call_id: int) -> None:
         if not future.cancelled():
@@ -84,9 +105,19 @@ class CallTransport:
             self._host.cancel_call(call_id)
 
     def deliver(self, kind: int, call_id: int, status: int, headers: bytes, body: bytes) -> None:
-        """An entry of ``take()`` for a call: its whole response (``RESPONSE``)."""
-        if kind == RESPONSE:
-            self.complete(call_id, status, headers, body)
+        """An entry of ``take()`` for a call: its whole response or a streamed one's end
+        (``RESPONSE``), or a streamed one's head and bytes (``RESPONSE_DATA``)."""
+        if kind == RESPONSE_DATA:
+            stream = self._streams.get(call_id)
+            if stream is not None:
+                stream.feed(status, headers, body)
+        elif kind == RESPONSE:
+            with self._lock:
+                stream = self._streams.pop(call_id, None)
+            if stream is not None:
+                stream.finish(status)
+            else:
+                self.complete(call_id, status, headers, body)
 
     def complete(self, call_id: int, status: int, headers: bytes, body: bytes) -> None:
         with self._lock:
@@ -99,6 +130,15 @@ class CallTransport:
             elif status < 0:
                 future.set_exception(ConnectionError(os.strerror(-status)))
             else:
-                future.set_result((status, _parse_headers(headers), body))
+                future.set_result((status, parse_headers(headers), body))
         except concurrent.futures.InvalidStateError:  # cancelled between the check and now
             pass
+
+
+def _header_lines(content_type: str, headers: list[tuple[str, str]]) -> str:
+    return "".join(f"{name}: {value}\r\n" for name, value in [("Content-Type", content_type), *headers])
+
+
+def _parts(body: list[bytes | memoryview]) -> Any:
+    """The body's parts as C takes them: one copy there, none here."""
+    return body[0] if len(body) == 1 else list(body) if len(body) <= 64 else b"".join(body)

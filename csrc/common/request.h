@@ -58,6 +58,7 @@ typedef struct bh_req {
   uint64_t call_id;
   uint64_t call_timeout_ms;  /* 0: none */
   int call_status;
+  int call_stream;           /* the response goes back as it arrives (BH_IN_RESPONSE_DATA) */
   _Atomic uint32_t flags;          /* BH_REQ_* */
   _Atomic int64_t pending_bytes;   /* streamed bytes not yet written to the socket */
 } bh_req_t;
@@ -76,6 +77,8 @@ typedef enum bh_out_kind {
   BH_OUT_CALL = 4,         /* a call to a dependency: status = its index, content_type
                               = the route, headers and data the request's */
   BH_OUT_CALL_CANCEL = 5,  /* the caller gave up: data holds the call's uint64_t id */
+  BH_OUT_CALL_ACK = 6,     /* Python consumed streamed bytes: data holds the call's
+                              uint64_t id, then the uint64_t byte count */
 } bh_out_kind_t;
 
 typedef struct bh_out {

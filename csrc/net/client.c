@@ -69,6 +69,7 @@ static void call_on_close(uv_handle_t *h) {
 
   free(call->hdrs);
   free(call->body);
+  free(call->pend);
   free(call);
   bh_client_unref(c);
 }
@@ -86,20 +87,49 @@ static void call_deliver(bh_client_call_t *call) {
   uv_close((uv_handle_t *)&call->timer, call_on_close);
 }
 
+/* A streamed call's head and the body bytes read since the last turn. */
+static void call_deliver_data(bh_client_call_t *call) {
+  char *data = call->pend;
+  size_t len = call->pend_len;
+
+  call->in_data = 0;
+  call->data_next = NULL;
+  call->pend = NULL;
+  call->pend_len = 0;
+  if (call->state == BH_CALL_DELIVERED) {
+    free(data); /* cannot happen: data always goes out before the result */
+    return;
+  }
+  if (call->head_taken == 1) {
+    call->head_taken = 2;
+    call->on_data(call, call->head_status, call->hdrs != NULL ? call->hdrs : "", call->hdrs_len,
+                  data, len, call->arg);
+  } else if (data != NULL) {
+    call->on_data(call, call->head_status, NULL, 0, data, len, call->arg);
+  }
+}
+
 static void on_idle(uv_idle_t *h) {
   (void)h; /* only there so that the poll phase does not block */
 }
 
 static void on_check(uv_check_t *h) {
   bh_client_t *c = h->data;
-  bh_client_call_t *list = c->done_head, *call;
+  bh_client_call_t *list = c->done_head, *data = c->data_head, *call;
 
-  /* Only the calls finished before this turn: a callback whose new call
-   * fails at once waits for the next turn, so this loop always ends. */
+  /* Only the calls finished (or read) before this turn: a callback whose new
+   * call fails at once waits for the next turn, so these loops always end.
+   * Data first: a stream's bytes always reach on_data before its result. */
   c->done_head = c->done_tail = NULL;
+  c->data_head = c->data_tail = NULL;
   uv_check_stop(&c->done_check);
   uv_idle_stop(&c->done_idle);
   c->delivering = 1;
+  while (data != NULL) {
+    call = data;
+    data = call->data_next;
+    call_deliver_data(call);
+  }
   while (list != NULL) {
     call = list;
     list = call->next;
@@ -107,11 +137,13 @@ static void on_check(uv_check_t *h) {
     call_deliver(call);
   }
   c->delivering = 0;
-  if (c->closing && c->done_head == NULL)
+  if (c->closing && c->done_head == NULL && c->data_head == NULL)
     client_close_handles(c);
 }
 
 /* ---------------------------------------------------------------- calls */
+
+static void schedule_delivery(bh_client_t *c);
 
 static void queue_unlink(bh_client_t *c, bh_client_call_t *call) {
   if (call->prev != NULL)
@@ -145,10 +177,7 @@ void bh_ccall_finish(bh_client_call_t *call, int result) {
   else
     c->done_head = call;
   c->done_tail = call;
-  if (!c->handles_closed) {
-    uv_check_start(&c->done_check, on_check);
-    uv_idle_start(&c->done_idle, on_idle);
-  }
+  schedule_delivery(c);
   if (was_active)
     bh_client_dispatch(c); /* its target has room again */
 }
@@ -164,6 +193,54 @@ static void call_abort(bh_client_call_t *call, int result) {
 
 static void call_on_timeout(uv_timer_t *t) {
   call_abort(t->data, -ETIMEDOUT);
+}
+
+static void schedule_delivery(bh_client_t *c) {
+  if (!c->handles_closed) {
+    uv_check_start(&c->done_check, on_check);
+    uv_idle_start(&c->done_idle, on_idle);
+  }
+}
+
+void bh_ccall_data_ready(bh_client_call_t *call) {
+  bh_client_t *c = call->client;
+
+  if (!call->in_data) {
+    call->in_data = 1;
+    call->data_next = NULL;
+    if (c->data_tail != NULL)
+      c->data_tail->data_next = call;
+    else
+      c->data_head = call;
+    c->data_tail = call;
+    schedule_delivery(c);
+  }
+  if (call->timeout_ms > 0 && !call->paused && call->state == BH_CALL_ACTIVE)
+    uv_timer_start(&call->timer, call_on_timeout, call->timeout_ms, 0);
+}
+
+int bh_client_stream(bh_client_call_t *call, bh_client_data_cb on_data) {
+  if (call == NULL || on_data == NULL || call->state >= BH_CALL_DONE ||
+      (call->conn != NULL && call->conn->got_bytes))
+    return -EINVAL;
+  call->on_data = on_data;
+  return 0;
+}
+
+void bh_client_pause(bh_client_call_t *call, int paused) {
+  paused = paused != 0;
+  if (call == NULL || call->on_data == NULL || call->paused == paused ||
+      call->state >= BH_CALL_DONE)
+    return;
+  call->paused = paused;
+  if (call->state != BH_CALL_ACTIVE)
+    return;
+  if (call->conn != NULL)
+    bh_cconn_pause(call->conn, paused);
+  if (paused)
+    uv_timer_stop(&call->timer);
+  else if (call->timeout_ms > 0 && call->state == BH_CALL_ACTIVE)
+    uv_timer_start(&call->timer, call_on_timeout, call->timeout_ms, 0);
 }
 
 void bh_client_cancel(bh_client_call_t *call) {
@@ -321,6 +398,7 @@ int bh_client_request(bh_client_t *c, const char *method, const char *path, cons
     return -ENOMEM;
 
   call->client = c;
+  call->timeout_ms = timeout_ms;
   call->cb = cb;
   call->arg = arg;
   call->head = strcmp(method, "HEAD") == 0;
@@ -464,7 +542,7 @@ void bh_client_close(bh_client_t *c) {
       bh_ccall_finish(call, -ECANCELED);
   }
   /* With results still to deliver, on_check closes the handles after them. */
-  if (c->done_head == NULL && !c->delivering)
+  if (c->done_head == NULL && c->data_head == NULL && !c->delivering)
     client_close_handles(c);
 }
 

@@ -92,6 +92,32 @@ int bh_client_request(bh_client_t *c, const char *method, const char *path, cons
                       size_t headers_len, const uv_buf_t *body, unsigned nbufs,
                       uint64_t timeout_ms, bh_client_cb cb, void *arg, bh_client_call_t **out);
 
+/* Streaming: the call's body is handed over as it arrives rather than whole.
+ * Set right after a successful bh_client_request (before the loop runs
+ * again); 0, or -EINVAL (call NULL, on_data NULL, or past that point).
+ *
+ * on_data is called from the loop (deferred as results are, never inside a
+ * libuv or llhttp callback, so it may call any function of the client): once
+ * with the final response's status and header block (valid during the call),
+ * data then holding the first body bytes or NULL; then with headers NULL for
+ * each later run of body bytes (what one turn of the loop read). data is
+ * malloc'd and passes to the callback (free it); len > 0 whenever data is
+ * set. cb follows exactly once as for any call, with body NULL: the status
+ * again when the response ended cleanly, or a negative errno when it broke
+ * off (nothing was lost before it: every byte read was delivered).
+ *
+ * The timeout bounds the wait for the head and then each wait for more body
+ * bytes (a read timeout, as httpx has), so a long stream that keeps talking
+ * lives on; max_response_size bounds one delivery, not the whole stream. */
+typedef void (*bh_client_data_cb)(bh_client_call_t *call, int status, const char *headers,
+                                  size_t headers_len, char *data, size_t len, void *arg);
+int bh_client_stream(bh_client_call_t *call, bh_client_data_cb on_data);
+
+/* Back-pressure for a streamed call: paused, its connection is not read (the
+ * peer's writes block once the socket buffers fill) and its timeout does not
+ * run; resumed, both start again. Idempotent; ignored for a finished call. */
+void bh_client_pause(bh_client_call_t *call, int paused);
+
 /* cb gets -ECANCELED (later, from the loop); the connection is closed if the
  * exchange had started. A call whose result is already decided keeps it. */
 void bh_client_cancel(bh_client_call_t *call);

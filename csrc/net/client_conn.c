@@ -17,6 +17,8 @@
 #define WRITE_FAILED_GRACE_MS 1000
 
 static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void conn_lost(bh_cconn_t *conn, int err);
 static void conn_send(bh_cconn_t *conn);
 
 static void conn_on_close(uv_handle_t *h) {
@@ -93,6 +95,61 @@ bh_client_call_t *bh_cconn_close(bh_cconn_t *conn) {
   return call;
 }
 
+/* ---------------------------------------------------------------- streamed calls */
+
+/* Moves what the parser has gathered for a streamed call (the final head
+ * once, body bytes each read) to the call for delivery from the loop. */
+static int stream_collect(bh_cconn_t *conn, bh_client_call_t *call) {
+  int fresh = 0;
+  char *p;
+
+  if (conn->head_done && !call->head_taken) {
+    p = malloc(conn->hdrs_len + 1);
+    if (p == NULL)
+      return -ENOMEM;
+    if (conn->hdrs_len > 0)
+      memcpy(p, conn->hdrs, conn->hdrs_len);
+    p[conn->hdrs_len] = '\0';
+    free(call->hdrs);
+    call->hdrs = p;
+    call->hdrs_len = conn->hdrs_len;
+    call->head_status = conn->status;
+    call->head_taken = 1;
+    fresh = 1;
+  }
+  if (conn->body_len > 0) {
+    if (call->pend == NULL) {
+      call->pend = conn->body;
+      call->pend_len = conn->body_len;
+      conn->body = NULL;
+      conn->body_cap = 0;
+    } else {
+      /* not delivered since the last read: at most a few reads' worth */
+      p = realloc(call->pend, call->pend_len + conn->body_len);
+      if (p == NULL)
+        return -ENOMEM;
+      memcpy(p + call->pend_len, conn->body, conn->body_len);
+      call->pend = p;
+      call->pend_len += conn->body_len;
+    }
+    conn->body_len = 0;
+    fresh = 1;
+  }
+  if (fresh)
+    bh_ccall_data_ready(call);
+  return 0;
+}
+
+void bh_cconn_pause(bh_cconn_t *conn, int paused) {
+  if (conn->state != BH_CONN_BUSY || conn->read_stopped == paused)
+    return;
+  conn->read_stopped = paused;
+  if (paused)
+    uv_read_stop(&conn->h.stream);
+  else if (uv_read_start(&conn->h.stream, conn_alloc, conn_on_read) < 0)
+    conn_lost(conn, UV_EPIPE);
+}
+
 /* ---------------------------------------------------------------- ending an exchange */
 
 static void conn_fail(bh_cconn_t *conn, int err) {
@@ -134,8 +191,22 @@ static void conn_complete(bh_cconn_t *conn, int clean) {
   bh_client_call_t *call = conn->call;
   int status = conn->status;
 
+  if (call->on_data != NULL) {
+    if (stream_collect(conn, call) != 0) {
+      conn_fail(conn, -ENOMEM);
+      return;
+    }
+    free(conn->body); /* emptied: every byte went out as data */
+    conn->body = NULL;
+  }
+  if (conn->read_stopped) { /* an idle connection is read: that is how a close is seen */
+    conn->read_stopped = 0;
+    if (uv_read_start(&conn->h.stream, conn_alloc, conn_on_read) < 0)
+      clean = 0;
+  }
   conn->call = NULL;
   call->conn = NULL;
+  free(call->hdrs); /* a streamed call's copy of the same head */
   call->hdrs = conn->hdrs;
   call->hdrs_len = conn->hdrs_len;
   call->body = conn->body;
@@ -211,6 +282,14 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   conn->got_bytes = 1;
   e = llhttp_execute(&conn->parser, buf->base, (size_t)nread);
+  if (conn->call->on_data != NULL && stream_collect(conn, conn->call) != 0) {
+    conn_fail(conn, -ENOMEM);
+    return;
+  }
+  if (conn->call->paused && !conn->read_stopped && e == HPE_OK) {
+    conn->read_stopped = 1;
+    uv_read_stop(&conn->h.stream);
+  }
   if (e == HPE_OK)
     return;
   if (e == HPE_PAUSED && conn->msg_done) {

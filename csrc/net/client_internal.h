@@ -50,6 +50,17 @@ struct bh_client_call {
   int head;                     /* a HEAD request: the response has no body */
   int has_host;                 /* the caller gave its own Host line */
   size_t target;                /* ACTIVE: the index of its target */
+  uint64_t timeout_ms;          /* 0: none */
+
+  /* a streamed call (bh_client_stream) */
+  bh_client_data_cb on_data;
+  int paused;                   /* bh_client_pause */
+  int head_taken;               /* 1: the final head awaits delivery; 2: delivered */
+  int head_status;
+  int in_data;                  /* in the client's data list */
+  bh_client_call_t *data_next;
+  char *pend;                   /* body bytes read and not yet delivered */
+  size_t pend_len;
   bh_cconn_t *conn;             /* ACTIVE: the connection carrying it */
 
   /* the result, once DONE */
@@ -106,6 +117,8 @@ struct bh_cconn {
   int msg_done;                 /* the final response is complete */
   int keep_alive;               /* ... and allows the connection to be reused */
   int in_head;                  /* between message begin and headers complete */
+  int head_done;                /* the final response's head is complete */
+  int read_stopped;             /* a paused streamed call stopped reading */
   int interim;                  /* the message being parsed is a 1xx */
   int ninterim;                 /* 1xx responses seen for this exchange */
   int err;                      /* a negative errno a callback failed with */
@@ -126,6 +139,7 @@ struct bh_client {
   bh_client_call_t *queue_head, *queue_tail;
   size_t nqueued;
   bh_client_call_t *done_head, *done_tail;
+  bh_client_call_t *data_head, *data_tail; /* streamed calls with something to deliver */
   bh_cconn_t *conns;            /* every open connection */
   uv_check_t done_check;        /* delivers finished calls after the poll phase */
   uv_idle_t done_idle;          /* keeps that poll from blocking meanwhile */
@@ -145,6 +159,9 @@ void bh_ccall_finish(bh_client_call_t *call, int result);
 /* Sends queued calls to targets with room, as long as there are both. */
 void bh_client_dispatch(bh_client_t *c);
 void bh_client_unref(bh_client_t *c);
+/* A streamed call has new head or body bytes (moved from its connection):
+ * queued for delivery from the loop; its read timeout starts over. */
+void bh_ccall_data_ready(bh_client_call_t *call);
 
 /* ---------------------------------------------------------------- client_conn.c */
 
@@ -153,6 +170,8 @@ void bh_client_unref(bh_client_t *c);
 void bh_cconn_assign(bh_client_t *c, bh_client_call_t *call);
 /* Closes the connection; returns the call it carried (detached), or NULL. */
 bh_client_call_t *bh_cconn_close(bh_cconn_t *conn);
+/* Stops or restarts reading a busy connection (a streamed call's pause). */
+void bh_cconn_pause(bh_cconn_t *conn, int paused);
 
 /* ---------------------------------------------------------------- client_parse.c */
 

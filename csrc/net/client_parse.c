@@ -1,7 +1,9 @@
 /* The response side of the client: llhttp's callbacks (HTTP_RESPONSE, strict
  * mode), the header block kept for the caller, 1xx interim responses skipped,
  * and the body accumulated into one buffer under the size limits. Every
- * callback is bounded by the bytes llhttp hands it. */
+ * callback is bounded by the bytes llhttp hands it. A streamed call's body
+ * is moved out after each read (client_conn.c), so the limit bounds what one
+ * read accumulates, not the stream. */
 #include "net/client_internal.h"
 
 /* More interim responses than this for one request is a peer that never
@@ -126,8 +128,12 @@ static int on_headers_complete(llhttp_t *p) {
     return 1;
   }
   conn->status = status;
+  conn->head_done = 1;
   if (status == 204 || status == 304 || (conn->call != NULL && conn->call->head))
     return 1;
+  /* a streamed body goes out as it arrives: nothing to size up front */
+  if (conn->call != NULL && conn->call->on_data != NULL)
+    return 0;
   if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED) && p->content_length > 0) {
     /* sized up front: one allocation, no copies as the body arrives */
     if (p->content_length > conn->client->opts.max_response_size)
@@ -188,6 +194,7 @@ void bh_cconn_parse_start(bh_cconn_t *conn) {
   conn->msg_done = 0;
   conn->keep_alive = 0;
   conn->in_head = 0;
+  conn->head_done = 0;
   conn->interim = 0;
   conn->ninterim = 0;
   conn->err = 0;

@@ -18,6 +18,7 @@ typedef enum bh_in_kind {
   BH_IN_CANCEL = 2,    /* timed out or client gone: cancel what runs for req */
   BH_IN_WRITABLE = 3,  /* a paused stream may write again */
   BH_IN_RESPONSE = 4,  /* req carries the response to an outbound call (Python frees it) */
+  BH_IN_RESPONSE_DATA = 5, /* a streamed call's head (in its first entry) and body bytes */
 } bh_in_kind_t;
 
 typedef struct bh_in {

@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* (call_id, -3, status, headers, body); the carrier is freed here. status < 0
- * is a negative errno (the dependency could not be reached or timed out). */
-PyObject *bh_response_tuple(bh_req_t *carrier) {
-  PyObject *t = Py_BuildValue("(Kiiy#y#)", (unsigned long long)carrier->call_id, -3,
+/* (call_id, code, status, headers, body), code -3 for a response (status < 0
+ * is a negative errno: the dependency could not be reached, timed out, or
+ * its stream broke off), -4 for a streamed call's bytes (headers in the
+ * first only); the carrier is freed here. */
+PyObject *bh_response_tuple(bh_req_t *carrier, int code) {
+  PyObject *t = Py_BuildValue("(Kiiy#y#)", (unsigned long long)carrier->call_id, code,
                               carrier->call_status, carrier->head ? carrier->head : "",
                               (Py_ssize_t)(carrier->head ? carrier->head_len : 0),
                               carrier->body ? carrier->body : "", (Py_ssize_t)carrier->body_len);
@@ -58,6 +60,25 @@ fail:
   return NULL;
 }
 
+/* call_ack(call_id, nbytes): Python consumed that much of a streamed call. */
+PyObject *bh_py_call_ack(PyObject *self, PyObject *args) {
+  (void)self;
+  unsigned long long v[2];
+  uint64_t data[2];
+  if (!PyArg_ParseTuple(args, "KK", &v[0], &v[1]))
+    return NULL;
+  if (bh_module_require_io() != 0)
+    return NULL;
+  data[0] = v[0];
+  data[1] = v[1];
+  bh_out_t *msg = bh_out_new(NULL, BH_OUT_CALL_ACK, 0, NULL, 0, NULL, 0, (const char *)data,
+                             sizeof(data));
+  if (msg == NULL)
+    return PyErr_NoMemory();
+  bh_bridge_post(bh_module_worker()->bridge, msg);
+  Py_RETURN_NONE;
+}
+
 /* cancel_call(call_id): the caller gave up; the I/O thread aborts the call. */
 PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg) {
   (void)self;
@@ -76,9 +97,10 @@ PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg) {
 
 #define MAX_CALL_PARTS 64
 
-/* call(dependency, call_id, route, headers, body, timeout_s): the request goes
- * to the I/O thread; its response comes back from take() as
- * (call_id, -3, status, headers, body). body is one bytes-like object or a
+/* call(dependency, call_id, route, headers, body, timeout_s[, stream]): the
+ * request goes to the I/O thread; its response comes back from take() as
+ * (call_id, -3, status, headers, body), a streamed one first as
+ * (call_id, -4, status, headers, bytes) entries as it arrives. body is one bytes-like object or a
  * list of up to MAX_CALL_PARTS (a pickle's main part and its out-of-band
  * buffers), copied once, straight into the message. */
 PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -88,10 +110,14 @@ PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   size_t lens[MAX_CALL_PARTS];
   Py_ssize_t nparts = 0;
   PyObject *result = NULL;
-  if (nargs != 6) {
-    PyErr_SetString(PyExc_TypeError, "call(dependency, call_id, route, headers, body, timeout)");
+  if (nargs != 6 && nargs != 7) {
+    PyErr_SetString(PyExc_TypeError,
+                    "call(dependency, call_id, route, headers, body, timeout[, stream])");
     return NULL;
   }
+  int stream = nargs == 7 ? PyObject_IsTrue(args[6]) : 0;
+  if (stream < 0)
+    return NULL;
   if (bh_module_require_io() != 0)
     return NULL;
   long dep = PyLong_AsLong(args[0]);
@@ -130,6 +156,7 @@ PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     goto release_parts;
   }
   carrier->call_id = id;
+  carrier->call_stream = stream;
   carrier->call_timeout_ms = timeout > 0 ? (uint64_t)(timeout * 1000.0) + 1 : 0;
   bh_out_t *msg = bh_out_new_parts(carrier, BH_OUT_CALL, (int)dep, route.data, (size_t)route.len,
                                    headers.data, (size_t)headers.len, data, lens, (size_t)nparts);

@@ -246,7 +246,8 @@ static PyObject *event_tuple(bh_req_t *req, long kind) {
 
 static PyObject *in_tuple(const bh_in_t *in) {
   switch (in->kind) {
-  case BH_IN_RESPONSE: return bh_response_tuple(in->req);
+  case BH_IN_RESPONSE: return bh_response_tuple(in->req, -3);
+  case BH_IN_RESPONSE_DATA: return bh_response_tuple(in->req, -4);
   case BH_IN_REQUEST: return request_tuple(in->req);
   case BH_IN_BATCH: return batch_tuple(in->req);
   case BH_IN_CANCEL: return event_tuple(in->req, -1);
@@ -298,7 +299,7 @@ static void post_error(bh_req_t *req) {
 /* An entry that could not be turned into Python objects is answered here, so
  * that no request is lost. */
 static void fail_entry(const bh_in_t *in) {
-  if (in->kind == BH_IN_RESPONSE) {
+  if (in->kind == BH_IN_RESPONSE || in->kind == BH_IN_RESPONSE_DATA) {
     bh_req_free(in->req); /* its caller's own timeout answers the call */
   } else if (in->kind == BH_IN_REQUEST) {
     post_error(in->req);
@@ -587,8 +588,10 @@ static PyMethodDef module_methods[] = {
     {"add_dependency", bh_py_add_dependency, METH_VARARGS,
      "Register a dependency's worker sockets (before publish); returns its index."},
     {"call", (PyCFunction)(void (*)(void))bh_py_call, METH_FASTCALL,
-     "call(dependency, call_id, route, headers, body, timeout): a request to a dependency."},
+     "call(dependency, call_id, route, headers, body, timeout[, stream]): a request to a dependency."},
     {"cancel_call", bh_py_cancel_call, METH_O, "cancel_call(call_id): abort a call in flight."},
+    {"call_ack", bh_py_call_ack, METH_VARARGS,
+     "call_ack(call_id, nbytes): that much of a streamed call was consumed."},
     {"sync_busy", py_sync_busy, METH_O,
      "sync_busy(i): sync thread i entered a call; sync_busy(~i): it left it."},
     {NULL, NULL, 0, NULL},

@@ -29,9 +29,10 @@ int bh_text_arg_get(PyObject *obj, bh_text_arg_t *out, int allow_none);
 void bh_text_arg_release(bh_text_arg_t *t);
 
 /* calls.c */
-PyObject *bh_response_tuple(bh_req_t *carrier);
+PyObject *bh_response_tuple(bh_req_t *carrier, int code);
 PyObject *bh_py_add_dependency(PyObject *self, PyObject *args);
 PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg);
+PyObject *bh_py_call_ack(PyObject *self, PyObject *args);
 
 #endif

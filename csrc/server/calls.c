@@ -2,7 +2,9 @@
  * bridge, the I/O thread sends it with the dependency's client (net/client.c,
  * least-busy worker first, keep-alive pools) and hands the response back on the
  * ring, so the Python thread is woken once for many responses and no Python
- * HTTP library is on the path. */
+ * HTTP library is on the path. A streamed call's bytes go to Python as they
+ * arrive; Python acknowledges what it consumed, and the call's connection is
+ * not read while more than the high-water mark waits unconsumed. */
 #include "server/calls.h"
 #include "server/internal.h"
 #include "common/log.h"
@@ -18,6 +20,8 @@ typedef struct pending_call {
   bh_io_t *io;
   bh_out_t *msg;             /* the request: its bytes stay until the response */
   bh_req_t *carrier;
+  size_t unacked;            /* streamed bytes handed to Python, not yet consumed */
+  int paused;
 } pending_call_t;
 
 static bh_client_t **clients; /* per dependency, on this (only) I/O thread */
@@ -84,6 +88,16 @@ static void give_back(bh_io_t *io, bh_req_t *carrier) {
   }
 }
 
+/* The response's header block into r->head; 0 or -ENOMEM. */
+static int take_head(bh_req_t *r, const char *headers, size_t len) {
+  if ((r->head = malloc(len + 1)) == NULL)
+    return -ENOMEM;
+  memcpy(r->head, headers, len);
+  r->head[len] = '\0';
+  r->head_len = len;
+  return 0;
+}
+
 static void on_response(bh_client_call_t *call, int status, const char *headers,
                         size_t headers_len, char *body, size_t body_len, void *arg) {
   pending_call_t *p = arg;
@@ -94,14 +108,42 @@ static void on_response(bh_client_call_t *call, int status, const char *headers,
   carrier->call_status = status;
   carrier->body = body;
   carrier->body_len = body_len;
-  if (status > 0 && headers != NULL && (carrier->head = malloc(headers_len + 1)) != NULL) {
-    memcpy(carrier->head, headers, headers_len);
-    carrier->head[headers_len] = '\0';
-    carrier->head_len = headers_len;
-  }
+  if (status > 0 && headers != NULL)
+    (void)take_head(carrier, headers, headers_len); /* without: Python reads no headers */
   give_back(p->io, carrier);
   free(p->msg);
   free(p);
+}
+
+/* A streamed call's head (first) or body bytes: an entry of their own. Where
+ * that fails the call is cancelled, so Python never sees a stream with a
+ * hole in it: its end comes as -ECANCELED. */
+static void on_data(bh_client_call_t *call, int status, const char *headers, size_t headers_len,
+                    char *data, size_t len, void *arg) {
+  pending_call_t *p = arg;
+  bh_req_t *frag = calloc(1, sizeof(*frag));
+
+  if (frag == NULL) {
+    free(data);
+    bh_client_cancel(call);
+    return;
+  }
+  frag->call_id = p->carrier->call_id;
+  frag->call_status = status;
+  frag->body = data;
+  frag->body_len = len;
+  if ((headers != NULL && take_head(frag, headers, headers_len) != 0) ||
+      bh_bridge_submit(&p->io->bridge, frag, BH_IN_RESPONSE_DATA) != 0) {
+    bh_log("worker %d: a dependency's stream could not be handed over: cancelled", p->io->w->index);
+    bh_req_free(frag);
+    bh_client_cancel(call);
+    return;
+  }
+  p->unacked += len;
+  if (!p->paused && p->unacked > BH_STREAM_HIGH_WATER) {
+    p->paused = 1;
+    bh_client_pause(call, 1);
+  }
 }
 
 void bh_calls_send(bh_io_t *io, bh_out_t *msg) {
@@ -115,9 +157,13 @@ void bh_calls_send(bh_io_t *io, bh_out_t *msg) {
     p->io = io;
     p->msg = msg;
     p->carrier = carrier;
+    p->unacked = 0;
+    p->paused = 0;
     err = bh_client_request(clients[dep], "POST", msg->content_type, msg->headers,
                             msg->headers_len, &body, msg->len > 0 ? 1 : 0, carrier->call_timeout_ms,
                             on_response, p, &p->call);
+    if (err == 0 && carrier->call_stream)
+      (void)bh_client_stream(p->call, on_data); /* cannot fail right after the request */
     if (err == 0) {
       p->prev = NULL;
       p->next = inflight;
@@ -133,18 +179,41 @@ void bh_calls_send(bh_io_t *io, bh_out_t *msg) {
   give_back(io, carrier);
 }
 
+static pending_call_t *find_call(uint64_t id) {
+  /* Bounded by the calls this worker has in flight. */
+  for (pending_call_t *p = inflight; p != NULL; p = p->next)
+    if (p->carrier->call_id == id)
+      return p;
+  return NULL;
+}
+
 void bh_calls_cancel(bh_io_t *io, bh_out_t *msg) {
   uint64_t id;
 
   (void)io;
   if (msg->len == sizeof(id)) {
     memcpy(&id, msg->data, sizeof(id));
-    /* Bounded by the calls this worker has in flight. */
-    for (pending_call_t *p = inflight; p != NULL; p = p->next)
-      if (p->carrier->call_id == id) {
-        bh_client_cancel(p->call); /* the dependency sees its client leave */
-        break;
+    pending_call_t *p = find_call(id);
+    if (p != NULL)
+      bh_client_cancel(p->call); /* the dependency sees its client leave */
+  }
+  free(msg);
+}
+
+void bh_calls_ack(bh_io_t *io, bh_out_t *msg) {
+  uint64_t v[2];
+  pending_call_t *p;
+
+  (void)io;
+  if (msg->len == sizeof(v)) {
+    memcpy(v, msg->data, sizeof(v));
+    if ((p = find_call(v[0])) != NULL) { /* else finished meanwhile */
+      p->unacked -= v[1] < p->unacked ? (size_t)v[1] : p->unacked;
+      if (p->paused && p->unacked <= BH_STREAM_LOW_WATER) {
+        p->paused = 0;
+        bh_client_pause(p->call, 0);
       }
+    }
   }
   free(msg);
 }

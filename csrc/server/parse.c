@@ -276,10 +276,12 @@ static int on_headers_complete(llhttp_t *p) {
     if (req->content_type == NULL)
       return -1;
   }
-  /* A pickle body (from a caller of the graph) needs its buffer-lengths header. */
+  /* A pickle body (from a caller of the graph) needs its buffer-lengths header;
+   * a stream, the caller's request for frames (bentohost/_frames.py). */
   pickle = c->ctype_len >= sizeof(PICKLE_CT) - 1 &&
            strncasecmp(c->ctype, PICKLE_CT, sizeof(PICKLE_CT) - 1) == 0;
-  if ((multipart || pickle || (api != NULL && api->needs_request)) && keep_head(c, p, req))
+  if ((multipart || pickle || (api != NULL && (api->needs_request || api->is_stream))) &&
+      keep_head(c, p, req))
     return -1;
 
   c->body_cap = 0;

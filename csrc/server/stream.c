@@ -176,6 +176,7 @@ static void out_handle(bh_io_t *io, bh_out_t *msg, int batch_checked) {
     return;
   case BH_OUT_CALL: /* handled before: bh_calls_send() */
   case BH_OUT_CALL_CANCEL:
+  case BH_OUT_CALL_ACK:
     break;
   }
   free(msg);
@@ -236,6 +237,8 @@ void bh_http_on_out(bh_out_t *list, void *arg) {
       bh_calls_send(io, msg);
     else if (msg->kind == BH_OUT_CALL_CANCEL)
       bh_calls_cancel(io, msg);
+    else if (msg->kind == BH_OUT_CALL_ACK)
+      bh_calls_ack(io, msg);
     else
       out_handle(io, msg, 0);
   }

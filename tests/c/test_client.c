@@ -53,6 +53,7 @@ static struct {
   char dir[200], path[3][256];
   int port;
   _Atomic int accepted[NL], requests[NL], inflight[NL], max_inflight[NL], closed[NL], never_closed;
+  _Atomic size_t stream_sent; /* body bytes /bigchunked has handed to send() so far */
   pthread_mutex_t lock;
   pthread_t *threads;
   size_t nthreads, cap;
@@ -162,15 +163,30 @@ static int serve(int fd, int idx, int nreq, const char *head, const char *body, 
   } else if (sscanf(path, "/bigchunked/%zu", &n) == 1) {
     p = pattern(n);
     sends(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    srv.stream_sent = 0;
     for (size_t off = 0; off < n; off += 8000) {
       size_t k = n - off < 8000 ? n - off : 8000;
       snprintf(buf, sizeof(buf), "%zx;ext=1\r\n", k);
       sends(fd, buf);
       sendall(fd, p + off, k);
       sends(fd, "\r\n");
+      srv.stream_sent += k;
     }
     sends(fd, "0\r\n\r\n");
     free(p);
+  } else if (sscanf(path, "/tokens/%d/%d", &a, &b) == 2) {
+    /* a stream of a tokens, b ms apart; b < 0: one token, then silence */
+    sends(fd, "HTTP/1.1 200 OK\r\nX-Stream: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (d = 0; d < a; d++) {
+      snprintf(buf, sizeof(buf), "%x\r\ntok%d;\r\n", d < 10 ? 5 : 6, d);
+      sends(fd, buf);
+      if (b < 0) {
+        *never = 1;
+        return 0;
+      }
+      sleep_ms(b);
+    }
+    sends(fd, "0\r\n\r\n");
   } else if (sscanf(path, "/big/%zu", &n) == 1) {
     p = pattern(n);
     respond(fd, "", p, n);
@@ -931,6 +947,127 @@ static void test_args(void) {
 
 /* Names each test on stderr once passed, so that a failed check follows the
  * last one that passed. */
+/* ---------------------------------------------------------------- streamed calls */
+
+typedef struct {
+  res_t r; /* the final result */
+  int heads, datas, status, pause_on_data;
+  char *buf;
+  size_t len;
+  bh_client_call_t *call;
+} sres_t;
+
+static void on_sdata(bh_client_call_t *call, int status, const char *h, size_t hl, char *data,
+                     size_t len, void *arg) {
+  sres_t *s = arg;
+  CHECK(!in_api && !s->r.done && status > 0 && (data == NULL) == (len == 0));
+  if (h != NULL) {
+    CHECK(s->heads++ == 0 && h[hl] == '\0' && s->len == 0);
+    s->status = status;
+  } else {
+    CHECK(s->heads == 1 && data != NULL && status == s->status);
+  }
+  s->datas++;
+  if (len > 0) {
+    s->buf = realloc(s->buf, s->len + len + 1);
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    s->buf[s->len] = '\0';
+  }
+  free(data);
+  if (s->pause_on_data)
+    bh_client_pause(call, 1); /* from the callback, as the host does */
+}
+
+static int sreq(bh_client_t *c, const char *path, uint64_t timeout, sres_t *s) {
+  int rc;
+  free(s->buf);
+  res_free(&s->r);
+  memset(s, 0, sizeof(*s));
+  rc = req(c, "GET", path, NULL, NULL, timeout, &s->r, &s->call);
+  if (rc == 0) {
+    in_api = 1;
+    rc = bh_client_stream(s->call, on_sdata);
+    in_api = 0;
+  }
+  return rc;
+}
+
+static void test_stream(void) {
+  bh_client_t *c = client(TCP, 1, NULL);
+  sres_t s = {0};
+  res_t r = {0};
+  char *p = pattern(300000);
+  uint64_t t0;
+  size_t got, sent;
+  int a0 = srv.accepted[TCP], closed0;
+
+  /* tokens arrive one by one, before the end; the connection is reused */
+  CHECK(sreq(c, "/tokens/12/30", 5000, &s) == 0);
+  WAIT(s.len >= 5, 3000);
+  CHECK(!s.r.done && s.heads == 1 && s.status == 200 && strncmp(s.buf, "tok0;", 5) == 0);
+  WAIT(s.r.done, 5000);
+  CHECK(s.r.status == 200 && s.r.body == NULL && strstr(s.r.hdrs, "X-Stream: 1\r\n"));
+  CHECK(s.datas >= 6 && strncmp(s.buf, "tok0;tok1;", 10) == 0 && strstr(s.buf, "tok11;") != NULL);
+  CHECK(s.len == 10 * 5 + 2 * 6);
+  /* a sized body streams too */
+  CHECK(sreq(c, "/big/300000", 5000, &s) == 0);
+  WAIT(s.r.done, 5000);
+  CHECK(s.r.status == 200 && s.len == 300000 && memcmp(s.buf, p, s.len) == 0);
+  /* a body-less answer: the head alone */
+  CHECK(sreq(c, "/nocontent", 5000, &s) == 0);
+  WAIT(s.r.done, 5000);
+  CHECK(s.r.status == 204 && s.heads == 1 && s.datas == 1 && s.len == 0);
+  CHECK(srv.accepted[TCP] - a0 == 1);
+
+  /* the timeout is a read timeout: a stream longer than it lives on ... */
+  t0 = now_ms();
+  CHECK(sreq(c, "/tokens/6/100", 300, &s) == 0);
+  WAIT(s.r.done, 5000);
+  CHECK(s.r.status == 200 && now_ms() - t0 >= 500 && s.len == 6 * 5);
+  /* ... a silent one ends with -ETIMEDOUT, what came before it delivered */
+  CHECK(sreq(c, "/tokens/1/-1", 200, &s) == 0);
+  WAIT(s.r.done, 5000);
+  CHECK(s.r.status == -ETIMEDOUT && s.heads == 1 && strcmp(s.buf, "tok0;") == 0);
+
+  /* back-pressure: paused, the connection is not read and the server blocks */
+  CHECK(sreq(c, "/bigchunked/33554432", 1000, &s) == 0);
+  s.pause_on_data = 1;
+  WAIT(s.datas > 0, 5000);
+  RUN_FOR(100);
+  got = s.len;
+  sent = srv.stream_sent;
+  RUN_FOR(1200); /* past the timeout: paused, it does not run */
+  CHECK(s.len == got && !s.r.done && sent < (24u << 20) && srv.stream_sent == sent);
+  s.pause_on_data = 0;
+  in_api = 1;
+  bh_client_pause(s.call, 0);
+  in_api = 0;
+  WAIT(s.r.done, 20000);
+  CHECK(s.r.status == 200 && s.len == 33554432);
+  free(p);
+  p = pattern(s.len);
+  CHECK(memcmp(s.buf, p, s.len) == 0);
+  /* the connection went back to the pool, reading: it serves on */
+  CHECK(call1(c, "GET", "/hello", NULL, &r) == 200 && body_is(&r, "hello"));
+
+  /* cancelled mid-stream: the connection is closed, the result -ECANCELED */
+  closed0 = srv.never_closed;
+  CHECK(sreq(c, "/tokens/1/-1", 0, &s) == 0);
+  WAIT(s.datas > 0, 3000);
+  cancel(s.call);
+  WAIT(s.r.done, 3000);
+  CHECK(s.r.status == -ECANCELED);
+  WAIT(srv.never_closed == closed0 + 1, 3000);
+
+  CHECK(bh_client_stream(NULL, on_sdata) == -EINVAL);
+  free(s.buf);
+  res_free(&s.r);
+  res_free(&r);
+  free(p);
+  client_done(c);
+}
+
 #define RUN(test)                                                                  \
   do {                                                                             \
     uint64_t t0_ = now_ms();                                                       \
@@ -962,6 +1099,7 @@ int main(void) {
   RUN(test_oversized());
   RUN(test_many());
   RUN(test_close_pending());
+  RUN(test_stream());
 
   uv_close((uv_handle_t *)&tick, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
