@@ -108,6 +108,10 @@ class Transport(Protocol):
     cancels the future when its caller gives up: the transport should then abort the
     request, and must tolerate setting the result of a cancelled future (check
     ``future.done()`` or catch ``InvalidStateError``).
+
+    Optional: ``call_blocking(...)`` (same arguments) returns the result itself,
+    for callers that block on it anyway; ``call_stream(..., timeout, deadline)``
+    returns a ``_remote_stream.StreamCall`` for stream APIs.
     """
 
     def call(
@@ -469,6 +473,18 @@ class RemoteProxy:
         return call, future, timeout
 
     def _call_sync(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        blocking = getattr(self.transport, "call_blocking", None)
+        if blocking is not None:  # this thread waits anyway: let the transport wake it directly
+            call = self._call(api)
+            content_type, body, headers = call.request(args, kwargs, self.media_type)
+            timeout, _ = self._budget(api, headers)
+            try:
+                status, rheaders, rbody = blocking(self.name, call.route, content_type, body, headers, timeout)
+            except ConnectionError as exc:
+                raise self._unreachable(exc) from exc
+            except TimeoutError as exc:
+                raise _timeout_error(self.name, api.name) from exc
+            return call.result(self, status, rheaders, rbody)
         call, future, timeout = self._send(api, args, kwargs)
         try:
             status, headers, body = future.result(None if timeout is None else timeout + _GRACE_S)

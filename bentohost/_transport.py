@@ -21,6 +21,8 @@ __all__ = ["CallTransport", "RESPONSE", "RESPONSE_DATA", "socket_paths"]
 RESPONSE = -3
 #: a streamed call's head (first entry) and body bytes: ``(call_id, RESPONSE_DATA, status, headers, data)``
 RESPONSE_DATA = -4
+#: how long past its timeout a blocked caller waits for the I/O thread's answer
+_BACKSTOP_S = 0.5
 
 
 def socket_paths(runtime_dir: str, name: str, workers: int) -> list[str]:
@@ -67,6 +69,32 @@ class CallTransport:
         # the exchange: the dependency sees its client leave and cancels the work.
         future.add_done_callback(lambda f, call_id=call_id: self._abandoned(f, call_id))
         return future
+
+    def call_blocking(
+        self,
+        dependency: str,
+        route: str,
+        content_type: str,
+        body: list[bytes | memoryview],
+        headers: list[tuple[str, str]],
+        timeout: float | None,
+    ) -> TransportResult:
+        """``call()`` for a thread that blocks on the answer: the I/O thread wakes this
+        thread itself, without the worker's event loop in between."""
+        dep = self._deps.get(dependency)
+        if dep is None:
+            raise ConnectionError(f"{dependency!r} is not a dependency of this service")
+        # C's timer ends the call at `timeout`; the wait's own bound is only a backstop
+        wait = 0.0 if not timeout else timeout + _BACKSTOP_S
+        status, head, data = self._host.call_wait(
+            dep, next(self._ids), route, _header_lines(content_type, headers), _parts(body),
+            float(timeout or 0.0), wait,
+        )
+        if status == -errno.ETIMEDOUT:
+            raise TimeoutError("the dependency did not answer in time")
+        if status < 0:
+            raise ConnectionError(os.strerror(-status))
+        return status, parse_headers(head), data
 
     def call_stream(
         self,

@@ -59,6 +59,7 @@ typedef struct bh_req {
   uint64_t call_timeout_ms;  /* 0: none */
   int call_status;
   int call_stream;           /* the response goes back as it arrives (BH_IN_RESPONSE_DATA) */
+  struct bh_waiter *waiter;  /* a thread blocked on the response (common/waiter.h), or NULL */
   _Atomic uint32_t flags;          /* BH_REQ_* */
   _Atomic int64_t pending_bytes;   /* streamed bytes not yet written to the socket */
 } bh_req_t;

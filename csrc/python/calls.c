@@ -2,6 +2,7 @@
  * sockets, posting a call to the I/O thread, and the response's tuple. */
 #include "python/module.h"
 #include "python/bridge.h"
+#include "common/waiter.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -79,47 +80,41 @@ PyObject *bh_py_call_ack(PyObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* The I/O thread aborts the call with that id, if it is still in flight. */
+static int post_cancel(uint64_t id) {
+  bh_out_t *msg = bh_out_new(NULL, BH_OUT_CALL_CANCEL, 0, NULL, 0, NULL, 0, (const char *)&id,
+                             sizeof(id));
+  if (msg == NULL) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  bh_bridge_post(bh_module_worker()->bridge, msg);
+  return 0;
+}
+
 /* cancel_call(call_id): the caller gave up; the I/O thread aborts the call. */
 PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg) {
   (void)self;
   uint64_t id = PyLong_AsUnsignedLongLong(arg);
   if (PyErr_Occurred())
     return NULL;
-  if (bh_module_require_io() != 0)
+  if (bh_module_require_io() != 0 || post_cancel(id) != 0)
     return NULL;
-  bh_out_t *msg = bh_out_new(NULL, BH_OUT_CALL_CANCEL, 0, NULL, 0, NULL, 0, (const char *)&id,
-                             sizeof(id));
-  if (msg == NULL)
-    return PyErr_NoMemory();
-  bh_bridge_post(bh_module_worker()->bridge, msg);
   Py_RETURN_NONE;
 }
 
 #define MAX_CALL_PARTS 64
 
-/* call(dependency, call_id, route, headers, body, timeout_s[, stream]): the
- * request goes to the I/O thread; its response comes back from take() as
- * (call_id, -3, status, headers, body), a streamed one first as
- * (call_id, -4, status, headers, bytes) entries as it arrives. body is one bytes-like object or a
+/* The BH_OUT_CALL message for call()'s first six arguments, with its
+ * carrier; NULL with a Python error set. body is one bytes-like object or a
  * list of up to MAX_CALL_PARTS (a pickle's main part and its out-of-band
  * buffers), copied once, straight into the message. */
-PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-  (void)self;
+static bh_out_t *call_message(PyObject *const *args, int stream) {
   bh_text_arg_t route, headers, parts[MAX_CALL_PARTS];
   const char *data[MAX_CALL_PARTS];
   size_t lens[MAX_CALL_PARTS];
   Py_ssize_t nparts = 0;
-  PyObject *result = NULL;
-  if (nargs != 6 && nargs != 7) {
-    PyErr_SetString(PyExc_TypeError,
-                    "call(dependency, call_id, route, headers, body, timeout[, stream])");
-    return NULL;
-  }
-  int stream = nargs == 7 ? PyObject_IsTrue(args[6]) : 0;
-  if (stream < 0)
-    return NULL;
-  if (bh_module_require_io() != 0)
-    return NULL;
+  bh_out_t *msg = NULL;
   long dep = PyLong_AsLong(args[0]);
   unsigned long long id = PyLong_AsUnsignedLongLong(args[1]);
   double timeout = PyFloat_AsDouble(args[5]);
@@ -158,20 +153,80 @@ PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
   carrier->call_id = id;
   carrier->call_stream = stream;
   carrier->call_timeout_ms = timeout > 0 ? (uint64_t)(timeout * 1000.0) + 1 : 0;
-  bh_out_t *msg = bh_out_new_parts(carrier, BH_OUT_CALL, (int)dep, route.data, (size_t)route.len,
-                                   headers.data, (size_t)headers.len, data, lens, (size_t)nparts);
+  msg = bh_out_new_parts(carrier, BH_OUT_CALL, (int)dep, route.data, (size_t)route.len,
+                         headers.data, (size_t)headers.len, data, lens, (size_t)nparts);
   if (msg == NULL) {
     free(carrier);
     PyErr_NoMemory();
-    goto release_parts;
   }
-  bh_bridge_post(bh_module_worker()->bridge, msg);
-  result = Py_NewRef(Py_None);
 release_parts:
   while (nparts > 0)
     bh_text_arg_release(&parts[--nparts]);
   bh_text_arg_release(&headers);
 release_route:
   bh_text_arg_release(&route);
+  return msg;
+}
+
+/* call(dependency, call_id, route, headers, body, timeout_s[, stream]): the
+ * request goes to the I/O thread; its response comes back from take() as
+ * (call_id, -3, status, headers, body), a streamed one first as
+ * (call_id, -4, status, headers, bytes) entries as it arrives. */
+PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  bh_out_t *msg;
+  if (nargs != 6 && nargs != 7) {
+    PyErr_SetString(PyExc_TypeError,
+                    "call(dependency, call_id, route, headers, body, timeout[, stream])");
+    return NULL;
+  }
+  int stream = nargs == 7 ? PyObject_IsTrue(args[6]) : 0;
+  if (stream < 0 || bh_module_require_io() != 0 || (msg = call_message(args, stream)) == NULL)
+    return NULL;
+  bh_bridge_post(bh_module_worker()->bridge, msg);
+  Py_RETURN_NONE;
+}
+
+/* call_wait(dependency, call_id, route, headers, body, timeout_s, wait_s) ->
+ * (status, headers, body): call() for a thread that blocks on the answer. It
+ * waits without the GIL and the I/O thread wakes it directly (common/waiter.h):
+ * the worker's event loop is not involved. Past wait_s (0: no limit) the call
+ * is cancelled and status is -ETIMEDOUT. */
+PyObject *bh_py_call_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  bh_out_t *msg;
+  bh_waiter_t *w;
+  bh_req_t *carrier;
+  PyObject *result;
+  int rc;
+  if (nargs != 7) {
+    PyErr_SetString(PyExc_TypeError,
+                    "call_wait(dependency, call_id, route, headers, body, timeout, wait)");
+    return NULL;
+  }
+  double wait = PyFloat_AsDouble(args[6]);
+  if (PyErr_Occurred() || bh_module_require_io() != 0 || (msg = call_message(args, 0)) == NULL)
+    return NULL;
+  carrier = msg->req;
+  if ((w = bh_waiter_new(carrier)) == NULL) {
+    free(carrier);
+    free(msg);
+    return PyErr_NoMemory();
+  }
+  bh_bridge_post(bh_module_worker()->bridge, msg);
+  Py_BEGIN_ALLOW_THREADS
+  rc = bh_waiter_wait(w, wait > 0 ? (uint64_t)(wait * 1000.0) + 1 : 0);
+  Py_END_ALLOW_THREADS
+  if (rc != 0) {
+    uint64_t id = carrier->call_id; /* the carrier stays alive until we release it */
+    bh_waiter_release(w);
+    if (post_cancel(id) != 0)
+      return NULL;
+    return Py_BuildValue("(iyy)", rc, "", "");
+  }
+  result = Py_BuildValue("(iy#y#)", carrier->call_status, carrier->head ? carrier->head : "",
+                         (Py_ssize_t)(carrier->head ? carrier->head_len : 0),
+                         carrier->body ? carrier->body : "", (Py_ssize_t)carrier->body_len);
+  bh_waiter_release(w);
   return result;
 }

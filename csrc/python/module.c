@@ -590,6 +590,8 @@ static PyMethodDef module_methods[] = {
     {"call", (PyCFunction)(void (*)(void))bh_py_call, METH_FASTCALL,
      "call(dependency, call_id, route, headers, body, timeout[, stream]): a request to a dependency."},
     {"cancel_call", bh_py_cancel_call, METH_O, "cancel_call(call_id): abort a call in flight."},
+    {"call_wait", (PyCFunction)(void (*)(void))bh_py_call_wait, METH_FASTCALL,
+     "call_wait(dependency, call_id, route, headers, body, timeout, wait) -> (status, headers, body)."},
     {"call_ack", bh_py_call_ack, METH_VARARGS,
      "call_ack(call_id, nbytes): that much of a streamed call was consumed."},
     {"sync_busy", py_sync_busy, METH_O,

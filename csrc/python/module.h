@@ -34,5 +34,6 @@ PyObject *bh_py_add_dependency(PyObject *self, PyObject *args);
 PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg);
 PyObject *bh_py_call_ack(PyObject *self, PyObject *args);
+PyObject *bh_py_call_wait(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

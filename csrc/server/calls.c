@@ -8,6 +8,7 @@
 #include "server/calls.h"
 #include "server/internal.h"
 #include "common/log.h"
+#include "common/waiter.h"
 #include "net/client.h"
 
 #include <stdio.h>
@@ -81,6 +82,10 @@ int bh_calls_start(bh_io_t *io) {
 }
 
 static void give_back(bh_io_t *io, bh_req_t *carrier) {
+  if (carrier->waiter != NULL) { /* a thread blocks on it: wake that thread itself */
+    bh_waiter_complete(carrier->waiter);
+    return;
+  }
   if (bh_bridge_submit(&io->bridge, carrier, BH_IN_RESPONSE) != 0) {
     /* The ring is full: Python is far behind; its own timeout answers the call. */
     bh_log("worker %d: ring full, a dependency's response was dropped", io->w->index);
