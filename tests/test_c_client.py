@@ -54,8 +54,8 @@ def _build(out: Path, flags):
         # llhttp's generated code has unused parameters everywhere
         _run(["gcc", *CFLAGS, "-Wno-unused-parameter", *flags, *inc, "-c", LLHTTP_SRC / s, "-o", o])
         objs.append(o)
-    client = sorted((CSRC / "net").glob("client*.c"))
-    _run(["gcc", *CFLAGS, *flags, *inc, TEST_SRC, *client, *objs, "-luv", "-o", out])
+    client = [*sorted((CSRC / "net").glob("client*.c")), CSRC / "net" / "tls.c", CSRC / "common" / "log.c"]
+    _run(["gcc", *CFLAGS, *flags, *inc, TEST_SRC, *client, *objs, "-luv", "-lssl", "-lcrypto", "-o", out])
     return out
 
 

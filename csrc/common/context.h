@@ -46,6 +46,7 @@ struct bh_worker {
   int reporter;              /* this worker reports the service config */
   const bh_options_t *opts;
   struct bh_shm *shm;        /* created by the supervisor, inherited */
+  struct bh_tls_ctx *tls;    /* the entry's TLS context (net/tls.h), made before the fork; NULL: plain */
 
   /* set by worker/worker.c: starts the I/O thread once Python has published
    * the configuration (the Python host reaches the server only through it) */

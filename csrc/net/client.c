@@ -44,6 +44,7 @@ void bh_client_unref(bh_client_t *c) {
   for (i = 0; i < c->ntargets; i++) {
     free(c->targets[i].unix_path);
     free(c->targets[i].host_line);
+    free(c->targets[i].tls_name);
   }
   free(c->targets);
   free(c);
@@ -442,7 +443,7 @@ int bh_client_request(bh_client_t *c, const char *method, const char *path, cons
 /* ---------------------------------------------------------------- create, close */
 
 static int target_init(bh_ctarget_t *t, const bh_client_target_t *in) {
-  char name[INET6_ADDRSTRLEN + 16];
+  char name[320]; /* an address and port, or a TLS name (up to 253) and port */
   const char *host;
   int n;
 
@@ -467,6 +468,17 @@ static int target_init(bh_ctarget_t *t, const bh_client_target_t *in) {
       return -EINVAL;
     if (n < 0 || (size_t)n >= sizeof(name))
       return -EINVAL;
+    if (in->tls_name != NULL) {
+      /* the name the certificate is for goes in Host too, as a browser would send it */
+      if ((t->tls_name = strdup(in->tls_name)) == NULL)
+        return -ENOMEM;
+      if (inet_pton(AF_INET, in->tls_name, &(struct in_addr){0}) != 1 &&
+          strchr(in->tls_name, ':') == NULL) {
+        n = snprintf(name, sizeof(name), "%s:%d", in->tls_name, in->port);
+        if (n < 0 || (size_t)n >= sizeof(name))
+          return -EINVAL;
+      }
+    }
     t->host_line = malloc(strlen(name) + sizeof("Host: \r\n"));
     if (t->host_line != NULL)
       sprintf(t->host_line, "Host: %s\r\n", name);
@@ -497,6 +509,9 @@ int bh_client_create(bh_client_t **out, uv_loop_t *loop, const bh_client_target_
   c->ntargets = ntargets;
   for (i = 0; i < ntargets && r == 0; i++)
     r = target_init(&c->targets[i], &targets[i]);
+  for (i = 0; i < ntargets && r == 0; i++)
+    if (targets[i].tls_name != NULL && (opts == NULL || opts->tls == NULL))
+      r = -EINVAL;
   if (r != 0) {
     c->refs = 1;
     bh_client_unref(c); /* no handle yet: frees at once */
@@ -515,6 +530,7 @@ int bh_client_create(bh_client_t **out, uv_loop_t *loop, const bh_client_target_
       c->opts.max_response_size = opts->max_response_size;
     if (opts->max_header_size > 0)
       c->opts.max_header_size = opts->max_header_size;
+    c->opts.tls = opts->tls;
   }
   c->loop = loop;
   uv_check_init(loop, &c->done_check);

@@ -30,6 +30,9 @@ typedef struct bh_client_target {
   const char *unix_path;
   const char *host;
   int port;
+  /* TCP with TLS: the name the peer's certificate must carry (and the SNI
+   * sent), or its IP address; NULL: plain TCP. Needs opts.tls. */
+  const char *tls_name;
 } bh_client_target_t;
 
 /* Any field left 0 takes its default. */
@@ -39,6 +42,7 @@ typedef struct bh_client_opts {
   size_t max_conns_per_target;  /* default 64 */
   uint64_t max_response_size;   /* response body; default 1 GiB; bigger -> -EMSGSIZE */
   size_t max_header_size;       /* status line, header lines and trailers together; default 64 KiB; bigger -> -EMSGSIZE */
+  struct bh_tls_ctx *tls;       /* client context (net/tls.h) for targets with a tls_name; not owned */
 } bh_client_opts_t;
 
 /* The result of a call, called exactly once per accepted request, always from
@@ -51,7 +55,9 @@ typedef struct bh_client_opts {
  * mid-response), -EPROTO (unparsable response), -EMSGSIZE (max_response_size
  * or max_header_size), -ECANCELED (bh_client_cancel or bh_client_close),
  * -ENOMEM, or another errno of a failed connect, read or write (-EAGAIN: a
- * Unix socket whose listen backlog is full refuses at once).
+ * Unix socket whose listen backlog is full refuses at once); -ECONNABORTED
+ * when a TLS handshake failed (the peer's certificate did not verify, or it
+ * does not speak TLS: the reason is logged).
  *
  * headers: the raw header block "name: value\r\n"... of the final response,
  * without the status line and without trailers (a NUL-terminated copy, valid

@@ -9,8 +9,13 @@
  * call ever points at a closed connection.
  *
  * Idle connections are unreferenced: a loop with nothing to do but keep them
- * open may return, as Node's keep-alive agent lets it. */
+ * open may return, as Node's keep-alive agent lets it.
+ *
+ * A TLS target's connection runs its engine (net/tls.h) between the socket
+ * and the parser: the request waits for the handshake, then goes encrypted;
+ * what arrives is decrypted before it is parsed. */
 #include "net/client_internal.h"
+#include "common/log.h"
 
 /* How long a connection whose write failed is still read for an answer the
  * peer sent before it stopped reading. */
@@ -29,6 +34,7 @@ static void conn_on_close(uv_handle_t *h) {
     return;
   free(conn->hdrs);
   free(conn->body);
+  bh_tls_free(conn->tls);
   free(conn);
   bh_client_unref(c);
 }
@@ -260,12 +266,18 @@ static void conn_eof(bh_cconn_t *conn) {
   conn_fail(conn, conn->err ? conn->err : -ECONNRESET);
 }
 
+static void conn_parse(bh_cconn_t *conn, const char *data, size_t len);
+static void conn_tls_read(bh_cconn_t *conn, const char *data, size_t len);
+
 static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   bh_cconn_t *conn = s->data;
-  llhttp_errno_t e;
 
   if (nread == 0 || conn->state == BH_CONN_CLOSING)
     return;
+  if (conn->tls != NULL && nread > 0) {
+    conn_tls_read(conn, buf->base, (size_t)nread);
+    return;
+  }
   if (conn->call == NULL) {
     /* Idle: the server closed it, or sent bytes nobody asked for. Either
      * way it cannot carry another request. */
@@ -280,8 +292,15 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_lost(conn, (int)nread);
     return;
   }
+  conn_parse(conn, buf->base, (size_t)nread);
+}
+
+/* Response bytes (decrypted, on TLS) for the exchange in flight. */
+static void conn_parse(bh_cconn_t *conn, const char *data, size_t len) {
+  llhttp_errno_t e;
+
   conn->got_bytes = 1;
-  e = llhttp_execute(&conn->parser, buf->base, (size_t)nread);
+  e = llhttp_execute(&conn->parser, data, len);
   if (conn->call->on_data != NULL && stream_collect(conn, conn->call) != 0) {
     conn_fail(conn, -ENOMEM);
     return;
@@ -294,7 +313,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   if (e == HPE_PAUSED && conn->msg_done) {
     /* clean: the message ended exactly where this read did */
-    conn_complete(conn, llhttp_get_error_pos(&conn->parser) == buf->base + nread);
+    conn_complete(conn, llhttp_get_error_pos(&conn->parser) == data + len);
     return;
   }
   conn_fail(conn, conn->err ? conn->err : -EPROTO);
@@ -314,6 +333,119 @@ static void conn_write_failed(bh_cconn_t *conn, int err) {
   }
   conn->write_err = err;
   uv_timer_start(&conn->timer, conn_on_timer, WRITE_FAILED_GRACE_MS, 0);
+}
+
+/* ---------------------------------------------------------------- TLS */
+
+typedef struct tls_write {
+  uv_write_t req;
+  bh_cconn_t *conn;
+  char data[];
+} tls_write_t;
+
+static void tls_on_write(uv_write_t *req, int status) {
+  tls_write_t *w = (tls_write_t *)req;
+  bh_cconn_t *conn = w->conn; /* valid: its close callback comes after this */
+
+  free(w);
+  conn->writing--;
+  if (conn->state == BH_CONN_CLOSING || conn->call == NULL)
+    return;
+  if (status < 0)
+    conn_write_failed(conn, status);
+}
+
+/* Sends what the engine has ready: now when the socket takes it, else a copy
+ * is queued. 0, or a negative errno. */
+static int tls_flush(bh_cconn_t *conn) {
+  const char *data;
+  size_t len = bh_tls_output(conn->tls, &data);
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  tls_write_t *w;
+  int r;
+
+  if (len == 0)
+    return 0;
+  r = uv_try_write(&conn->h.stream, &b, 1);
+  if (r == UV_EAGAIN || r == UV_ENOSYS)
+    r = 0;
+  if (r < 0)
+    return r;
+  if ((size_t)r < len) {
+    if ((w = malloc(sizeof(*w) + len - (size_t)r)) == NULL)
+      return -ENOMEM;
+    memcpy(w->data, data + r, len - (size_t)r);
+    w->conn = conn;
+    b = uv_buf_init(w->data, (unsigned)(len - (size_t)r));
+    if ((r = uv_write(&w->req, &conn->h.stream, &b, 1, tls_on_write)) < 0) {
+      free(w);
+      return r;
+    }
+    conn->writing++;
+  }
+  bh_tls_output_done(conn->tls, len);
+  return 0;
+}
+
+static void tls_failed(bh_cconn_t *conn) {
+  bh_client_t *c = conn->client;
+
+  bh_log("TLS to %s failed: %s", c->targets[conn->target].tls_name, bh_tls_error(conn->tls));
+  conn_fail(conn, -ECONNABORTED);
+}
+
+/* Encrypts the request's buffers and sends the records. */
+static void tls_send(bh_cconn_t *conn, const uv_buf_t *w, unsigned n) {
+  unsigned i;
+  int r;
+
+  for (i = 0; i < n; i++)
+    if (bh_tls_write(conn->tls, w[i].base, w[i].len) != 0) {
+      tls_failed(conn);
+      return;
+    }
+  if ((r = tls_flush(conn)) != 0)
+    conn_write_failed(conn, r);
+}
+
+static void conn_tls_read(bh_cconn_t *conn, const char *data, size_t len) {
+  char *plain = conn->client->tls_plain;
+  ssize_t got;
+  int r;
+
+  if (bh_tls_feed(conn->tls, data, len) != 0) {
+    conn_fail(conn, -ENOMEM);
+    return;
+  }
+  if (conn->call == NULL) {
+    /* idle: session tickets may still come; anything else ends it */
+    if (bh_tls_read(conn->tls, plain, BH_CLIENT_READ_BUF) != 0 || tls_flush(conn) != 0)
+      bh_cconn_close(conn);
+    return;
+  }
+  if (conn->handshaking) {
+    r = bh_tls_handshake(conn->tls);
+    if (r < 0 || tls_flush(conn) != 0) {
+      tls_failed(conn);
+      return;
+    }
+    if (r == 0)
+      return;
+    conn->handshaking = 0;
+    conn_send(conn);
+    if (conn->state == BH_CONN_CLOSING || conn->call == NULL)
+      return;
+  }
+  /* each turn consumes fed bytes: bounded by len; stops once the exchange ended */
+  while ((got = bh_tls_read(conn->tls, plain, BH_CLIENT_READ_BUF)) > 0) {
+    conn_parse(conn, plain, (size_t)got);
+    if (conn->state != BH_CONN_BUSY || conn->call == NULL)
+      return;
+  }
+  if (got == -EPIPE) /* close_notify: as EOF */
+    conn_eof(conn);
+  else if (got < 0)
+    tls_failed(conn);
 }
 
 static void conn_on_write(uv_write_t *req, int status) {
@@ -354,6 +486,10 @@ static void conn_send(bh_cconn_t *conn) {
   for (i = 0; i < call->nbufs; i++)
     if (call->bufs[i].len > 0)
       w[n++] = call->bufs[i];
+  if (conn->tls != NULL) {
+    tls_send(conn, w, n);
+    return;
+  }
   for (i = 0; i < n; i++)
     total += w[i].len;
 
@@ -387,6 +523,7 @@ static void conn_send(bh_cconn_t *conn) {
 
 static void conn_on_connect(uv_connect_t *req, int status) {
   bh_cconn_t *conn = req->data;
+  bh_client_t *c = conn->client;
 
   if (conn->state == BH_CONN_CLOSING)
     return; /* UV_ECANCELED: closed while connecting */
@@ -398,6 +535,16 @@ static void conn_on_connect(uv_connect_t *req, int status) {
     return;
   }
   conn->state = BH_CONN_BUSY;
+  if (c->targets[conn->target].tls_name != NULL) {
+    if ((conn->tls = bh_tls_client_new(c->opts.tls, c->targets[conn->target].tls_name)) == NULL) {
+      conn_fail(conn, -ENOMEM);
+      return;
+    }
+    conn->handshaking = 1; /* the request goes once the handshake is done */
+    if (bh_tls_handshake(conn->tls) < 0 || tls_flush(conn) != 0)
+      tls_failed(conn);
+    return;
+  }
   conn_send(conn);
 }
 

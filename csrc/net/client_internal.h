@@ -14,6 +14,7 @@
 #include <llhttp.h>
 
 #include "net/client.h"
+#include "net/tls.h"
 
 /* Reads are handled synchronously in the read callback, so one buffer per
  * client serves all its connections (they share its loop and thread). */
@@ -26,6 +27,7 @@ typedef struct bh_ctarget {
   char *unix_path;              /* a copy, or NULL for TCP */
   struct sockaddr_storage addr; /* TCP: the parsed address */
   char *host_line;              /* "Host: ...\r\n" */
+  char *tls_name;               /* TLS: the name or address to verify; NULL: plain */
   size_t host_line_len;
   size_t inflight;              /* calls assigned here and not yet finished */
   size_t nconns;                /* open connections: connecting, busy or idle */
@@ -108,7 +110,9 @@ struct bh_cconn {
   bh_client_call_t *call;       /* the call in flight on it */
   int refs;                     /* its two handles until they are closed */
   int state;                    /* BH_CONN_* */
-  int writing;                  /* a uv_write() is pending */
+  int writing;                  /* uv_write()s pending */
+  bh_tls_t *tls;                /* a TLS target's engine */
+  int handshaking;              /* TLS: the request waits for the handshake */
   int write_err;                /* the request's write failed: EPIPE or ECONNRESET */
   uint64_t exchanges;           /* requests sent on it; > 1: a reused connection */
 
@@ -149,6 +153,7 @@ struct bh_client {
   int handles_closed;
   size_t refs;                  /* its two handles, every call and connection */
   char read_buf[BH_CLIENT_READ_BUF];
+  char tls_plain[BH_CLIENT_READ_BUF]; /* what TLS decrypted from read_buf */
 };
 
 /* ---------------------------------------------------------------- client.c */

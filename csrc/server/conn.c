@@ -34,8 +34,9 @@
 #define LINGER_MAX_BYTES ((size_t)64 << 20)
 
 /* Reads are handled synchronously in read_cb, so one buffer serves every
- * connection of this (only) I/O thread. */
+ * connection of this (only) I/O thread; another the plaintext of TLS. */
 static char read_buf[READ_BUF_SIZE];
+static char tls_plain[READ_BUF_SIZE];
 
 static void conn_process(bh_conn_t *c);
 static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -184,6 +185,7 @@ static void conn_unref(bh_conn_t *c) {
   free(c->ctype);
   free(c->hdrs);
   free(c->pending);
+  bh_tls_free(c->tls);
   free(c);
 }
 
@@ -451,10 +453,11 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(read_buf, sizeof(read_buf));
 }
 
+static void conn_input(bh_conn_t *c, const char *data, size_t len);
+static void conn_tls_input(bh_conn_t *c, const char *data, size_t len);
+
 static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   bh_conn_t *c = s->data;
-  size_t consumed;
-  int r;
 
   if (nread == 0 || c->closing)
     return;
@@ -477,8 +480,19 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       bh_conn_close(c);
     return;
   }
+  if (c->tls != NULL)
+    conn_tls_input(c, buf->base, (size_t)nread);
+  else
+    conn_input(c, buf->base, (size_t)nread);
+}
+
+/* Plaintext from the client: kept while a request is in flight, else parsed. */
+static void conn_input(bh_conn_t *c, const char *data, size_t len) {
+  size_t consumed;
+  int r;
+
   if (c->busy) {
-    if (conn_keep_pending(c, buf->base, (size_t)nread)) {
+    if (conn_keep_pending(c, data, len)) {
       bh_conn_close(c);
       return;
     }
@@ -489,19 +503,46 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
   if (c->in_message)
     bh_conn_arm_deadline(c);
-  r = bh_conn_execute(c, buf->base, (size_t)nread, &consumed);
+  r = bh_conn_execute(c, data, len, &consumed);
   if (r < 0) {
     conn_fail(c);
     return;
   }
   if (r == 0)
     return;
-  if (conn_keep_pending(c, buf->base + consumed, (size_t)nread - consumed)) {
+  if (conn_keep_pending(c, data + consumed, len - consumed)) {
     bh_conn_close(c);
     return;
   }
   conn_dispatch(c);
   conn_process(c);
+}
+
+/* Ciphertext from the client: decrypted record by record into conn_input;
+ * what the engine has to say (handshake messages, tickets, an alert) goes
+ * out at once. A handshake that fails (plain HTTP on the TLS port, garbage,
+ * a client certificate that did not verify) closes the connection and is
+ * counted; the keep-alive timer armed at accept bounds a slow one. */
+static void conn_tls_input(bh_conn_t *c, const char *data, size_t len) {
+  ssize_t got = 0;
+  int was_done = bh_tls_handshake_done(c->tls);
+
+  if (bh_tls_feed(c->tls, data, len) != 0) {
+    bh_conn_close(c);
+    return;
+  }
+  /* each turn consumes fed bytes: bounded by len */
+  while (!c->closing && (got = bh_tls_read(c->tls, tls_plain, sizeof(tls_plain))) > 0)
+    conn_input(c, tls_plain, (size_t)got);
+  if (c->closing)
+    return;
+  if (bh_tls_send_pending(c) != 0)
+    return;
+  if (got < 0) {
+    if (!was_done && !bh_tls_handshake_done(c->tls))
+      bh_metrics_refused(c->io->w, BH_REJ_TLS_HANDSHAKE);
+    bh_conn_close(c);
+  }
 }
 /* ---------------------------------------------------------------- public */
 
@@ -552,6 +593,10 @@ void bh_http_on_connection(uv_stream_t *listener, int status) {
   io->conns = c;
   io->nconns++;
 
+  if (io->w->tls != NULL && (c->tls = bh_tls_new(io->w->tls)) == NULL) {
+    bh_conn_close(c);
+    return;
+  }
   conn_start_reading(c);
   if (!c->reading) {
     bh_conn_close(c);

@@ -17,6 +17,7 @@
 #include "python/bridge.h"
 #include "server/multipart.h"
 #include "server/router.h"
+#include "net/tls.h"
 #include "traffic/metrics.h"
 
 #define BH_BRIDGE_CAPACITY 65536
@@ -128,6 +129,8 @@ typedef struct bh_conn {
   char *hdrs;       /* the header lines as received, for req->head */
   size_t hdrs_len, hdrs_cap;
 
+  bh_tls_t *tls;     /* on a TLS listener: the connection's engine */
+
   /* unparsed input kept while a request is in flight */
   char *pending;
   size_t pending_off, pending_len, pending_cap;
@@ -206,6 +209,9 @@ int bh_conn_execute(bh_conn_t *c, const char *data, size_t len, size_t *consumed
 int bh_conn_write(bh_conn_t *c, uv_buf_t *bufs, unsigned nbufs, int copy_first,
                   void *owned, bh_req_t *chunk_req, size_t chunk_len, int close,
                   int final);
+/* TLS: sends what the connection's engine has ready (its handshake); 0, or
+ * -1 when the connection was closed. */
+int bh_tls_send_pending(bh_conn_t *c);
 int bh_ctype_ok(const char *s);
 int bh_conn_should_close(const bh_conn_t *c);
 const char *bh_conn_header(const bh_conn_t *c, int close);

@@ -47,9 +47,9 @@ static void conn_on_write(uv_write_t *req, int status) {
  * of bufs[0] (a header on the caller's stack) is copied first. owned is freed
  * once its bytes are out. Returns 1 when all was written now, 0 when queued
  * (conn_on_write follows), -1 when the connection was closed. */
-int bh_conn_write(bh_conn_t *c, uv_buf_t *bufs, unsigned nbufs,
-                      int copy_first, void *owned, bh_req_t *chunk_req,
-                      size_t chunk_len, int close, int final) {
+static int conn_write_raw(bh_conn_t *c, uv_buf_t *bufs, unsigned nbufs, int copy_first,
+                          void *owned, bh_req_t *chunk_req, size_t chunk_len, int close,
+                          int final) {
   conn_write_t *wr;
   size_t total = 0, extra = 0;
   unsigned i;
@@ -106,6 +106,45 @@ int bh_conn_write(bh_conn_t *c, uv_buf_t *bufs, unsigned nbufs,
     return -1;
   }
   return 0;
+}
+
+/* What the TLS engine has to send (handshake messages, encrypted records),
+ * sent now or copied into a queued write. 0, or -1 when the connection was
+ * closed. */
+static int tls_send(bh_conn_t *c, bh_req_t *chunk_req, size_t chunk_len, int close, int final) {
+  const char *data;
+  size_t len = bh_tls_output(c->tls, &data);
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+
+  if (len == 0 && !final && chunk_req == NULL)
+    return 0;
+  int r = conn_write_raw(c, &b, 1, 1, NULL, chunk_req, chunk_len, close, final);
+  if (r >= 0)
+    bh_tls_output_done(c->tls, len);
+  return r;
+}
+
+int bh_tls_send_pending(bh_conn_t *c) {
+  return tls_send(c, NULL, 0, 0, 0) < 0 ? -1 : 0;
+}
+
+/* Plain HTTP goes to the socket as it is; on a TLS connection it is
+ * encrypted first (the plaintext is free to go at once: the records are a
+ * copy), and the records take its place with the same accounting. */
+int bh_conn_write(bh_conn_t *c, uv_buf_t *bufs, unsigned nbufs, int copy_first, void *owned,
+                  bh_req_t *chunk_req, size_t chunk_len, int close, int final) {
+  unsigned i;
+
+  if (c->tls == NULL)
+    return conn_write_raw(c, bufs, nbufs, copy_first, owned, chunk_req, chunk_len, close, final);
+  for (i = 0; i < nbufs; i++)
+    if (bh_tls_write(c->tls, bufs[i].base, bufs[i].len) != 0) {
+      free(owned);
+      bh_conn_close(c);
+      return -1;
+    }
+  free(owned);
+  return tls_send(c, chunk_req, chunk_len, close, final);
 }
 
 int bh_ctype_ok(const char *s) {

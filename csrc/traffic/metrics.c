@@ -481,7 +481,7 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
   static const char *const reasons[BH_REJ_N] = {
       "429", "503", "504", "header_timeout", "body_timeout", "headers_count", "header_size",
       "body_size", "multipart_limit", "bad_request", "not_implemented", "http_version",
-      "connections"};
+      "connections", "tls_handshake"};
   put(&b, "# HELP bentohost_requests_rejected_total Requests answered by the host without running them\n");
   put(&b, "# TYPE bentohost_requests_rejected_total counter\n");
   for (size_t v = 0; v < nviews && !b.failed; v++)

@@ -23,6 +23,7 @@ enum {
   BH_REJ_NOT_IMPLEMENTED,  /* 501: a transfer coding other than chunked */
   BH_REJ_HTTP_VERSION,     /* 505: not HTTP/1.x */
   BH_REJ_CONNECTIONS,      /* accepting paused at --max-connections */
+  BH_REJ_TLS_HANDSHAKE,    /* a TLS handshake failed: the connection was closed */
   BH_REJ_N
 };
 
