@@ -1,7 +1,8 @@
 """C unit tests of the traffic side: the shared segment and limiter
 (tests/c/test_shm.c, forked processes sharing one segment), the batcher and its
 JSON item counter with a fake clock (tests/c/test_batch.c), and the /metrics
-render parsed by prometheus_client. Compiled here with gcc; skipped without
+render parsed by prometheus_client; the dependency-call table
+(tests/c/test_dep_metrics.c). Compiled here with gcc; skipped without
 gcc or libuv's headers."""
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
 TESTS_C = ROOT / "tests" / "c"
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-pthread", "-I%s" % CSRC]
-TRAFFIC = ["traffic/shm.c", "traffic/limiter.c", "traffic/metrics.c"]
+TRAFFIC = ["traffic/shm.c", "traffic/limiter.c", "traffic/metrics.c", "traffic/dep_metrics.c"]
 
 _missing = None
 if shutil.which("gcc") is None:
@@ -54,13 +55,12 @@ def test_limiter_shm(shm_bin):
     assert out.strip().endswith("OK")
 
 
-@pytest.mark.parametrize("flavour", ["O2", "asan"])
-def test_batcher(build_dir, flavour):
+def _run_flavour(build_dir, name, sources, flavour):
+    """Builds tests/c/<name>.c at -O2 or under ASan+UBSan (leaks checked) and runs its checks."""
     extra = ["-O2"] if flavour == "O2" else [
         "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
         "-fno-sanitize-recover=undefined"]
-    exe = _build(build_dir / ("test_batch_" + flavour), TESTS_C / "test_batch.c",
-                 ["traffic/batch.c", "traffic/batch_join.c", "traffic/json_items.c", "traffic/shm.c", "traffic/metrics.c"], extra)
+    exe = _build(build_dir / ("%s_%s" % (name, flavour)), TESTS_C / (name + ".c"), sources, extra)
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120,
                        env={"ASAN_OPTIONS": "detect_leaks=1", "PATH": "/usr/bin:/bin"})
     if "LeakSanitizer does not work under ptrace" in r.stderr:
@@ -68,6 +68,12 @@ def test_batcher(build_dir, flavour):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "runtime error" not in r.stderr, r.stderr
     assert r.stdout.strip().endswith("OK")
+
+
+@pytest.mark.parametrize("flavour", ["O2", "asan"])
+def test_batcher(build_dir, flavour):
+    _run_flavour(build_dir, "test_batch", ["traffic/batch.c", "traffic/batch_join.c",
+                                           "traffic/json_items.c", *TRAFFIC], flavour)
 
 
 def test_metrics_render_parses(shm_bin):
@@ -126,3 +132,35 @@ def test_metrics_render_parses(shm_bin):
     restarts = {s.labels["worker_index"]: s.value for s in fams["bentohost_worker_restarts"].samples
                 if s.name.endswith("_total")}
     assert restarts["2"] == 1 and restarts["1"] == 0
+
+
+@pytest.mark.parametrize("flavour", ["O2", "asan"])
+def test_dependency_table(build_dir, flavour):
+    """tests/c/test_dep_metrics.c: recording, names cut, the overflow row, two slots summed."""
+    _run_flavour(build_dir, "test_dep_metrics", TRAFFIC, flavour)
+
+
+def test_dependency_render_parses(build_dir):
+    parser = pytest.importorskip("prometheus_client.parser")
+    exe = _build(build_dir / "test_dep_metrics_render", TESTS_C / "test_dep_metrics.c", TRAFFIC)
+    text = _run(exe, "render")
+    fams = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    dep = fams["bentohost_dependency_request_duration_seconds"]
+    assert dep.type == "histogram"
+    series = {}
+    for s in dep.samples:
+        key = (s.labels["service_name"], s.labels["dependency"], s.labels["endpoint"])
+        series.setdefault(key, {})[s.name.rsplit("_", 1)[1] if "le" not in s.labels
+                                   else s.labels["le"]] = s.value
+    assert set(series) == {("Entry", "Leaf", "/predict"), ("Entry", "Other", '/e"p'),
+                           ("Leaf", "Other", "/deeper")}
+    for key, v in series.items():
+        les = [k for k in v if k not in ("count", "sum")]
+        assert les[-1] == "+Inf" and len(les) == 19, (key, les)
+        counts = [v[k] for k in les]
+        assert counts == sorted(counts), (key, counts)
+        assert v["+Inf"] == v["count"], key
+    assert series[("Entry", "Leaf", "/predict")]["count"] == 4  # two workers' slots summed
+    assert abs(series[("Entry", "Leaf", "/predict")]["sum"] - 3.323) < 1e-9
+    # the rest of the page is untouched by it
+    assert "bentoml_service_request" in fams and "bentohost_worker_restarts" in fams

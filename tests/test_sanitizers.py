@@ -32,6 +32,7 @@ SUITES = [
     "tests/test_workers.py",
     "tests/test_graph.py",
     "tests/test_graph_calls.py",
+    "tests/test_graph_metrics.py",
     "tests/test_config_file.py",
 ]
 

@@ -7,9 +7,11 @@
  * not read while more than the high-water mark waits unconsumed. */
 #include "server/calls.h"
 #include "server/internal.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/waiter.h"
 #include "net/client.h"
+#include "traffic/dep_metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@ typedef struct pending_call {
   bh_req_t *carrier;
   size_t unacked;            /* streamed bytes handed to Python, not yet consumed */
   int paused;
+  uint64_t start_ns;         /* handed to the client: the dependency metric's start */
 } pending_call_t;
 
 static bh_client_t **clients; /* per dependency, on this (only) I/O thread */
@@ -110,6 +113,10 @@ static void on_response(bh_client_call_t *call, int status, const char *headers,
 
   (void)call;
   unlink_call(p);
+  /* Every result counts, transport errors, timeouts and cancellations too
+   * (status < 0): a dependency that fails or hangs is what a user looks at
+   * this histogram for. */
+  bh_dep_metrics_observe(p->io->w, p->msg->status, p->msg->content_type, bh_since_s(p->start_ns));
   carrier->call_status = status;
   carrier->body = body;
   carrier->body_len = body_len;
@@ -155,6 +162,7 @@ void bh_calls_send(bh_io_t *io, bh_out_t *msg) {
   bh_req_t *carrier = msg->req;
   int dep = msg->status, err = -EINVAL;
   pending_call_t *p = NULL;
+  uint64_t start_ns = bh_now_ns();
   uv_buf_t body = uv_buf_init((char *)msg->data, (unsigned)msg->len);
 
   if (dep >= 0 && (size_t)dep < nclients && msg->content_type != NULL &&
@@ -164,6 +172,7 @@ void bh_calls_send(bh_io_t *io, bh_out_t *msg) {
     p->carrier = carrier;
     p->unacked = 0;
     p->paused = 0;
+    p->start_ns = start_ns;
     err = bh_client_request(clients[dep], "POST", msg->content_type, msg->headers,
                             msg->headers_len, &body, msg->len > 0 ? 1 : 0, carrier->call_timeout_ms,
                             on_response, p, &p->call);
@@ -178,6 +187,7 @@ void bh_calls_send(bh_io_t *io, bh_out_t *msg) {
       return;
     }
   }
+  bh_dep_metrics_observe(io->w, dep, msg->content_type, bh_since_s(start_ns)); /* refused at once */
   free(p);
   free(msg);
   carrier->call_status = err != 0 ? err : -ENOMEM;

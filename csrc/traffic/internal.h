@@ -1,7 +1,8 @@
-/* Private to the traffic files (shm.c, limiter.c, metrics.c, batch.c,
- * json_items.c) and their unit tests: the segment's layout, the JSON item
- * scanner and the batcher's fake-clock entry points. The rest of the host uses
- * the per-module headers (traffic/shm.h, limiter.h, metrics.h, batch.h). */
+/* Private to the traffic files (shm.c, limiter.c, metrics.c, dep_metrics.c,
+ * batch.c, json_items.c) and their unit tests: the segment's layout, the text
+ * helpers the metrics renders share, the JSON item scanner and the batcher's
+ * fake-clock entry points. The rest of the host uses the per-module headers
+ * (traffic/shm.h, limiter.h, metrics.h, dep_metrics.h, batch.h). */
 #ifndef BH_TRAFFIC_INTERNAL_H
 #define BH_TRAFFIC_INTERNAL_H
 
@@ -11,6 +12,7 @@
 
 #include "common/clock.h"
 #include "traffic/batch.h"
+#include "traffic/dep_metrics.h"
 #include "traffic/limiter.h"
 #include "traffic/metrics.h"
 #include "traffic/shm.h"
@@ -20,8 +22,8 @@
 /* Fixed capacities. The segment is MAP_ANONYMOUS, so pages nobody touches cost
  * nothing: capacities are generous rather than exact. */
 #define BH_SHM_MAX_APIS 64    /* APIs beyond this are served but not measured */
-#define BH_SHM_MAX_CODES 16
-#define BH_SHM_MAX_SYNC 256   /* sync threads watched per worker (more are served, not watched) */   /* distinct status codes per API per worker */
+#define BH_SHM_MAX_CODES 16   /* distinct status codes per API per worker */
+#define BH_SHM_MAX_SYNC 256   /* sync threads watched per worker (more are served, not watched) */
 #define BH_DUR_NB 18          /* finite request-duration buckets */
 #define BH_QUEUE_NB 13        /* finite batch-queue-wait buckets */
 #define BH_BATCH_NB 34        /* batch-size buckets: 1..2^31, the end, +Inf */
@@ -45,6 +47,20 @@ typedef struct bh_api_stat {
   _Atomic uint64_t queue_bucket[BH_QUEUE_NB + 1];
 } bh_api_stat_t;
 
+/* Calls to dependencies, per (dependency, endpoint) pair (dep_metrics.c). Rows
+ * fill in order; the names are written before `used` is set (release) and never
+ * change after, so a reader that sees `used` (acquire) reads them safely. */
+#define BH_DEP_ROWS 32        /* pairs per worker; further ones share the overflow row */
+#define BH_DEP_NAME 64        /* bytes of a dependency's name, NUL included (longer: cut) */
+#define BH_DEP_ENDPOINT 128   /* bytes of an endpoint, NUL included (longer: cut) */
+
+typedef struct bh_dep_stat {
+  _Atomic uint32_t used;
+  char dependency[BH_DEP_NAME];
+  char endpoint[BH_DEP_ENDPOINT];
+  _Atomic uint64_t count, sum_ns;
+  _Atomic uint64_t bucket[BH_DUR_NB + 1]; /* per bucket, not cumulative; last = +Inf */
+} bh_dep_stat_t;
 
 /* One per worker index; written only by that worker (and by the supervisor
  * once the worker is dead and reaped, see bh_shm_worker_died). Page aligned so
@@ -62,6 +78,7 @@ typedef struct bh_slot {
   _Atomic uint64_t sync_busy_since_ns[BH_SHM_MAX_SYNC];
   _Atomic uint64_t rejected[BH_REJ_N];
   bh_api_stat_t apis[BH_SHM_MAX_APIS];
+  bh_dep_stat_t deps[BH_DEP_ROWS + 1]; /* [BH_DEP_ROWS]: the overflow row */
 } __attribute__((aligned(4096))) bh_slot_t;
 
 /* One per service of the graph (the entry is service 0). */
@@ -97,6 +114,35 @@ double bh_shm_stall_at(bh_shm_t *shm, int index, uint64_t now_ns);
 int bh_batch_bucket_index(uint32_t size, uint32_t end);
 /* The bounds for the render: fills up to BH_BATCH_NB-1 finite bounds. */
 int bh_batch_bucket_bounds(uint32_t end, double *bounds);
+
+/* ---------------------------------------------------------------- metrics text */
+
+/* A growing text buffer; `failed` sticks after an allocation or format error. */
+typedef struct bh_mbuf {
+  char *p;
+  size_t len, cap;
+  int failed;
+} bh_mbuf_t;
+
+void bh_mbuf_put(bh_mbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The label list of one sample from NULL-ended name/value pairs, values
+ * escaped; malloc'd, NULL when out of memory. */
+char *bh_mbuf_labels(const char *const *kv);
+/* One histogram's _bucket (cumulated from per-bucket counts, +Inf last), _count
+ * and _sum lines; labels is a label list without braces. */
+void bh_mbuf_histogram(bh_mbuf_t *b, const char *name, const char *labels,
+                       const uint64_t *per_bucket, const double *bounds, int nb, double sum,
+                       uint64_t count);
+/* The bucket of v among n bounds (le: v <= bound); n means +Inf. */
+int bh_metrics_bucket_of(double v, const double *bounds, int n);
+/* Seconds to whole nanoseconds, clamped to [0, ~570 years]. */
+uint64_t bh_metrics_ns(double s);
+/* bentohost_dependency_request_duration_seconds of one service, whose workers
+ * use slots first_slot .. first_slot+nslots-1, summed over them. *head starts
+ * at 0 and is set once the family's HELP and TYPE lines are written, so that
+ * several services share them; nothing is written before a call was measured. */
+void bh_dep_metrics_put(bh_mbuf_t *b, bh_shm_t *shm, const char *service_name, int first_slot,
+                        int nslots, int *head);
 
 /* ---------------------------------------------------------------- JSON items */
 

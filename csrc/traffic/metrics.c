@@ -4,7 +4,8 @@
  *
  * Histograms keep per-bucket (not cumulative) counts so that recording is one
  * atomic add; the render accumulates. Recording uses relaxed atomics: a scrape
- * racing a request may see its count before its sum, which Prometheus tolerates. */
+ * racing a request may see its count before its sum, which Prometheus tolerates.
+ * The calls to dependencies have their own table and family (dep_metrics.c). */
 #include "traffic/internal.h"
 
 #include <errno.h>
@@ -30,14 +31,14 @@ static bh_api_stat_t *api_stat(bh_worker_t *w, int api_index) {
   return &s->apis[api_index];
 }
 
-static int bucket_of(double v, const double *bounds, int n) {
+int bh_metrics_bucket_of(double v, const double *bounds, int n) {
   int i = 0;
   while (i < n && v > bounds[i]) /* le: v <= bound */
     i++;
   return i; /* n means +Inf */
 }
 
-static uint64_t to_ns(double s) {
+uint64_t bh_metrics_ns(double s) {
   if (!(s > 0))
     return 0;
   if (s > 1.8e10)
@@ -69,8 +70,9 @@ void bh_metrics_request(bh_worker_t *w, int api_index, int status, double durati
   }
   if (c == NULL)
     return; /* more than BH_SHM_MAX_CODES distinct codes: not measured */
-  atomic_fetch_add_explicit(&c->bucket[bucket_of(duration_s, bh_dur_buckets, BH_DUR_NB)], 1, RELAXED);
-  atomic_fetch_add_explicit(&c->sum_ns, to_ns(duration_s), RELAXED);
+  int i = bh_metrics_bucket_of(duration_s, bh_dur_buckets, BH_DUR_NB);
+  atomic_fetch_add_explicit(&c->bucket[i], 1, RELAXED);
+  atomic_fetch_add_explicit(&c->sum_ns, bh_metrics_ns(duration_s), RELAXED);
   atomic_fetch_add_explicit(&c->count, 1, RELAXED);
 }
 
@@ -119,7 +121,7 @@ int bh_batch_bucket_bounds(uint32_t end, double *bounds) {
 int bh_batch_bucket_index(uint32_t size, uint32_t end) {
   double bounds[BH_BATCH_NB];
   int n = bh_batch_bucket_bounds(end, bounds);
-  return bucket_of((double)size, bounds, n);
+  return bh_metrics_bucket_of((double)size, bounds, n);
 }
 
 static uint32_t largest_batch(const bh_service_config_t *cfg) {
@@ -139,22 +141,15 @@ void bh_metrics_batch(bh_worker_t *w, int api_index, uint32_t size, double queue
   atomic_fetch_add_explicit(&a->batch_bucket[i], 1, RELAXED);
   atomic_fetch_add_explicit(&a->batch_sum, size, RELAXED);
   atomic_fetch_add_explicit(&a->batch_count, 1, RELAXED);
-  atomic_fetch_add_explicit(&a->queue_bucket[bucket_of(queue_s, bh_queue_buckets, BH_QUEUE_NB)], 1,
-                            RELAXED);
-  atomic_fetch_add_explicit(&a->queue_sum_ns, to_ns(queue_s), RELAXED);
+  i = bh_metrics_bucket_of(queue_s, bh_queue_buckets, BH_QUEUE_NB);
+  atomic_fetch_add_explicit(&a->queue_bucket[i], 1, RELAXED);
+  atomic_fetch_add_explicit(&a->queue_sum_ns, bh_metrics_ns(queue_s), RELAXED);
   atomic_fetch_add_explicit(&a->queue_count, 1, RELAXED);
 }
 
 /* ---------------------------------------------------------------- rendering */
 
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-  int failed;
-} buf_t;
-
-static void put(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(buf_t *b, const char *fmt, ...) {
+void bh_mbuf_put(bh_mbuf_t *b, const char *fmt, ...) {
   va_list ap;
   if (b->failed)
     return;
@@ -182,19 +177,19 @@ static void put(buf_t *b, const char *fmt, ...) {
 }
 
 /* A label value with \ " and newline escaped, as the text format wants. */
-static void put_label(buf_t *b, const char *name, const char *v, int comma) {
-  put(b, "%s%s=\"", comma ? "," : "", name);
+static void put_label(bh_mbuf_t *b, const char *name, const char *v, int comma) {
+  bh_mbuf_put(b, "%s%s=\"", comma ? "," : "", name);
   for (const char *c = v ? v : ""; *c; c++) {
     if (*c == '\\')
-      put(b, "\\\\");
+      bh_mbuf_put(b, "\\\\");
     else if (*c == '"')
-      put(b, "\\\"");
+      bh_mbuf_put(b, "\\\"");
     else if (*c == '\n')
-      put(b, "\\n");
+      bh_mbuf_put(b, "\\n");
     else
-      put(b, "%c", *c);
+      bh_mbuf_put(b, "%c", *c);
   }
-  put(b, "\"");
+  bh_mbuf_put(b, "\"");
 }
 
 /* Go/Python style float, the shortest exact form: 1.0, 0.005, 180.0. */
@@ -215,25 +210,25 @@ static void fmt_float(char *out, size_t n, double v) {
     snprintf(out, n, "%.39s", tmp);
 }
 
-static void put_histogram(buf_t *b, const char *name, const char *labels, const uint64_t *per_bucket,
-                          const double *bounds, int nb, double sum, uint64_t count) {
+void bh_mbuf_histogram(bh_mbuf_t *b, const char *name, const char *labels,
+                       const uint64_t *per_bucket, const double *bounds, int nb, double sum,
+                       uint64_t count) {
   char le[64];
   uint64_t acc = 0;
   for (int i = 0; i < nb; i++) {
     acc += per_bucket[i];
     fmt_float(le, sizeof(le), bounds[i]);
-    put(b, "%s_bucket{%s,le=\"%s\"} %llu.0\n", name, labels, le, (unsigned long long)acc);
+    bh_mbuf_put(b, "%s_bucket{%s,le=\"%s\"} %llu.0\n", name, labels, le, (unsigned long long)acc);
   }
   acc += per_bucket[nb];
-  put(b, "%s_bucket{%s,le=\"+Inf\"} %llu.0\n", name, labels, (unsigned long long)acc);
-  put(b, "%s_count{%s} %llu.0\n", name, labels, (unsigned long long)count);
+  bh_mbuf_put(b, "%s_bucket{%s,le=\"+Inf\"} %llu.0\n", name, labels, (unsigned long long)acc);
+  bh_mbuf_put(b, "%s_count{%s} %llu.0\n", name, labels, (unsigned long long)count);
   fmt_float(le, sizeof(le), sum);
-  put(b, "%s_sum{%s} %s\n", name, labels, le);
+  bh_mbuf_put(b, "%s_sum{%s} %s\n", name, labels, le);
 }
 
-/* The label list of one sample, values escaped; malloc'd. */
-static char *labels_of(const char *const *kv) {
-  buf_t h = {malloc(256), 0, 256, 0};
+char *bh_mbuf_labels(const char *const *kv) {
+  bh_mbuf_t h = {malloc(256), 0, 256, 0};
   if (h.p == NULL)
     return NULL;
   h.p[0] = '\0';
@@ -330,7 +325,7 @@ char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int servi
 
 char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t nviews,
                               size_t *len) {
-  buf_t b = {malloc(16384), 0, 16384, 0};
+  bh_mbuf_t b = {malloc(16384), 0, 16384, 0};
   const char *ver = "not available";
   view_t *views = calloc(nviews ? nviews : 1, sizeof(*views));
   if (b.p == NULL || views == NULL) {
@@ -343,8 +338,8 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
     if (view_gather(&views[v], shm, &in[v]) != 0)
       b.failed = 1;
 
-  put(&b, "# HELP bentoml_service_request_total Total number of server HTTP requests\n");
-  put(&b, "# TYPE bentoml_service_request_total counter\n");
+  bh_mbuf_put(&b, "# HELP bentoml_service_request_total Total number of server HTTP requests\n");
+  bh_mbuf_put(&b, "# TYPE bentoml_service_request_total counter\n");
   for (size_t v = 0; v < nviews && !b.failed; v++)
     for (size_t a = 0; a < views[v].napis && !b.failed; a++)
       for (size_t k = 0; k < views[v].ncodes[a]; k++) {
@@ -354,18 +349,18 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
         const char *kv[] = {"endpoint", views[v].cfg->apis[a].route, "service_name", svc,
                             "service_version", ver, "http_response_code", code, "runner_name", svc,
                             NULL};
-        char *l = labels_of(kv);
+        char *l = bh_mbuf_labels(kv);
         if (l == NULL) {
           b.failed = 1;
           break;
         }
-        put(&b, "bentoml_service_request_total{%s} %llu.0\n", l,
+        bh_mbuf_put(&b, "bentoml_service_request_total{%s} %llu.0\n", l,
             (unsigned long long)views[v].per_api[a][k].count);
         free(l);
       }
 
-  put(&b, "# HELP bentoml_service_request_duration_seconds Server HTTP request duration in seconds\n");
-  put(&b, "# TYPE bentoml_service_request_duration_seconds histogram\n");
+  bh_mbuf_put(&b, "# HELP bentoml_service_request_duration_seconds Server HTTP request duration in seconds\n");
+  bh_mbuf_put(&b, "# TYPE bentoml_service_request_duration_seconds histogram\n");
   for (size_t v = 0; v < nviews && !b.failed; v++)
     for (size_t a = 0; a < views[v].napis && !b.failed; a++)
       for (size_t k = 0; k < views[v].ncodes[a]; k++) {
@@ -378,18 +373,18 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
         const char *kv[] = {"endpoint", views[v].cfg->apis[a].route, "service_name", svc,
                             "service_version", ver, "http_response_code", code, "runner_name", svc,
                             NULL};
-        char *l = labels_of(kv);
+        char *l = bh_mbuf_labels(kv);
         if (l == NULL) {
           b.failed = 1;
           break;
         }
-        put_histogram(&b, "bentoml_service_request_duration_seconds", l, t->bucket, bh_dur_buckets,
+        bh_mbuf_histogram(&b, "bentoml_service_request_duration_seconds", l, t->bucket, bh_dur_buckets,
                       BH_DUR_NB, (double)t->sum_ns / 1e9, t->count);
         free(l);
       }
 
-  put(&b, "# HELP bentoml_service_request_in_progress Total number of HTTP requests in progress now\n");
-  put(&b, "# TYPE bentoml_service_request_in_progress gauge\n");
+  bh_mbuf_put(&b, "# HELP bentoml_service_request_in_progress Total number of HTTP requests in progress now\n");
+  bh_mbuf_put(&b, "# TYPE bentoml_service_request_in_progress gauge\n");
   for (size_t v = 0; v < nviews && !b.failed; v++)
     for (size_t a = 0; a < views[v].napis && !b.failed; a++) {
       const view_t *vw = &views[v];
@@ -400,12 +395,12 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
         n = 0;
       const char *kv[] = {"endpoint", vw->cfg->apis[a].route, "service_name", vw->svc,
                           "service_version", ver, "runner_name", vw->svc, NULL};
-      char *l = labels_of(kv);
+      char *l = bh_mbuf_labels(kv);
       if (l == NULL) {
         b.failed = 1;
         break;
       }
-      put(&b, "bentoml_service_request_in_progress{%s} %lld.0\n", l, (long long)n);
+      bh_mbuf_put(&b, "bentoml_service_request_in_progress{%s} %lld.0\n", l, (long long)n);
       free(l);
     }
 
@@ -415,8 +410,8 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
     for (size_t a = 0; a < views[v].napis; a++)
       any_batch |= views[v].cfg->apis[a].batchable;
   if (any_batch && !b.failed) {
-    put(&b, "# HELP bentoml_service_adaptive_batch_size Runner adaptive batch size\n");
-    put(&b, "# TYPE bentoml_service_adaptive_batch_size histogram\n");
+    bh_mbuf_put(&b, "# HELP bentoml_service_adaptive_batch_size Runner adaptive batch size\n");
+    bh_mbuf_put(&b, "# TYPE bentoml_service_adaptive_batch_size histogram\n");
     for (size_t v = 0; v < nviews && !b.failed; v++) {
       const view_t *vw = &views[v];
       double bounds[BH_BATCH_NB];
@@ -437,19 +432,19 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
           const char *kv[] = {"runner_name", vw->svc, "worker_index", wi, "method_name",
                               vw->cfg->apis[a].name, "service_version", ver, "service_name",
                               vw->svc, NULL};
-          char *l = labels_of(kv);
+          char *l = bh_mbuf_labels(kv);
           if (l == NULL) {
             b.failed = 1;
             break;
           }
-          put_histogram(&b, "bentoml_service_adaptive_batch_size", l, per, bounds, nb,
+          bh_mbuf_histogram(&b, "bentoml_service_adaptive_batch_size", l, per, bounds, nb,
                         (double)atomic_load_explicit(&st->batch_sum, RELAXED), count);
           free(l);
         }
     }
 
-    put(&b, "# HELP bentohost_batch_queue_seconds Time the oldest request of a batch waited in its queue\n");
-    put(&b, "# TYPE bentohost_batch_queue_seconds histogram\n");
+    bh_mbuf_put(&b, "# HELP bentohost_batch_queue_seconds Time the oldest request of a batch waited in its queue\n");
+    bh_mbuf_put(&b, "# TYPE bentohost_batch_queue_seconds histogram\n");
     for (size_t v = 0; v < nviews && !b.failed; v++)
       for (size_t a = 0; a < views[v].napis && !b.failed; a++) {
         const view_t *vw = &views[v];
@@ -465,12 +460,12 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
         }
         const char *kv[] = {"endpoint", vw->cfg->apis[a].route, "method_name",
                             vw->cfg->apis[a].name, "service_name", vw->svc, NULL};
-        char *l = labels_of(kv);
+        char *l = bh_mbuf_labels(kv);
         if (l == NULL) {
           b.failed = 1;
           break;
         }
-        put_histogram(&b, "bentohost_batch_queue_seconds", l, per, bh_queue_buckets, BH_QUEUE_NB,
+        bh_mbuf_histogram(&b, "bentohost_batch_queue_seconds", l, per, bh_queue_buckets, BH_QUEUE_NB,
                       (double)sum / 1e9, count);
         free(l);
       }
@@ -482,34 +477,38 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
       "429", "503", "504", "header_timeout", "body_timeout", "headers_count", "header_size",
       "body_size", "multipart_limit", "bad_request", "not_implemented", "http_version",
       "connections", "tls_handshake"};
-  put(&b, "# HELP bentohost_requests_rejected_total Requests answered by the host without running them\n");
-  put(&b, "# TYPE bentohost_requests_rejected_total counter\n");
+  bh_mbuf_put(&b, "# HELP bentohost_requests_rejected_total Requests answered by the host without running them\n");
+  bh_mbuf_put(&b, "# TYPE bentohost_requests_rejected_total counter\n");
   for (size_t v = 0; v < nviews && !b.failed; v++)
     for (int r = 0; r < BH_REJ_N; r++) {
       uint64_t n = 0;
       for (int w = 1; w <= views[v].hi && shm; w++)
         n += atomic_load_explicit(&shm->slots[views[v].first + w - 1].rejected[r], RELAXED);
       if (nviews > 1)
-        put(&b, "bentohost_requests_rejected_total{reason=\"%s\",service_name=\"%s\"} %llu.0\n",
+        bh_mbuf_put(&b, "bentohost_requests_rejected_total{reason=\"%s\",service_name=\"%s\"} %llu.0\n",
             reasons[r], views[v].svc, (unsigned long long)n);
       else
-        put(&b, "bentohost_requests_rejected_total{reason=\"%s\"} %llu.0\n", reasons[r],
+        bh_mbuf_put(&b, "bentohost_requests_rejected_total{reason=\"%s\"} %llu.0\n", reasons[r],
             (unsigned long long)n);
     }
 
-  put(&b, "# HELP bentohost_worker_restarts_total Times a worker index was restarted after dying\n");
-  put(&b, "# TYPE bentohost_worker_restarts_total counter\n");
+  bh_mbuf_put(&b, "# HELP bentohost_worker_restarts_total Times a worker index was restarted after dying\n");
+  bh_mbuf_put(&b, "# TYPE bentohost_worker_restarts_total counter\n");
   for (size_t v = 0; v < nviews && !b.failed; v++)
     for (int w = 1; w <= views[v].hi; w++) {
       int slot = views[v].first + w - 1;
       uint64_t n = shm ? atomic_load_explicit(&shm->slots[slot].restarts, RELAXED) : 0;
       if (nviews > 1)
-        put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\",service_name=\"%s\"} %llu.0\n",
+        bh_mbuf_put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\",service_name=\"%s\"} %llu.0\n",
             w, views[v].svc, (unsigned long long)n);
       else
-        put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\"} %llu.0\n", w,
+        bh_mbuf_put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\"} %llu.0\n", w,
             (unsigned long long)n);
     }
+
+  int dep_head = 0;
+  for (size_t v = 0; v < nviews && !b.failed; v++)
+    bh_dep_metrics_put(&b, shm, views[v].svc, views[v].first, views[v].hi, &dep_head);
 
   for (size_t v = 0; v < nviews; v++)
     view_free(&views[v]);

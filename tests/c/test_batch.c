@@ -1,6 +1,7 @@
 /* Batcher and JSON item tests with a fake clock. The bridge and the HTTP layer
  * are stubs that record what the batcher hands them. */
 #include "traffic/internal.h"
+#include "check.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,13 +9,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define CHECK(c)                                                                   \
-  do {                                                                             \
-    if (!(c)) {                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);       \
-      exit(1);                                                                     \
-    }                                                                              \
-  } while (0)
 #define MS 1000000ull
 
 void bh_log(const char *fmt, ...) {

@@ -3,6 +3,7 @@
  *   test_shm            run the checks
  *   test_shm render     print a populated /metrics page for pytest to parse */
 #include "traffic/internal.h"
+#include "check.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,14 +12,6 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define CHECK(c)                                                                   \
-  do {                                                                             \
-    if (!(c)) {                                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);       \
-      exit(1);                                                                     \
-    }                                                                              \
-  } while (0)
 
 void bh_log(const char *fmt, ...) {
   (void)fmt;

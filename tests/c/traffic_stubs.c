@@ -5,6 +5,7 @@
  * released exactly once. Runs on the I/O thread only. */
 #include "server/internal.h"
 #include "traffic/batch.h"
+#include "traffic/dep_metrics.h"
 #include "traffic/limiter.h"
 #include "traffic/metrics.h"
 #include "traffic/shm.h"
@@ -94,6 +95,13 @@ void bh_metrics_batch(bh_worker_t *w, int api_index, uint32_t size, double queue
   (void)api_index;
   (void)size;
   (void)queue_s;
+}
+
+void bh_dep_metrics_observe(bh_worker_t *w, int dep, const char *endpoint, double duration_s) {
+  (void)w;
+  (void)dep;
+  (void)endpoint;
+  (void)duration_s;
 }
 
 char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *views, size_t nviews,
