@@ -53,7 +53,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
-from . import _pickle
+from . import _pickle, _signing
 from ._api import APIMethod
 from ._dispatch import return_annotation
 from ._io import APPLICATION_JSON, InputSpec, build_input, dumps_json
@@ -253,9 +253,19 @@ class _Call:
 
     # -- response
 
-    def result(self, proxy: RemoteProxy, status: int, headers: dict[str, str], body: bytes) -> Any:
+    def result(
+        self, proxy: RemoteProxy, status: int, headers: dict[str, str], body: bytes, signed: _Signed | None = None
+    ) -> Any:
         if status >= 400:
+            if status == 415 and signed is not None and signed.v1 is not None:
+                raise BentoMLException(
+                    f"dependency {proxy.name!r} refused the signed pickle call to {self.route}: "
+                    f"{_error_message(body)} (are both sides given the same graph secret?)",
+                    error_code=HTTPStatus.BAD_GATEWAY,
+                )
             raise BentoMLException.from_status(status, _error_message(body))
+        if _pickle.is_pickle(headers.get("content-type")):
+            _trust_pickle(proxy, headers, body, signed)
         if self.output_kind == "file":
             return proxy._write_file(body, headers)
         if self.output_kind == "image":
@@ -266,6 +276,43 @@ class _Call:
         if self.output_adapter is None:
             return value
         return self.output_adapter.validate_python(value)
+
+
+class _Signed:
+    """A call made with a signing key: its answer is unpickled only when signed
+    with that key for this request (``v1``; None: the request went as JSON)."""
+
+    __slots__ = ("call", "route", "key", "v1")
+
+    def __init__(self, call: _Call, key: bytes, v1: str | None) -> None:
+        self.call = call
+        self.route = call.route
+        self.key = key
+        self.v1 = v1
+
+    def result(self, proxy: RemoteProxy, status: int, headers: dict[str, str], body: bytes) -> Any:
+        return self.call.result(proxy, status, headers, body, self)
+
+
+def _trust_pickle(proxy: RemoteProxy, headers: dict[str, str], body: bytes, signed: _Signed | None) -> None:
+    """Raise (502) unless a pickle answer may be unpickled: from a pool on the graph's
+    private Unix sockets, or signed for the signed request it answers."""
+    if signed is None and proxy.media_type == _pickle.PICKLE and proxy.signing_key is None:
+        return
+    reason = "to a call that was not pickle"
+    if signed is not None and signed.v1 is not None:
+        try:
+            _signing.check_response(
+                signed.key, headers.get(_signing.SIGNATURE_HEADER.lower()), signed.v1,
+                headers.get(_pickle.BUFFER_LENGTHS, "").strip(), (body,),
+            )
+            return
+        except _signing.SignatureError as exc:
+            reason = f"not signed with the graph's key ({exc})"
+    raise BentoMLException(
+        f"dependency {proxy.name!r} answered in pickle {reason}; it was not unpickled",
+        error_code=HTTPStatus.BAD_GATEWAY,
+    )
 
 
 def _output_adapter(annotation: Any) -> TypeAdapter[Any] | None:
@@ -337,9 +384,12 @@ class RemoteProxy:
     """A dependency served elsewhere; its APIs are attributes, as on a local instance.
 
     ``media_type`` is the request body format: BentoML's pickle (the graph's private
-    sockets) or ``application/json`` (services that refuse pickle). ``timeout`` bounds
-    each call (default: the dependency's ``traffic.timeout`` x 1.01, as BentoML); the
-    caller's request deadline shortens it.
+    sockets) or ``application/json`` (services that refuse pickle). With
+    ``signing_key`` pickle requests are signed (``_signing``) and pickle answers are
+    unpickled only when signed for them; batchable APIs then get JSON (batch members
+    reach the dependency's Python without the header). ``timeout`` bounds each call
+    (default: the dependency's ``traffic.timeout`` x 1.01, as BentoML); the caller's
+    request deadline shortens it.
     """
 
     def __init__(
@@ -349,6 +399,7 @@ class RemoteProxy:
         *,
         media_type: str = _pickle.PICKLE,
         timeout: float | None = None,
+        signing_key: bytes | None = None,
     ) -> None:
         if media_type not in (_pickle.PICKLE, APPLICATION_JSON):
             raise ValueError(f"media_type must be {_pickle.PICKLE!r} or {APPLICATION_JSON!r}, not {media_type!r}")
@@ -356,6 +407,7 @@ class RemoteProxy:
         self.name = service.name
         self.transport = transport
         self.media_type = media_type
+        self.signing_key = signing_key
         if timeout is None:
             traffic = service.config.get("traffic") or {}
             timeout = float(traffic.get("timeout") or DEFAULT_TIMEOUT) * TIMEOUT_FACTOR
@@ -438,9 +490,12 @@ class RemoteProxy:
 
     def _send(
         self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[_Call, concurrent.futures.Future[TransportResult], float | None]:
-        call = self._call(api)
-        content_type, body, headers = call.request(args, kwargs, self.media_type)
+    ) -> tuple[_Call | _Signed, concurrent.futures.Future[TransportResult], float | None]:
+        plain = self._call(api)
+        key = self.signing_key
+        media = self.media_type if key is None or not plain.in_band else APPLICATION_JSON
+        content_type, body, headers = plain.request(args, kwargs, media)
+        call = plain if key is None else self._sign(plain, key, content_type, body, headers)
         timeout = self.timeout
         deadline = _deadline.get()
         if deadline is not None:
@@ -455,6 +510,17 @@ class RemoteProxy:
         except ConnectionError as exc:
             raise self._unreachable(exc) from exc
         return call, future, timeout
+
+    @staticmethod
+    def _sign(
+        call: _Call, key: bytes, content_type: str, body: list[bytes | memoryview], headers: list[tuple[str, str]]
+    ) -> _Signed:
+        v1 = None
+        if content_type == _pickle.PICKLE:
+            lengths = next((v for n, v in headers if n == _pickle.BUFFER_LENGTHS), "")
+            seal, v1 = _signing.sign_request(key, "POST", call.route.encode(), lengths, body)
+            headers.append((_signing.SIGNATURE_HEADER, seal))
+        return _Signed(call, key, v1)
 
     def _call_sync(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, future, timeout = self._send(api, args, kwargs)

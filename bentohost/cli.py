@@ -212,6 +212,12 @@ def _parser() -> argparse.ArgumentParser:
         "comma-separated); calls to it use JSON",
     )
     serve.add_argument(
+        "--no-uds",
+        action="store_true",
+        help="the graph's dependency pools listen on 127.0.0.1 ports instead of Unix sockets (env "
+        "BENTOML_NO_UDS); pickle on them must be signed with a random key of the run",
+    )
+    serve.add_argument(
         "--working-dir",
         default=None,
         metavar="DIR",
@@ -230,6 +236,11 @@ def _depends_map(flags: list[str] | None, from_env: str | None) -> dict[str, str
             raise ValueError(f"--depends expects NAME=http://host:port, got {pair!r}")
         out[name] = url.rstrip("/")
     return out
+
+
+def env_flag(value: str | None) -> bool:
+    """An environment flag such as BENTOML_NO_UDS: set, and not empty, 0, false, no or off."""
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _fail(message: str) -> int:
@@ -328,6 +339,7 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
         "--watchdog-factor",
         _fmt_seconds(args.watchdog_factor),
         *limits,
+        *(["--no-uds"] if getattr(args, "no_uds", False) else []),
     ]
 
 
@@ -370,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env["BENTOHOST_SERVE_SERVICE"] = args.service
     if depends:
         env["BENTOHOST_DEPENDS"] = json.dumps(depends)
+    args.no_uds = args.no_uds or env_flag(env.get("BENTOML_NO_UDS"))
     pythonpath = pythonpath_for_workers(env)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath

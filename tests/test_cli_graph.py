@@ -1,0 +1,26 @@
+"""The command line of graphs across transports: ``--no-uds`` / BENTOML_NO_UDS."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from bentohost import cli
+
+
+@pytest.mark.parametrize("value,expected", [
+    (None, False), ("", False), ("0", False), ("false", False), ("No", False), ("off", False),
+    ("1", True), ("true", True), ("yes", True), ("anything", True),
+])
+def test_env_flag(value, expected):
+    assert cli.env_flag(value) is expected
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return cli._parser().parse_args(["serve", "svc.py:Svc", *argv])
+
+
+def test_no_uds_reaches_the_host():
+    assert "--no-uds" in cli.build_host_argv("host", _args("--no-uds"))
+    assert "--no-uds" not in cli.build_host_argv("host", _args())
