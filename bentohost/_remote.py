@@ -563,7 +563,8 @@ class RemoteProxy:
     def _dir(self) -> str:
         with self._lock:
             if self._own_dir is None:
-                self._own_dir = tempfile.mkdtemp(prefix=f"bentohost-remote-{self.name}-")
+                safe = re.sub(r"[^\w.-]+", "_", self.name)[:64]
+                self._own_dir = tempfile.mkdtemp(prefix=f"bentohost-remote-{safe}-")
                 self._finalizer = weakref.finalize(self, shutil.rmtree, self._own_dir, True)
             return self._own_dir
 

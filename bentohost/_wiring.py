@@ -16,6 +16,7 @@ public port given one; else it answers pickle 415.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import urllib.parse
@@ -28,10 +29,13 @@ from ._links import Links
 from ._loader import TargetError
 from ._pickle import PICKLE
 from ._remote import RemoteProxy, install_resolver
+from ._schema_proxy import SchemaProxy
 from ._service import Service
 from ._transport import CallTransport, socket_paths
 
 __all__ = ["connect_dependencies", "tcp_target"]
+
+logger = logging.getLogger("bentohost")
 
 
 def tcp_target(name: str, url: str) -> str:
@@ -48,8 +52,10 @@ def tcp_target(name: str, url: str) -> str:
     return f"tcp://{infos[0][4][0]}:{port}"
 
 
-#: a dependency's C targets, body format and signing key
+#: a dependency's C targets, body format (or SCHEMA) and signing key
 Target = tuple[list[str], str, "bytes | None"]
+#: the format of a ``depends(url=...)`` without ``on=``: JSON, APIs from /schema.json
+SCHEMA = "schema"
 
 
 def _accept_pickle(host: Any, links: Links) -> None:
@@ -70,6 +76,8 @@ def _targets(svc: Service[Any], graph: list[Service[Any]], links: Links) -> dict
     for dep in svc.dependencies.values():
         on = dep.on
         if on is None:
+            if dep.url is not None:
+                targets[dep.url] = ([tcp_target(dep.url, dep.url)], SCHEMA, None)
             continue
         url = urls.get(on.name) or dep.url
         if url is not None:
@@ -87,6 +95,16 @@ def _targets(svc: Service[Any], graph: list[Service[Any]], links: Links) -> dict
     return targets
 
 
+def _schema_proxy(url: str, target: str, transport: CallTransport) -> SchemaProxy:
+    """A ``depends(url=...)`` without ``on=``, its schema fetched now if the server is up."""
+    ip, _, port = target[len("tcp://") :].rpartition(":")
+    proxy = SchemaProxy(url, (ip, int(port)), urllib.parse.urlsplit(url).netloc, transport)
+    if not proxy.fetch():
+        logger.warning("dependency %s: cannot read its /schema.json now (%s); it will be read on first use",
+                       url, proxy.last_error)
+    return proxy
+
+
 def connect_dependencies(host: Any, svc: Service[Any], graph: list[Service[Any]], links: Links) -> CallTransport | None:
     """Register this worker's dependencies with the I/O thread (before ``publish``) and
     resolve ``depends()`` to proxies that call them over it."""
@@ -96,10 +114,15 @@ def connect_dependencies(host: Any, svc: Service[Any], graph: list[Service[Any]]
         return None
     ids = {name: host.add_dependency(name, paths) for name, (paths, _media, _key) in targets.items()}
     transport = CallTransport(host, ids)
+    by_url = {
+        url: _schema_proxy(url, paths[0], transport) for url, (paths, media, _key) in targets.items() if media == SCHEMA
+    }
 
     def resolve(dependency: Any) -> Any:
         on = dependency.on
-        if on is None or on.name not in ids:
+        if on is None:
+            return by_url.get(dependency.url)
+        if on.name not in ids:
             return None
         _paths, media, key = targets[on.name]
         return RemoteProxy(on, transport, media_type=media, signing_key=key)
