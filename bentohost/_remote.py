@@ -53,7 +53,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
-from . import _pickle, _signing
+from . import _formdata, _pickle, _signing
 from ._api import APIMethod
 from ._dispatch import return_annotation
 from ._io import APPLICATION_JSON, InputSpec, build_input, dumps_json
@@ -246,9 +246,8 @@ class _Call:
             data = _pickle.image_to_bytes(payload)
             return f"image/{(payload.format or 'png').lower()}", [data], []
         if kind == "object" and any(payload.get(n) is not None for n in self.input.field_kinds):
-            raise NotImplementedError(
-                f"{self.api.name}: file and image arguments over JSON need multipart, which bentohost's proxy does not send yet"
-            )
+            ctype, parts = _formdata.encode(payload, self.input.field_kinds)
+            return ctype, parts, []
         return APPLICATION_JSON, [dumps_json(payload)], []
 
     # -- response

@@ -4,7 +4,8 @@ per API with its name, path and input/output JSON schemas).
 
 ``proxy.<api>(**kwargs)`` sends the keyword arguments as JSON (positional ones are
 matched to the input's properties in order; a root input takes one value) and
-validation happens remotely; a 4xx comes back as the mapped exception, as on other
+validation happens remotely (file and image arguments go as ``multipart/form-data``,
+``_formdata``); a 4xx comes back as the mapped exception, as on other
 proxies. The call is async inside a running event loop (a coroutine to await) and
 blocking elsewhere; ``.to_async`` / ``.to_sync`` force one mode. Results are decoded
 from the response: JSON, text, a file (``Path``) or a PIL image when the schema says
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _pickle
+from . import _formdata, _pickle
 from ._io import APPLICATION_JSON, dumps_json
 from ._modes import AsyncView, SyncView
 from ._remote import RemoteProxy, Transport, _decode_body, _error_message, _trust_pickle
@@ -112,6 +113,7 @@ class _SchemaCall:
         self.route = api.route
         self.properties: dict[str, Any] = dict(self.api.input.get("properties") or {})
         self.required = set(self.api.input.get("required") or ())
+        self.file_fields = {name for name, schema in self.properties.items() if _is_file_schema(schema)}
 
     def request(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], media_type: str
@@ -122,6 +124,9 @@ class _SchemaCall:
                 raise TypeError(f"{self.api.name}() takes its one input as a positional argument")
             return _root_body(args[0] if args else None)
         values = self.arguments(args, kwargs)
+        if any(values.get(name) is not None for name in self.file_fields):
+            ctype, parts = _formdata.encode(values, self.file_fields)
+            return ctype, parts, []
         return APPLICATION_JSON, [dumps_json(values)], []
 
     def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
