@@ -7,15 +7,17 @@ would create a file if it were), while JSON keeps working."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import signal
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import SERVICES, children_of
+from conftest import SERVICES, children_of, wait_for
 from pickle_probe import CreatesFile, sign
 
 # The Unix-socket graph's own tests, collected here again: they run against `chain`
@@ -142,3 +144,36 @@ def test_true_and_false_values(server_factory, tmp_path):
     off = server_factory(SIGNED, env={"BENTOML_NO_UDS": "0", "TMPDIR": str(tmp_path)})
     assert "dependencies listen on Unix sockets" in off.log()
     assert post(off, "/wire", {}).json() == {"content_type": PICKLE, "signed": False}
+
+
+def test_respawned_workers_find_the_pools(server_factory, tmp_path):
+    """A new life of the entry's first worker (the one that reserved the ports) and of a
+    dependency worker: the addresses come from the environment, the ports stay bound."""
+    srv = server_factory(CALLS, env={"BENTOML_NO_UDS": "1", "TMPDIR": str(tmp_path)})
+    entry = srv.wait_all_workers(2)
+    ports = loopback_ports(srv)
+    model_pids = {w["pid"] for w in (post(srv, "/who", {}).json()[2] for _ in range(20))}
+    for pid in (entry[1], *model_pids):
+        os.kill(pid, signal.SIGKILL)
+
+    def new_first_worker_calls() -> bool:
+        front, _middle, model = post(srv, "/who", {}).json()
+        return front["worker_index"] == 1 and front["pid"] != entry[1] and model["pid"] not in model_pids
+
+    wait_for(new_first_worker_calls, 30, what="the respawned worker 1 calling a respawned Model worker")
+    assert all(post(srv, "/predict", {"x": [1, 2]}).json() == 4.0 for _ in range(10))
+    assert loopback_ports(srv) == ports and srv.log().count("dependencies listen on") == 1
+
+
+def test_a_diamond_on_loopback(server_factory, tmp_path):
+    """Leaf, reached twice, gets one pool of two workers, each on its own port."""
+    srv = server_factory(f"{SERVICES / 'graph_diamond.py'}:Entry", "--no-uds", env={"TMPDIR": str(tmp_path)})
+    ports = loopback_ports(srv)
+    assert sorted(ports) == ["Leaf", "Left", "Right"] and len(ports["Leaf"]) == 2
+    seen = set()
+    for name, numbers in ports.items():
+        for port in numbers:
+            who = requests.post(f"http://127.0.0.1:{port}/who", json={}, timeout=10).json()
+            assert who["service"] == name
+            seen.add((name, who["worker_index"]))
+    assert seen == {("Leaf", 1), ("Leaf", 2), ("Left", 1), ("Right", 1)}
