@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from ._config import service_config, service_config_json
 from ._context import server_context
 from ._dispatch import Endpoint, build_endpoints, concat_batch, handle_request, handle_request_async, split_batch
-from ._io import APPLICATION_JSON, Response, error_response
+from ._io import Response, error_response
 from ._loader import TargetError, guess_service_name, load_service
 from ._hooks import run_hooks
 from ._links import graph_links
