@@ -209,10 +209,16 @@ def drain_order(graph: list[Service[Any]]) -> list[Service[Any]]:
     return post[::-1]
 
 
-def service_config_json(svc: Service[Any], graph: list[Service[Any]] | None = None) -> str:
+def service_config_json(
+    svc: Service[Any], graph: list[Service[Any]] | None = None, ports: dict[str, list[int]] | None = None
+) -> str:
     """Compact JSON for the C host: name, workers, threads, traffic, resources, envs, apis;
-    for the entry of a graph also ``graph``: every other service's description, callers first."""
+    for the entry of a graph also ``graph``: every other service's description, callers first
+    (with ``ports``, the loopback ports each dependency's workers listen on: ``--no-uds``)."""
     cfg = service_config(svc)
     if graph and len(graph) > 1:
         cfg["graph"] = [service_config(dep) for dep in drain_order(graph)[1:]]
+        for dep in cfg["graph"]:
+            if ports and dep["name"] in ports:
+                dep["ports"] = ports[dep["name"]]
     return json.dumps(cfg, separators=(",", ":"))

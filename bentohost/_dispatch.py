@@ -4,26 +4,30 @@ Nothing here needs the C host, so it can be unit-tested in plain Python. The
 streaming and batching drivers that talk to the host live in ``_worker``.
 
 ``application/vnd.bentoml+pickle`` requests (service-to-service calls) are decoded
-with ``_pickle`` and answered in pickle only after ``set_pickle_allowed(True)``; the
-worker calls it for services that listen on the graph's private sockets. Otherwise
-they get 415 and the body is never unpickled.
+with ``_pickle`` and answered in pickle only after ``set_pickle_allowed(True)`` (the
+worker calls it for services on the graph's private Unix sockets) or, signed,
+after ``set_pickle_key(key)`` (loopback TCP pools, public ports given a graph
+secret: ``_signing``); a pickle answer to a signed request is signed too.
+Otherwise they get 415 and the body is never unpickled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import typing
 from collections.abc import Callable
 from typing import Any
 
-from . import _pickle
+from . import _pickle, _signing
 from ._api import APIMethod
 from ._context import Context
 from ._io import (
     _PICKLE_REFUSED,
     Encoded,
     InputSpec,
+    APPLICATION_JSON,
     Refused,
     Response,
     build_headers,
@@ -44,10 +48,13 @@ __all__ = [
     "concat_batch",
     "split_batch",
     "set_pickle_allowed",
+    "set_pickle_key",
     "pickle_allowed",
 ]
 
 _pickle_allowed = False
+#: when set, pickle is accepted only signed with it (and answered signed)
+_pickle_key: bytes | None = None
 
 
 def set_pickle_allowed(allowed: bool) -> None:
@@ -60,8 +67,49 @@ def set_pickle_allowed(allowed: bool) -> None:
     _pickle_allowed = bool(allowed)
 
 
+def set_pickle_key(key: bytes | None) -> None:
+    """Accept pickle only when the request is signed with ``key`` (None: back to
+    ``set_pickle_allowed``'s rule); pickle answers to signed requests are signed."""
+    global _pickle_key
+    _pickle_key = key or None
+
+
 def pickle_allowed() -> bool:
-    return _pickle_allowed
+    return _pickle_allowed or _pickle_key is not None
+
+
+def _refused(reason: str) -> Refused:
+    message = f"{_pickle.PICKLE} refused: {reason}"
+    return Refused((415, APPLICATION_JSON, json.dumps([{"error": message}]).encode(), None))
+
+
+def _check_signature(key: bytes, body: bytes | memoryview, buffer_lengths: str | None, scope: Any) -> None:
+    """``Refused`` (415) unless the request in ``scope`` is signed with ``key``.
+    Batch members reach here without their head: unsigned, so refused."""
+    request = getattr(scope, "request", None)
+    try:
+        if request is None:
+            raise _signing.SignatureError(f"no {_signing.SIGNATURE_HEADER} header")
+        _signing.check_request(
+            key, request.headers.get(_signing.SIGNATURE_HEADER), request.method, str(request.url),
+            (buffer_lengths or "").strip(), (body,),
+        )
+    except _signing.SignatureError as exc:
+        raise _refused(f"{exc}; this port takes pickle only signed with the graph's key") from None
+
+
+def _sign_answer(ctx: Context, out: bytes, headers: str) -> str:
+    """The header lines of a pickle answer to a signed request, plus its own signature."""
+    assert _pickle_key is not None
+    v1 = _signing.request_v1(ctx.request.headers.get(_signing.SIGNATURE_HEADER))
+    lengths = ""
+    for line in headers.split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == _pickle.BUFFER_LENGTHS:
+            lengths = value.strip()
+    seal = _signing.sign_response(_pickle_key, v1, lengths, (out,))
+    return f"{headers}{_signing.SIGNATURE_HEADER}: {seal}\r\n"
+
 
 # Framing headers belong to the C host.
 _RESERVED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "content-type"})
@@ -171,7 +219,10 @@ class Endpoint:
 
         The check comes first: a refused body is never handed to ``pickle``.
         """
-        if not _pickle_allowed:
+        key = _pickle_key
+        if key is not None:
+            _check_signature(key, body if body is not None else b"", buffer_lengths, scope)
+        elif not _pickle_allowed:
             raise Refused(_PICKLE_REFUSED)
         try:
             payload = _pickle.decode(body if body is not None else b"", buffer_lengths)
@@ -193,6 +244,8 @@ class Endpoint:
         """Encode ``result`` (for a request of ``content_type``) and apply what the API set on ``ctx.response``."""
         try:
             ctype, out, headers = self.encode_result(result, content_type)
+            if _pickle_key is not None and ctype == _pickle.PICKLE and headers:
+                headers = _sign_answer(ctx, out, headers)
             status, ctype, headers = self.apply_context(ctx, ctype, headers)
             return status, ctype, out, headers
         finally:

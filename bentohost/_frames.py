@@ -78,8 +78,11 @@ def frame_encoder(media_type: str) -> Callable[[Any], bytes]:
 class FrameDecoder:
     """Items from a stream's bytes, fed as they arrive (``feed``), checked at the end (``close``)."""
 
-    def __init__(self, content_type: str | None) -> None:
+    def __init__(self, content_type: str | None, allow_pickle: bool = False) -> None:
         media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media == FRAMES_PICKLE and not allow_pickle:
+            # asked for JSON: a server answering pickle anyway gets nothing unpickled
+            raise ConnectionError("the dependency answered a stream in pickle to a caller that asked for JSON")
         self.media = media
         self._buf = bytearray()
         self._text: codecs.IncrementalDecoder | None = None

@@ -56,7 +56,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
-from . import _pickle
+from . import _formdata, _pickle, _signing
 from ._api import APIMethod
 from ._dispatch import return_annotation
 from ._frames import FRAMES_JSON, FRAMES_PICKLE, STREAM_HEADER, FrameDecoder
@@ -255,16 +255,25 @@ class _Call:
             data = _pickle.image_to_bytes(payload)
             return f"image/{(payload.format or 'png').lower()}", [data], []
         if kind == "object" and any(payload.get(n) is not None for n in self.input.field_kinds):
-            raise NotImplementedError(
-                f"{self.api.name}: file and image arguments over JSON need multipart, which bentohost's proxy does not send yet"
-            )
+            ctype, parts = _formdata.encode(payload, self.input.field_kinds)
+            return ctype, parts, []
         return APPLICATION_JSON, [dumps_json(payload)], []
 
     # -- response
 
-    def result(self, proxy: RemoteProxy, status: int, headers: dict[str, str], body: bytes) -> Any:
+    def result(
+        self, proxy: RemoteProxy, status: int, headers: dict[str, str], body: bytes, signed: _Signed | None = None
+    ) -> Any:
         if status >= 400:
+            if status == 415 and signed is not None and signed.v1 is not None:
+                raise BentoMLException(
+                    f"dependency {proxy.name!r} refused the signed pickle call to {self.route}: "
+                    f"{_error_message(body)} (are both sides given the same graph secret?)",
+                    error_code=HTTPStatus.BAD_GATEWAY,
+                )
             raise BentoMLException.from_status(status, _error_message(body))
+        if _pickle.is_pickle(headers.get("content-type")):
+            _trust_pickle(proxy, headers, body, signed)
         if self.output_kind == "file":
             return proxy._write_file(body, headers)
         if self.output_kind == "image":
@@ -281,6 +290,43 @@ def _stream_item(annotation: Any) -> Any:
     """``T`` of ``Generator[T, ...]``, ``AsyncIterator[T]``...; ``Any`` when not given."""
     args = typing.get_args(strip_annotated(annotation))
     return args[0] if args else Any
+
+
+class _Signed:
+    """A call made with a signing key: its answer is unpickled only when signed
+    with that key for this request (``v1``; None: the request went as JSON)."""
+
+    __slots__ = ("call", "route", "key", "v1")
+
+    def __init__(self, call: _Call, key: bytes, v1: str | None) -> None:
+        self.call = call
+        self.route = call.route
+        self.key = key
+        self.v1 = v1
+
+    def result(self, proxy: RemoteProxy, status: int, headers: dict[str, str], body: bytes) -> Any:
+        return self.call.result(proxy, status, headers, body, self)
+
+
+def _trust_pickle(proxy: RemoteProxy, headers: dict[str, str], body: bytes, signed: _Signed | None) -> None:
+    """Raise (502) unless a pickle answer may be unpickled: from a pool on the graph's
+    private Unix sockets, or signed for the signed request it answers."""
+    if signed is None and proxy.media_type == _pickle.PICKLE and proxy.signing_key is None:
+        return
+    reason = "to a call that was not pickle"
+    if signed is not None and signed.v1 is not None:
+        try:
+            _signing.check_response(
+                signed.key, headers.get(_signing.SIGNATURE_HEADER.lower()), signed.v1,
+                headers.get(_pickle.BUFFER_LENGTHS, "").strip(), (body,),
+            )
+            return
+        except _signing.SignatureError as exc:
+            reason = f"not signed with the graph's key ({exc})"
+    raise BentoMLException(
+        f"dependency {proxy.name!r} answered in pickle {reason}; it was not unpickled",
+        error_code=HTTPStatus.BAD_GATEWAY,
+    )
 
 
 def _output_adapter(annotation: Any) -> TypeAdapter[Any] | None:
@@ -352,9 +398,12 @@ class RemoteProxy:
     """A dependency served elsewhere; its APIs are attributes, as on a local instance.
 
     ``media_type`` is the request body format: BentoML's pickle (the graph's private
-    sockets) or ``application/json`` (services that refuse pickle). ``timeout`` bounds
-    each call (default: the dependency's ``traffic.timeout`` x 1.01, as BentoML); the
-    caller's request deadline shortens it.
+    sockets) or ``application/json`` (services that refuse pickle). With
+    ``signing_key`` pickle requests are signed (``_signing``) and pickle answers are
+    unpickled only when signed for them; batchable APIs then get JSON (batch members
+    reach the dependency's Python without the header). ``timeout`` bounds each call
+    (default: the dependency's ``traffic.timeout`` x 1.01, as BentoML); the caller's
+    request deadline shortens it.
     """
 
     def __init__(
@@ -364,6 +413,7 @@ class RemoteProxy:
         *,
         media_type: str = _pickle.PICKLE,
         timeout: float | None = None,
+        signing_key: bytes | None = None,
     ) -> None:
         if media_type not in (_pickle.PICKLE, APPLICATION_JSON):
             raise ValueError(f"media_type must be {_pickle.PICKLE!r} or {APPLICATION_JSON!r}, not {media_type!r}")
@@ -371,6 +421,7 @@ class RemoteProxy:
         self.name = service.name
         self.transport = transport
         self.media_type = media_type
+        self.signing_key = signing_key
         if timeout is None:
             traffic = service.config.get("traffic") or {}
             timeout = float(traffic.get("timeout") or DEFAULT_TIMEOUT) * TIMEOUT_FACTOR
@@ -460,24 +511,46 @@ class RemoteProxy:
         headers.insert(0, (RUNNER_NAME_HEADER, self.name))
         return timeout, deadline
 
+    def _prepare(
+        self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any], extra: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[_Call | _Signed, str, list[bytes | memoryview], list[tuple[str, str]], float | None, float | None]:
+        """The request of one call: ``(call, content_type, body, headers, timeout, deadline)``,
+        signed when this proxy has a key (batchable APIs then go as JSON: their members
+        reach Python without the headers a signature is checked with)."""
+        plain = self._call(api)
+        key = self.signing_key
+        media = self.media_type if key is None or not plain.in_band else APPLICATION_JSON
+        content_type, body, headers = plain.request(args, kwargs, media)
+        headers.extend(extra)
+        call = plain if key is None else self._sign(plain, key, content_type, body, headers)
+        timeout, deadline = self._budget(api, headers)
+        return call, content_type, body, headers, timeout, deadline
+
     def _send(
         self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[_Call, concurrent.futures.Future[TransportResult], float | None]:
-        call = self._call(api)
-        content_type, body, headers = call.request(args, kwargs, self.media_type)
-        timeout, _ = self._budget(api, headers)
+    ) -> tuple[_Call | _Signed, concurrent.futures.Future[TransportResult], float | None]:
+        call, content_type, body, headers, timeout, _ = self._prepare(api, args, kwargs)
         try:
             future = self.transport.call(self.name, call.route, content_type, body, headers, timeout)
         except ConnectionError as exc:
             raise self._unreachable(exc) from exc
         return call, future, timeout
 
+    @staticmethod
+    def _sign(
+        call: _Call, key: bytes, content_type: str, body: list[bytes | memoryview], headers: list[tuple[str, str]]
+    ) -> _Signed:
+        v1 = None
+        if content_type == _pickle.PICKLE:
+            lengths = next((v for n, v in headers if n == _pickle.BUFFER_LENGTHS), "")
+            seal, v1 = _signing.sign_request(key, "POST", call.route.encode(), lengths, body)
+            headers.append((_signing.SIGNATURE_HEADER, seal))
+        return _Signed(call, key, v1)
+
     def _call_sync(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         blocking = getattr(self.transport, "call_blocking", None)
         if blocking is not None:  # this thread waits anyway: let the transport wake it directly
-            call = self._call(api)
-            content_type, body, headers = call.request(args, kwargs, self.media_type)
-            timeout, _ = self._budget(api, headers)
+            call, content_type, body, headers, timeout, _ = self._prepare(api, args, kwargs)
             try:
                 status, rheaders, rbody = blocking(self.name, call.route, content_type, body, headers, timeout)
             except ConnectionError as exc:
@@ -509,21 +582,27 @@ class RemoteProxy:
 
     # -- streams
 
-    def _open_stream(self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Call, Any]:
-        call = self._call(api)
-        content_type, body, headers = call.request(args, kwargs, self.media_type)
-        headers.append((STREAM_HEADER, "pickle" if self.media_type == _pickle.PICKLE else "json"))
-        timeout, deadline = self._budget(api, headers)
+    def _open_stream(
+        self, api: APIMethod, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[_Call | _Signed, Any]:
+        # Pickle frames only from the graph's private Unix sockets: items are not
+        # signed, and a proxy with a key unpickles nothing it cannot check.
+        frames = "pickle" if self.media_type == _pickle.PICKLE and self.signing_key is None else "json"
+        call, content_type, body, headers, timeout, deadline = self._prepare(
+            api, args, kwargs, ((STREAM_HEADER, frames),)
+        )
         call_stream = getattr(self.transport, "call_stream", None)
         if call_stream is None:
             raise NotImplementedError(f"this transport cannot stream {self.name}.{api.name}")
         try:
-            return call, call_stream(self.name, call.route, content_type, body, headers, timeout, deadline)
+            stream = call_stream(self.name, call.route, content_type, body, headers, timeout, deadline)
         except ConnectionError as exc:
             raise self._unreachable(exc) from exc
+        stream.pickle_frames = frames == "pickle"
+        return call, stream
 
-    def _stream_items(self, call: _Call, decoder: FrameDecoder, items: list[Any]) -> list[Any]:
-        adapter = call.item_adapter
+    def _stream_items(self, call: _Call | _Signed, decoder: FrameDecoder, items: list[Any]) -> list[Any]:
+        adapter = (call.call if isinstance(call, _Signed) else call).item_adapter
         if adapter is None or decoder.media not in (FRAMES_PICKLE, FRAMES_JSON):
             return items
         return [adapter.validate_python(item) for item in items]
@@ -539,7 +618,7 @@ class RemoteProxy:
                 while (data := stream.next()) is not None:
                     runs.append(data)
                 call.result(self, status, headers, b"".join(runs))  # raises the mapped error
-            decoder = FrameDecoder(headers.get("content-type"))
+            decoder = FrameDecoder(headers.get("content-type"), allow_pickle=stream.pickle_frames)
             while (data := stream.next()) is not None:
                 yield from self._stream_items(call, decoder, decoder.feed(data))
             yield from self._stream_items(call, decoder, decoder.close())
@@ -559,7 +638,7 @@ class RemoteProxy:
                 while (data := await stream.next_async()) is not None:
                     runs.append(data)
                 call.result(self, status, headers, b"".join(runs))
-            decoder = FrameDecoder(headers.get("content-type"))
+            decoder = FrameDecoder(headers.get("content-type"), allow_pickle=stream.pickle_frames)
             while (data := await stream.next_async()) is not None:
                 for item in self._stream_items(call, decoder, decoder.feed(data)):
                     yield item
@@ -590,7 +669,8 @@ class RemoteProxy:
     def _dir(self) -> str:
         with self._lock:
             if self._own_dir is None:
-                self._own_dir = tempfile.mkdtemp(prefix=f"bentohost-remote-{self.name}-")
+                safe = re.sub(r"[^\w.-]+", "_", self.name)[:64]
+                self._own_dir = tempfile.mkdtemp(prefix=f"bentohost-remote-{safe}-")
                 self._finalizer = weakref.finalize(self, shutil.rmtree, self._own_dir, True)
             return self._own_dir
 

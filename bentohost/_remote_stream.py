@@ -56,6 +56,7 @@ class StreamCall:
         self.headers: dict[str, str] | None = None
         self._end: int | None = None  # the final status: > 0 a clean end, < 0 a negative errno
         self._closed = False
+        self.pickle_frames = False  # the caller asked for pickle frames (it may unpickle them)
 
     # -- the worker's loop: what C delivered
 

@@ -20,36 +20,31 @@ import functools
 import inspect
 import logging
 import os
-import json
 import re
-import socket
 import signal
 import sys
 import time
 import traceback
-import urllib.parse
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._config import service_config, service_config_json
 from ._context import server_context
 from ._dispatch import Endpoint, build_endpoints, concat_batch, handle_request, handle_request_async, split_batch
-from ._io import APPLICATION_JSON, Response, error_response
+from ._io import Response, error_response
 from ._loader import TargetError, guess_service_name, load_service
-from ._dispatch import set_pickle_allowed
-from ._pickle import PICKLE
 from ._hooks import run_hooks
+from ._links import graph_links
 from ._remote import (
     DEADLINE_HEADER,
-    RemoteProxy,
     deadline_from_header,
-    install_resolver,
     reset_request_deadline,
     set_request_deadline,
 )
 from ._pool import Job, ThreadPool
 from ._service import Service, service_graph
-from ._transport import RESPONSE, CallTransport, socket_paths
+from ._transport import RESPONSE, CallTransport
+from ._wiring import connect_dependencies
 from ._streams import _CANCELLED, _INTERNAL_ERROR, StreamsMixin, _Stream
 
 __all__ = ["main", "Host", "ThreadPool", "WorkerRuntime", "handle_request", "handle_request_async", "run_hooks"]
@@ -512,57 +507,6 @@ def _service_graph(entry: Service[Any]) -> list[Service[Any]]:
         raise TargetError(str(exc)) from None
 
 
-def _tcp_target(name: str, url: str) -> str:
-    """``tcp://ip:port`` for the C client, from a dependency's ``http://host:port`` URL
-    (the name is looked up here, once, at start: the I/O thread never blocks on DNS)."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme != "http" or not parsed.hostname:
-        raise TargetError(f"dependency {name!r}: only http://host:port URLs are supported, got {url!r}")
-    port = parsed.port or 80
-    try:
-        infos = socket.getaddrinfo(parsed.hostname, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise TargetError(f"dependency {name!r}: cannot resolve {parsed.hostname!r}: {exc}") from None
-    return f"tcp://{infos[0][4][0]}:{port}"
-
-
-def _connect_dependencies(host: Any, svc: Service[Any], graph: list[Service[Any]]) -> CallTransport | None:
-    """Where each service this one calls runs: in its own pool on this machine (started by
-    the supervisor from the entry's description; pickle over private Unix sockets), or at
-    a URL (``--depends NAME=URL`` or ``depends(url=..., on=...)``; JSON over TCP). Register
-    them with the I/O thread and resolve ``depends()`` to proxies that call them over it.
-    Pickle is accepted on this worker only if it is itself one of the graph's pools."""
-    runtime_dir = os.environ.get("BENTOHOST_RUNTIME_DIR")
-    urls: dict[str, str] = json.loads(os.environ.get("BENTOHOST_DEPENDS") or "{}")
-    local = {s.name for s in graph} if len(graph) > 1 else set()
-    if getattr(host, "service_name", ""):
-        set_pickle_allowed(True)
-    targets: dict[str, tuple[list[str], str]] = {}
-    for dep in svc.dependencies.values():
-        on = dep.on
-        if on is None:
-            continue
-        url = urls.get(on.name) or dep.url
-        if url is not None:
-            targets[on.name] = ([_tcp_target(on.name, url)], APPLICATION_JSON)
-        elif on.name in local and runtime_dir is not None:
-            paths = socket_paths(runtime_dir, on.name, service_config(on)["workers"])
-            targets[on.name] = (paths, PICKLE)
-    if not targets or not hasattr(host, "call"):
-        return None
-    ids = {name: host.add_dependency(name, paths) for name, (paths, _media) in targets.items()}
-    transport = CallTransport(host, ids)
-
-    def resolve(dependency: Any) -> Any:
-        on = dependency.on
-        if on is None or on.name not in ids:
-            return None
-        return RemoteProxy(on, transport, media_type=targets[on.name][1])
-
-    install_resolver(resolve)
-    return transport
-
-
 def _served_service(graph: list[Service[Any]], name: str) -> Service[Any]:
     """The service this worker serves: the entry, or the dependency the supervisor named."""
     if not name:
@@ -591,9 +535,10 @@ def main() -> int:
             graph = [svc]  # development: dependencies in-process, plain Python calls
         endpoints = build_endpoints(svc)
         config = service_config(svc)
+        links = graph_links(host, graph)
         # The entry's description carries the whole graph: the supervisor starts
-        # one pool per service from it.
-        config_json = service_config_json(svc, graph if svc is entry else None)
+        # one pool per service from it (on the ports reserved here, with --no-uds).
+        config_json = service_config_json(svc, graph if svc is entry else None, links.ports)
     except TargetError as exc:
         print(f"bentohost: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_IMPORT_ERROR
@@ -604,7 +549,7 @@ def main() -> int:
     server_context.bento_name = svc.name
     server_context.service_routes = [a["route"] for a in config["apis"]]
     _register_documents(host, svc, endpoints)
-    transport = _connect_dependencies(host, svc, graph)
+    transport = connect_dependencies(host, svc, graph, links)
     host.publish(config_json)
 
     loop = asyncio.new_event_loop()

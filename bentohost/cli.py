@@ -212,6 +212,20 @@ def _parser() -> argparse.ArgumentParser:
         "comma-separated); calls to it use JSON",
     )
     serve.add_argument(
+        "--graph-secret-file",
+        default=None,
+        metavar="FILE",
+        help="a secret shared with the graph's services on other hosts (at least 16 characters; env "
+        "BENTOHOST_GRAPH_SECRET): pickle is then accepted on this port only signed with it, and "
+        "--depends / depends(url=...) dependencies are called with signed pickle instead of JSON",
+    )
+    serve.add_argument(
+        "--no-uds",
+        action="store_true",
+        help="the graph's dependency pools listen on 127.0.0.1 ports instead of Unix sockets (env "
+        "BENTOML_NO_UDS); pickle on them must be signed with a random key of the run",
+    )
+    serve.add_argument(
         "--working-dir",
         default=None,
         metavar="DIR",
@@ -230,6 +244,48 @@ def _depends_map(flags: list[str] | None, from_env: str | None) -> dict[str, str
             raise ValueError(f"--depends expects NAME=http://host:port, got {pair!r}")
         out[name] = url.rstrip("/")
     return out
+
+
+def env_flag(value: str | None) -> bool:
+    """An environment flag such as BENTOML_NO_UDS: set, and not empty, 0, false, no or off."""
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+GRAPH_SECRET_ENV = "BENTOHOST_GRAPH_SECRET"
+MIN_SECRET = 16
+MAX_SECRET = 65536
+
+
+def _read_secret(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SECRET + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read --graph-secret-file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_SECRET:
+        raise ValueError(f"--graph-secret-file {path}: the secret is longer than {MAX_SECRET} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"--graph-secret-file {path}: the secret must be UTF-8 text") from None
+
+
+def graph_secret(path: str | None, from_env: str | None) -> str | None:
+    """The graph secret from ``--graph-secret-file`` (which wins) or the environment,
+    without surrounding whitespace; ``ValueError`` with a one-line reason."""
+    if path:
+        where, text = f"--graph-secret-file {path}", _read_secret(path)
+    elif from_env is not None:
+        where, text = GRAPH_SECRET_ENV, from_env
+    else:
+        return None
+    secret = text.strip()
+    if "\0" in secret:
+        raise ValueError(f"{where}: the secret must not contain NUL bytes")
+    size = len(secret.encode())
+    if size < MIN_SECRET:
+        raise ValueError(f"{where}: the secret is too short ({size} bytes; at least {MIN_SECRET})")
+    return secret
 
 
 def _fail(message: str) -> int:
@@ -328,6 +384,7 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
         "--watchdog-factor",
         _fmt_seconds(args.watchdog_factor),
         *limits,
+        *(["--no-uds"] if getattr(args, "no_uds", False) else []),
     ]
 
 
@@ -370,6 +427,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         env["BENTOHOST_SERVE_SERVICE"] = args.service
     if depends:
         env["BENTOHOST_DEPENDS"] = json.dumps(depends)
+    args.no_uds = args.no_uds or env_flag(env.get("BENTOML_NO_UDS"))
+    try:
+        secret = graph_secret(args.graph_secret_file, env.get(GRAPH_SECRET_ENV))
+    except ValueError as exc:
+        return _fail(str(exc))
+    if secret is not None:
+        env[GRAPH_SECRET_ENV] = secret
     pythonpath = pythonpath_for_workers(env)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath

@@ -15,7 +15,7 @@ ITEMS = [{"i": 1, "text": "a\nb"}, "tok ", [1, 2.5, None], "", 0]
 def test_items_survive_any_split(media):
     wire = b"".join(frame_encoder(media)(item) for item in ITEMS)
     for step in (1, 3, 7, len(wire)):
-        dec = FrameDecoder(media)
+        dec = FrameDecoder(media, allow_pickle=True)
         out = []
         for i in range(0, len(wire), step):
             out += dec.feed(wire[i : i + step])
@@ -25,14 +25,14 @@ def test_items_survive_any_split(media):
 
 def test_pickle_frames_carry_numpy():
     wire = frame_encoder(FRAMES_PICKLE)(np.arange(6, dtype=np.int16).reshape(2, 3))
-    (arr,) = FrameDecoder(FRAMES_PICKLE).feed(wire)
+    (arr,) = FrameDecoder(FRAMES_PICKLE, allow_pickle=True).feed(wire)
     assert arr.dtype == np.int16 and arr.shape == (2, 3) and arr.sum() == 15
 
 
 @pytest.mark.parametrize("media", [FRAMES_PICKLE, FRAMES_JSON])
 def test_a_stream_cut_inside_a_frame_is_an_error(media):
     wire = frame_encoder(media)({"long": "x" * 100})
-    dec = FrameDecoder(media)
+    dec = FrameDecoder(media, allow_pickle=True)
     assert dec.feed(wire[:-3]) == []
     with pytest.raises(ConnectionError, match="middle of an item"):
         dec.close()
@@ -40,7 +40,7 @@ def test_a_stream_cut_inside_a_frame_is_an_error(media):
 
 def test_an_absurd_frame_length_is_refused():
     with pytest.raises(ConnectionError, match="too large"):
-        FrameDecoder(FRAMES_PICKLE).feed(b"\xff\xff\xff\xff")
+        FrameDecoder(FRAMES_PICKLE, allow_pickle=True).feed(b"\xff\xff\xff\xff")
 
 
 def test_unframed_text_keeps_characters_split_across_chunks():
@@ -64,3 +64,8 @@ def test_unframed_binary_goes_as_it_came():
 ])
 def test_requested_frames(head, want):
     assert requested_frames(head) == want
+
+
+def test_pickle_frames_are_refused_unless_asked_for():
+    with pytest.raises(ConnectionError, match="asked for JSON"):
+        FrameDecoder(FRAMES_PICKLE)

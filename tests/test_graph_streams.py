@@ -142,3 +142,13 @@ def test_json_frames_on_request(graph):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/x-ndjson")
     assert [json.loads(line) for line in r.text.splitlines()] == ["tok0 ", "tok1 ", "tok2 "]
+
+
+def test_streams_over_loopback_tcp_pools(server_factory):
+    """BENTOML_NO_UDS: the pools' ports are reachable by any local user, so items come
+    as JSON lines there (a signed graph unpickles nothing it cannot check)."""
+    srv = server_factory(TARGET, env={**os.environ, "BENTOML_NO_UDS": "1"})
+    r = post(srv, "/items", {"n": 5})
+    assert r.status_code == 200, r.text
+    assert r.json() == [{"i": i, "sq": i * i, "text": 'a\n{"b": }\n'} for i in range(5)]
+    assert post(srv, "/relay", {"n": 3}).text == "TOK0 TOK1 TOK2 "

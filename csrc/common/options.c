@@ -33,6 +33,7 @@ enum {
   OPT_WORKERS, OPT_GRACEFUL, OPT_KEEPALIVE, OPT_MAX_BODY, OPT_MAX_HEADER, OPT_WATCHDOG,
   OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_HEADERS,
   OPT_MAX_CONN_REQUESTS, OPT_MAX_PARTS, OPT_MAX_PART_HEADERS, OPT_MAX_REQUESTS, OPT_MAX_RSS,
+  OPT_NO_UDS,
 };
 
 void bh_options_defaults(bh_options_t *opts) {
@@ -79,6 +80,7 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       {"max-multipart-header-size", required_argument, NULL, OPT_MAX_PART_HEADERS},
       {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
       {"max-worker-rss", required_argument, NULL, OPT_MAX_RSS},
+      {"no-uds", no_argument, NULL, OPT_NO_UDS},
       {NULL, 0, NULL, 0},
   };
   bh_options_defaults(opts);
@@ -172,6 +174,7 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       name = "--max-worker-rss";
       bad = parse_u64(optarg, &opts->max_worker_rss) != 0;
       break;
+    case OPT_NO_UDS: opts->no_uds = 1; break;
     default:
       return -EINVAL;
     }

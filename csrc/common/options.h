@@ -34,6 +34,8 @@ typedef struct bh_options {
   /* Recycling, one worker at a time (0 = never). */
   uint64_t max_requests;     /* --max-requests per worker */
   uint64_t max_worker_rss;   /* --max-worker-rss, bytes */
+
+  int no_uds;                /* --no-uds (BENTOML_NO_UDS): dependency pools on 127.0.0.1 ports */
 } bh_options_t;
 
 /* Every option at its default (what the launcher passes when not told otherwise). */

@@ -1,5 +1,5 @@
-/* Private to the supervisor's files (supervisor.c, watch.c): its state and
- * that of each worker index. */
+/* Private to the supervisor's files (supervisor.c, pools.c, loopback.c,
+ * watch.c): its state and that of each worker index. */
 #ifndef BH_SUPERVISOR_INTERNAL_H
 #define BH_SUPERVISOR_INTERNAL_H
 
@@ -14,6 +14,12 @@
 
 #define MAX_START_FAILURES 3      /* before any worker was ever ready: give up */
 #define MAX_BACKOFF_S 30.0
+
+/* --no-uds: the run's key for signed pickle, and the pools' addresses (JSON) */
+#define BH_PRIVATE_KEY_ENV "BENTOHOST_PRIVATE_KEY"
+#define BH_PRIVATE_ADDRS_ENV "BENTOHOST_PRIVATE_ADDRS"
+
+struct cJSON;
 
 enum worker_state { W_EMPTY, W_WAITING, W_LOADING, W_READY };
 
@@ -32,12 +38,14 @@ typedef struct sup_worker {
 } sup_worker_t;
 
 /* One worker pool: the entry's (listening on TCP) or a dependency's (one Unix
- * socket per worker in the private runtime directory, so that callers choose
- * the least busy worker rather than the kernel). */
+ * socket per worker in the private runtime directory, or one 127.0.0.1 port per
+ * worker with --no-uds, so that callers choose the least busy worker rather than
+ * the kernel). */
 typedef struct sup_service {
   bh_service_config_t config;
   int first_slot, nworkers;
   int *fds;                  /* dependencies: a listening socket per worker, [index - 1] */
+  int *ports;                /* --no-uds: their loopback ports, [index - 1] */
 } sup_service_t;
 
 typedef struct sup {
@@ -52,7 +60,8 @@ typedef struct sup {
   bh_service_config_t config; /* the entry's */
   sup_service_t *services;   /* [0] the entry (its config is `config`), then dependencies */
   int nservices;
-  char *rundir;              /* private runtime directory (0700) of the Unix sockets */
+  char *rundir;              /* private runtime directory (0700) of the Unix sockets;
+                                NULL with --no-uds */
   int drain_stage;           /* shutting down: the service being drained now */
   int nworkers;
   sup_worker_t *workers;     /* by slot; [0] unused: slots are 1-based */
@@ -88,6 +97,13 @@ static inline const bh_service_config_t *bh_sup_config(const sup_t *s, int slot)
   int svc = s->workers[slot].service;
   return svc == 0 || s->services == NULL ? &s->config : &s->services[svc].config;
 }
+
+/* loopback.c (--no-uds): the run's key in the environment, before any fork; a
+ * dependency's ports from its description (bound and listening); the addresses
+ * of every pool in the environment of the workers forked after. 0 or -errno. */
+int bh_sup_key_create(void);
+int bh_sup_loopback_bind(sup_service_t *svc, const struct cJSON *desc, int backlog);
+int bh_sup_loopback_publish(const sup_t *s);
 
 /* watch.c: the periodic checks of live workers, once a second. */
 void bh_sup_watchdog(sup_t *s);

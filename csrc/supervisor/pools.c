@@ -1,9 +1,11 @@
 /* The pools of a service graph: one per service, each dependency's workers on
- * their own Unix sockets in a private runtime directory, bound before any of
- * its workers starts so that early calls wait in the backlog. */
+ * their own Unix sockets in a private runtime directory (or loopback ports with
+ * --no-uds, loopback.c), bound before any of its workers starts so that early
+ * calls wait in the backlog. */
 #include "supervisor/internal.h"
 #include "common/log.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,9 +76,15 @@ int bh_sup_graph_setup(sup_t *s, const char *json, size_t len, int entry_workers
   size_t ndeps = 0;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 64];
   int err = bh_config_parse_graph(json, len, &deps, &ndeps), slot;
+  cJSON *root = NULL;
+  const cJSON *descs = NULL;
 
   if (err != 0)
     return err;
+  if (s->opts->no_uds && ndeps > 0) { /* the ports are in the description */
+    root = cJSON_ParseWithLength(json, len);
+    descs = cJSON_GetObjectItemCaseSensitive(root, "graph");
+  }
   if (ndeps + 1 > BH_MAX_SERVICES) {
     bh_log("error: %zu services in the graph; at most %d", ndeps + 1, BH_MAX_SERVICES);
     err = -E2BIG;
@@ -109,6 +117,11 @@ int bh_sup_graph_setup(sup_t *s, const char *json, size_t len, int entry_workers
     }
     for (int k = 0; k < svc->nworkers; k++)
       svc->fds[k] = -1;
+    if (s->opts->no_uds) {
+      if ((err = bh_sup_loopback_bind(svc, cJSON_GetArrayItem(descs, (int)i), s->opts->backlog)) != 0)
+        goto fail;
+      continue;
+    }
     for (int k = 1; k <= svc->nworkers; k++) {
       socket_path(s, &svc->config, k, path, sizeof(path));
       int fd = bind_unix(path, s->opts->backlog);
@@ -121,12 +134,14 @@ int bh_sup_graph_setup(sup_t *s, const char *json, size_t len, int entry_workers
     }
   }
   free(deps);
+  cJSON_Delete(root);
   return 0;
 
 fail:
   for (size_t i = 0; i < ndeps; i++)
     bh_config_free(&deps[i]);
   free(deps);
+  cJSON_Delete(root);
   return err;
 }
 
@@ -136,6 +151,7 @@ void bh_sup_graph_free(sup_t *s) {
       if (s->services[i].fds[k] >= 0)
         close(s->services[i].fds[k]);
     free(s->services[i].fds);
+    free(s->services[i].ports);
     bh_config_free(&s->services[i].config);
   }
   free(s->services);

@@ -259,7 +259,10 @@ static void on_config(sup_t *s, const char *json, size_t len) {
     int first = s->services[v].first_slot, count = s->services[v].nworkers;
     bh_log("service %s: %d worker%s, %d thread%s each, %zu api%s%s", cfg->name, count,
            count == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s", cfg->napis,
-           cfg->napis == 1 ? "" : "s", v == 0 ? "" : " (a dependency, on private sockets)");
+           cfg->napis == 1 ? "" : "s",
+           v == 0                ? ""
+           : s->opts->no_uds     ? " (a dependency, on loopback ports)"
+                                 : " (a dependency, on private sockets)");
     bh_shm_set_workers(s->shm, v, first, count);
     for (int k = 0; k < count; k++) {
       sup_worker_t *w = &s->workers[first + k];
@@ -271,10 +274,17 @@ static void on_config(sup_t *s, const char *json, size_t len) {
         snprintf(w->name, sizeof(w->name), "%.32s/%d", cfg->name, k + 1);
     }
   }
-  if (s->nservices > 1)
+  if (s->nservices > 1 && s->opts->no_uds) {
+    if ((err = bh_sup_loopback_publish(s)) != 0) {
+      bh_log("error: cannot hand the pools' addresses to the workers: %s", strerror(-err));
+      begin_shutdown(s, 1);
+      return;
+    }
+  } else if (s->nservices > 1) {
     bh_log("dependencies listen on Unix sockets in %s", s->rundir);
-  else
+  } else {
     bh_sup_rundir_remove(s); /* a single service has no use for it */
+  }
   for (int i = old + 1; i <= total; i++)
     spawn_worker(s, i);
 }
@@ -530,7 +540,17 @@ int bh_supervisor_run(const bh_options_t *opts) {
   s.status_wr = pipefd[1];
   fcntl(s.status_rd, F_SETFL, O_NONBLOCK);
 
-  if (bh_sup_rundir_create(&s) != 0) {
+  /* Never inherited: these belong to this run only. */
+  unsetenv(BH_PRIVATE_KEY_ENV);
+  unsetenv(BH_PRIVATE_ADDRS_ENV);
+  if (opts->no_uds) {
+    int err = bh_sup_key_create();
+    unsetenv("BENTOHOST_RUNTIME_DIR");
+    if (err != 0) {
+      bh_log("error: cannot make the key of the loopback pools: %s", strerror(-err));
+      return 1;
+    }
+  } else if (bh_sup_rundir_create(&s) != 0) {
     bh_log("error: cannot create the runtime directory: %s", strerror(errno));
     return 1;
   }
