@@ -184,6 +184,8 @@ def service_config(svc: Service[Any]) -> dict[str, Any]:
         "traffic": traffic,
         "resources": resources,
         "envs": list(cfg.get("envs") or []),
+        # BentoML's ssl block: the entry's worker makes its TLS context from it, under the --ssl-* flags
+        "ssl": {k: v for k, v in (cfg.get("ssl") or {}).items() if v is not None},
         "apis": apis,
     }
 

@@ -183,9 +183,12 @@ class SchemaProxy(RemoteProxy):
     of the server (resolved once by the caller) and ``host`` its Host header.
     """
 
-    def __init__(self, name: str, address: tuple[str, int], host: str, transport: Transport) -> None:
+    def __init__(
+        self, name: str, address: tuple[str, int], host: str, transport: Transport, tls_name: str | None = None
+    ) -> None:
         self._routes = _Routes()
         self._address = address
+        self._tls_name = tls_name  # https: the name its certificate must be for
         self._host = host
         self._fetch_lock = threading.Lock()
         self._failed_at: float | None = None
@@ -196,10 +199,19 @@ class SchemaProxy(RemoteProxy):
 
     # -- the schema
 
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._tls_name is None:
+            return http.client.HTTPConnection(*self._address, timeout=timeout)
+        import ssl
+
+        # by name, so that the certificate is checked for it (a one-time lookup at start)
+        return http.client.HTTPSConnection(self._tls_name, self._address[1], timeout=timeout,
+                                           context=ssl.create_default_context())
+
     def fetch(self, timeout: float = FETCH_TIMEOUT_S) -> bool:
         """GET ``/schema.json`` and learn the APIs; False (and the reason kept) if it fails."""
         try:
-            conn = http.client.HTTPConnection(*self._address, timeout=timeout)
+            conn = self._connection(timeout)
             try:
                 conn.request("GET", "/schema.json", headers={"Host": self._host, "Accept": APPLICATION_JSON})
                 resp = conn.getresponse()

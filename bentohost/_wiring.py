@@ -39,17 +39,22 @@ logger = logging.getLogger("bentohost")
 
 
 def tcp_target(name: str, url: str) -> str:
-    """``tcp://ip:port`` for the C client, from a dependency's ``http://host:port`` URL
-    (the name is looked up here, once, at start: the I/O thread never blocks on DNS)."""
+    """``tcp://ip:port`` for the C client, from a dependency's ``http://host:port`` URL, or
+    ``tls://ip:port#host`` from an ``https://`` one (the certificate must be for ``host``;
+    it is verified against the system's CAs, SSL_CERT_FILE honoured). The name is looked
+    up here, once, at start: the I/O thread never blocks on DNS."""
     parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme != "http" or not parsed.hostname:
-        raise TargetError(f"dependency {name!r}: only http://host:port URLs are supported, got {url!r}")
-    port = parsed.port or 80
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise TargetError(f"dependency {name!r}: only http(s)://host:port URLs are supported, got {url!r}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(parsed.hostname, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise TargetError(f"dependency {name!r}: cannot resolve {parsed.hostname!r}: {exc}") from None
-    return f"tcp://{infos[0][4][0]}:{port}"
+    ip = infos[0][4][0]
+    if parsed.scheme == "https":
+        return f"tls://{ip}:{port}#{parsed.hostname}"
+    return f"tcp://{ip}:{port}"
 
 
 #: a dependency's C targets, body format (or SCHEMA) and signing key
@@ -97,8 +102,10 @@ def _targets(svc: Service[Any], graph: list[Service[Any]], links: Links) -> dict
 
 def _schema_proxy(url: str, target: str, transport: CallTransport) -> SchemaProxy:
     """A ``depends(url=...)`` without ``on=``, its schema fetched now if the server is up."""
-    ip, _, port = target[len("tcp://") :].rpartition(":")
-    proxy = SchemaProxy(url, (ip, int(port)), urllib.parse.urlsplit(url).netloc, transport)
+    address, _, tls_name = target[len("tcp://") :].partition("#")
+    ip, _, port = address.rpartition(":")
+    proxy = SchemaProxy(url, (ip, int(port)), urllib.parse.urlsplit(url).netloc, transport,
+                        tls_name=tls_name or None)
     if not proxy.fetch():
         logger.warning("dependency %s: cannot read its /schema.json now (%s); it will be read on first use",
                        url, proxy.last_error)

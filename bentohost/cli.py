@@ -225,6 +225,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the graph's dependency pools listen on 127.0.0.1 ports instead of Unix sockets (env "
         "BENTOML_NO_UDS); pickle on them must be signed with a random key of the run",
     )
+    _add_tls_arguments(serve)
     serve.add_argument(
         "--working-dir",
         default=None,
@@ -232,6 +233,41 @@ def _parser() -> argparse.ArgumentParser:
         help="directory to change into before resolving TARGET (default: the current directory)",
     )
     return parser
+
+
+def _add_tls_arguments(serve: argparse.ArgumentParser) -> None:
+    """BentoML's --ssl-* flags (uvicorn's meanings); TLS is done by C on the I/O thread.
+    The config file's ``ssl`` block is used where no flag is given."""
+    tls = serve.add_argument_group("TLS (HTTPS on --port; the config file's ssl block where a flag is not given)")
+    tls.add_argument("--ssl-certfile", default=None, metavar="FILE",
+                     help="PEM certificate, followed by its chain; enables HTTPS (default: none, plain HTTP)")
+    tls.add_argument("--ssl-keyfile", default=None, metavar="FILE",
+                     help="PEM private key (default: in --ssl-certfile)")
+    tls.add_argument("--ssl-keyfile-password", default=None, metavar="PASSWORD",
+                     help="password of an encrypted key (default: none; handed to the host in its "
+                     "environment, never on its command line)")
+    tls.add_argument("--ssl-version", type=int, default=None, metavar="N",
+                     help="Python's ssl.PROTOCOL_* number: 2 or 17 (TLS 1.2 and 1.3), 5 (TLS 1.2 only); "
+                     "1.0 and 1.1 are refused (default 17)")
+    tls.add_argument("--ssl-cert-reqs", type=int, default=None, choices=(0, 1, 2), metavar="N",
+                     help="client certificates: 0 none, 1 optional, 2 required (mutual TLS) (default 0)")
+    tls.add_argument("--ssl-ca-certs", default=None, metavar="FILE",
+                     help="PEM bundle that client certificates are verified against (default: none)")
+    tls.add_argument("--ssl-ciphers", default=None, metavar="LIST",
+                     help="OpenSSL cipher list for TLS 1.2 (default: OpenSSL's; TLS 1.3 suites are "
+                     "always OpenSSL's)")
+
+
+def _tls_host_args(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    for flag, value in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile),
+                        ("--ssl-ca-certs", args.ssl_ca_certs), ("--ssl-ciphers", args.ssl_ciphers)):
+        if value:
+            out += [flag, os.path.abspath(value) if flag != "--ssl-ciphers" else value]
+    for flag, number in (("--ssl-version", args.ssl_version), ("--ssl-cert-reqs", args.ssl_cert_reqs)):
+        if number is not None:
+            out += [flag, str(number)]
+    return out
 
 
 def _depends_map(flags: list[str] | None, from_env: str | None) -> dict[str, str]:
@@ -385,6 +421,7 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
         _fmt_seconds(args.watchdog_factor),
         *limits,
         *(["--no-uds"] if getattr(args, "no_uds", False) else []),
+        *_tls_host_args(args),
     ]
 
 
@@ -434,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     if secret is not None:
         env[GRAPH_SECRET_ENV] = secret
+    if args.ssl_keyfile_password:
+        env["BENTOHOST_SSL_KEYFILE_PASSWORD"] = args.ssl_keyfile_password
     pythonpath = pythonpath_for_workers(env)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath

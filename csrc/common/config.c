@@ -34,6 +34,11 @@ void bh_config_free(bh_service_config_t *cfg) {
   }
   free(cfg->apis);
   free(cfg->name);
+  free(cfg->ssl_certfile);
+  free(cfg->ssl_keyfile);
+  free(cfg->ssl_keyfile_password);
+  free(cfg->ssl_ca_certs);
+  free(cfg->ssl_ciphers);
   memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -103,6 +108,21 @@ static int parse_service(bh_service_config_t *cfg, const cJSON *root) {
     cfg->max_concurrency = 0;
   if (cfg->concurrency < 0)
     cfg->concurrency = 0;
+
+  const cJSON *ssl = cJSON_GetObjectItemCaseSensitive(root, "ssl");
+  cfg->ssl_enabled = bool_field(ssl, "enabled");
+  cfg->ssl_cert_reqs = int_field(ssl, "cert_reqs", -1);
+  cfg->ssl_version = int_field(ssl, "version", -1);
+  {
+    static const char *const keys[] = {"certfile", "keyfile", "keyfile_password", "ca_certs", "ciphers"};
+    char **fields[] = {&cfg->ssl_certfile, &cfg->ssl_keyfile, &cfg->ssl_keyfile_password,
+                       &cfg->ssl_ca_certs, &cfg->ssl_ciphers};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+      const cJSON *v = cJSON_GetObjectItemCaseSensitive(ssl, keys[i]);
+      if (cJSON_IsString(v) && (*fields[i] = strdup(v->valuestring)) == NULL)
+        goto nomem;
+    }
+  }
 
   const cJSON *apis = cJSON_GetObjectItemCaseSensitive(root, "apis");
   int n = cJSON_IsArray(apis) ? cJSON_GetArraySize(apis) : 0;

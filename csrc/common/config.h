@@ -27,6 +27,11 @@ typedef struct bh_service_config {
   double timeout_s;   /* traffic.timeout, default 60 */
   int max_concurrency;/* traffic.max_concurrency, 0 = unlimited (global, all workers) */
   int concurrency;    /* traffic.concurrency, 0 = unset */
+  /* the service's `ssl` block (BentoML's keys); the --ssl-* flags override it */
+  int ssl_enabled;
+  char *ssl_certfile, *ssl_keyfile, *ssl_keyfile_password, *ssl_ca_certs, *ssl_ciphers;
+  int ssl_cert_reqs;  /* -1: unset */
+  int ssl_version;    /* -1: unset */
   bh_api_t *apis;
   size_t napis;
 } bh_service_config_t;

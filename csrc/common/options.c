@@ -34,6 +34,8 @@ enum {
   OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_HEADERS,
   OPT_MAX_CONN_REQUESTS, OPT_MAX_PARTS, OPT_MAX_PART_HEADERS, OPT_MAX_REQUESTS, OPT_MAX_RSS,
   OPT_NO_UDS,
+  OPT_SSL_CERTFILE, OPT_SSL_KEYFILE, OPT_SSL_CA_CERTS, OPT_SSL_CIPHERS, OPT_SSL_CERT_REQS,
+  OPT_SSL_VERSION,
 };
 
 void bh_options_defaults(bh_options_t *opts) {
@@ -54,6 +56,8 @@ void bh_options_defaults(bh_options_t *opts) {
   opts->max_conn_requests = 1000;
   opts->max_parts = 1000;
   opts->max_part_headers = 1u << 20;
+  opts->ssl_cert_reqs = -1;
+  opts->ssl_version = -1;
 }
 
 int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
@@ -81,6 +85,12 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
       {"max-worker-rss", required_argument, NULL, OPT_MAX_RSS},
       {"no-uds", no_argument, NULL, OPT_NO_UDS},
+      {"ssl-certfile", required_argument, NULL, OPT_SSL_CERTFILE},
+      {"ssl-keyfile", required_argument, NULL, OPT_SSL_KEYFILE},
+      {"ssl-ca-certs", required_argument, NULL, OPT_SSL_CA_CERTS},
+      {"ssl-ciphers", required_argument, NULL, OPT_SSL_CIPHERS},
+      {"ssl-cert-reqs", required_argument, NULL, OPT_SSL_CERT_REQS},
+      {"ssl-version", required_argument, NULL, OPT_SSL_VERSION},
       {NULL, 0, NULL, 0},
   };
   bh_options_defaults(opts);
@@ -175,6 +185,20 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       bad = parse_u64(optarg, &opts->max_worker_rss) != 0;
       break;
     case OPT_NO_UDS: opts->no_uds = 1; break;
+    case OPT_SSL_CERTFILE: opts->ssl_certfile = optarg; break;
+    case OPT_SSL_KEYFILE: opts->ssl_keyfile = optarg; break;
+    case OPT_SSL_CA_CERTS: opts->ssl_ca_certs = optarg; break;
+    case OPT_SSL_CIPHERS: opts->ssl_ciphers = optarg; break;
+    case OPT_SSL_CERT_REQS:
+      name = "--ssl-cert-reqs";
+      bad = parse_u64(optarg, &u) || u > 2;
+      opts->ssl_cert_reqs = (int)u;
+      break;
+    case OPT_SSL_VERSION:
+      name = "--ssl-version";
+      bad = parse_u64(optarg, &u) || u > 1000;
+      opts->ssl_version = (int)u;
+      break;
     default:
       return -EINVAL;
     }

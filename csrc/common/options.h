@@ -36,6 +36,14 @@ typedef struct bh_options {
   uint64_t max_worker_rss;   /* --max-worker-rss, bytes */
 
   int no_uds;                /* --no-uds (BENTOML_NO_UDS): dependency pools on 127.0.0.1 ports */
+
+  /* TLS on the entry's port (net/tls.h), BentoML's --ssl-* flags; the key's
+   * password comes in the environment (BENTOHOST_SSL_KEYFILE_PASSWORD), never
+   * on a command line that `ps` shows. certfile NULL: from the config file's
+   * ssl block, if any (the worker reads it), else plain HTTP. */
+  const char *ssl_certfile, *ssl_keyfile, *ssl_ca_certs, *ssl_ciphers;
+  int ssl_cert_reqs;         /* -1: unset (the config file's, else 0) */
+  int ssl_version;           /* -1: unset (the config file's, else 17) */
 } bh_options_t;
 
 /* Every option at its default (what the launcher passes when not told otherwise). */

@@ -10,12 +10,25 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 /* Python's ssl.PROTOCOL_* numbers, as `bentoml serve --ssl-version` takes them. */
 enum { PY_PROTOCOL_TLS = 2, PY_PROTOCOL_TLSv1 = 3, PY_PROTOCOL_TLSv1_1 = 4, PY_PROTOCOL_TLSv1_2 = 5,
        PY_PROTOCOL_TLS_CLIENT = 16, PY_PROTOCOL_TLS_SERVER = 17 };
+
+/* 16 bytes of key name, 32 of HMAC key, 32 of AES key: OpenSSL's layout */
+static unsigned char ticket_keys[80];
+static int have_ticket_keys;
+
+int bh_tls_init_tickets(void) {
+  if (RAND_bytes(ticket_keys, sizeof(ticket_keys)) != 1)
+    return -EIO;
+  have_ticket_keys = 1;
+  return 0;
+}
 
 struct bh_tls_ctx {
   SSL_CTX *ssl;
@@ -112,6 +125,8 @@ int bh_tls_ctx_new(bh_tls_ctx_t **out, const bh_tls_opts_t *o, char *err, size_t
   const char *keyfile = o->keyfile != NULL && o->keyfile[0] ? o->keyfile : o->certfile;
   bh_tls_ctx_t *ctx;
   SSL_CTX *ssl;
+  EVP_PKEY *key = NULL;
+  BIO *kbio;
 
   *out = NULL;
   if (o->certfile == NULL || o->certfile[0] == '\0') {
@@ -140,24 +155,27 @@ int bh_tls_ctx_new(bh_tls_ctx_t **out, const bh_tls_opts_t *o, char *err, size_t
   SSL_CTX_set_options(ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS); /* idle keep-alive connections hold no buffers */
-  SSL_CTX_set_default_passwd_cb(ssl, password_cb);
-  SSL_CTX_set_default_passwd_cb_userdata(ssl, (void *)o->password);
   if (SSL_CTX_use_certificate_chain_file(ssl, o->certfile) != 1) {
     put_err(err, errlen, "bad certificate file", o->certfile);
     goto fail;
   }
-  if (SSL_CTX_use_PrivateKey_file(ssl, keyfile, SSL_FILETYPE_PEM) != 1) {
+  /* Read apart from its use, so that an unreadable key and one that does not
+   * match the certificate get their own reasons. */
+  if ((kbio = BIO_new_file(keyfile, "r")) != NULL)
+    key = PEM_read_bio_PrivateKey(kbio, NULL, password_cb, (void *)o->password);
+  BIO_free(kbio);
+  if (key == NULL) {
     put_err(err, errlen, o->password ? "cannot load the key (wrong --ssl-keyfile-password?)"
                                      : "cannot load the key (encrypted? give --ssl-keyfile-password)",
             keyfile);
     goto fail;
   }
-  /* the password is no longer needed; the pointer must not outlive the options */
-  SSL_CTX_set_default_passwd_cb_userdata(ssl, NULL);
-  if (SSL_CTX_check_private_key(ssl) != 1) {
+  if (SSL_CTX_use_PrivateKey(ssl, key) != 1 || SSL_CTX_check_private_key(ssl) != 1) {
     put_err(err, errlen, "the key does not match the certificate", keyfile);
     goto fail;
   }
+  EVP_PKEY_free(key);
+  key = NULL;
   if (o->ciphers != NULL && o->ciphers[0] && SSL_CTX_set_cipher_list(ssl, o->ciphers) != 1) {
     put_err(err, errlen, "--ssl-ciphers: no usable cipher in", o->ciphers);
     goto fail;
@@ -171,10 +189,14 @@ int bh_tls_ctx_new(bh_tls_ctx_t **out, const bh_tls_opts_t *o, char *err, size_t
                        NULL);
   }
   SSL_CTX_set_alpn_select_cb(ssl, alpn_cb, NULL);
-  /* Stateless tickets: their keys were made with the context, before the
-   * workers were forked, so every worker resumes every session. */
+  /* Stateless tickets only, with the keys the supervisor made before it
+   * forked (bh_tls_init_tickets): every worker resumes every session. */
   SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ssl, 1);
+  if (have_ticket_keys && SSL_CTX_set_tlsext_ticket_keys(ssl, ticket_keys, sizeof(ticket_keys)) != 1) {
+    put_err(err, errlen, "cannot set the session ticket keys", NULL);
+    goto fail;
+  }
   if ((ctx = calloc(1, sizeof(*ctx))) == NULL) {
     snprintf(err, errlen, "out of memory");
     goto fail;
@@ -183,6 +205,7 @@ int bh_tls_ctx_new(bh_tls_ctx_t **out, const bh_tls_opts_t *o, char *err, size_t
   *out = ctx;
   return 0;
 fail:
+  EVP_PKEY_free(key);
   SSL_CTX_free(ssl);
   return -EINVAL;
 }

@@ -27,6 +27,12 @@ typedef struct bh_tls_opts {
 typedef struct bh_tls_ctx bh_tls_ctx_t;
 typedef struct bh_tls bh_tls_t;
 
+/* Makes the session-ticket keys that every server context made after it
+ * uses: called by the supervisor before it forks, so that all workers share
+ * them and a client resumes its session on whichever worker it reaches. 0,
+ * or -EIO when no randomness could be had. */
+int bh_tls_init_tickets(void);
+
 /* 0, or -EINVAL with a one-line reason in err (a missing or unreadable file,
  * a key that does not match the certificate, a wrong password, ...). */
 int bh_tls_ctx_new(bh_tls_ctx_t **out, const bh_tls_opts_t *opts, char *err, size_t errlen);

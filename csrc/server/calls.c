@@ -29,6 +29,7 @@ typedef struct pending_call {
 } pending_call_t;
 
 static bh_client_t **clients; /* per dependency, on this (only) I/O thread */
+static bh_tls_ctx_t *tls_client; /* for https:// dependencies; made on first need */
 static size_t nclients;
 static pending_call_t *inflight;
 
@@ -55,24 +56,40 @@ int bh_calls_start(bh_io_t *io) {
     bh_client_target_t *targets = calloc(d->npaths ? d->npaths : 1, sizeof(*targets));
     if (targets == NULL)
       return -ENOMEM;
-    /* "tcp://ip:port" for a dependency on another host, else a Unix socket path;
-     * the ports parsed here live in `ports` until the client has copied them. */
+    /* "tcp://ip:port" for a dependency on another host, "tls://ip:port#name"
+     * for one reached by https (name: what its certificate must say), else a
+     * Unix socket path; the strings made here are freed once the client has
+     * copied them. */
+    bh_client_opts_t opts = {0};
     for (size_t k = 0; k < d->npaths; k++) {
       const char *p = d->paths[k];
-      if (strncmp(p, "tcp://", 6) == 0) {
-        const char *colon = strrchr(p + 6, ':');
-        if (colon == NULL || colon == p + 6) {
+      int tls = strncmp(p, "tls://", 6) == 0;
+      if (tls || strncmp(p, "tcp://", 6) == 0) {
+        const char *end = tls && strchr(p, '#') ? strchr(p, '#') : p + strlen(p);
+        const char *colon = memrchr(p + 6, ':', (size_t)(end - (p + 6)));
+        if (colon == NULL || colon == p + 6 || (tls && *end != '#')) {
           free(targets);
           bh_log("worker %d: bad address for %s: %s", w->index, d->name, p);
           return -EINVAL;
         }
         targets[k].host = strndup(p + 6, (size_t)(colon - (p + 6)));
         targets[k].port = atoi(colon + 1);
+        if (tls) {
+          targets[k].tls_name = end + 1;
+          if (tls_client == NULL) {
+            char err[512];
+            if (bh_tls_client_ctx_new(&tls_client, NULL, err, sizeof(err)) != 0) {
+              bh_log("worker %d: cannot call %s over TLS: %s", w->index, d->name, err);
+              return -EINVAL;
+            }
+          }
+          opts.tls = tls_client;
+        }
       } else {
         targets[k].unix_path = p;
       }
     }
-    int err = bh_client_create(&clients[i], &io->loop, targets, d->npaths, NULL);
+    int err = bh_client_create(&clients[i], &io->loop, targets, d->npaths, &opts);
     for (size_t k = 0; k < d->npaths; k++)
       free((char *)targets[k].host);
     free(targets);

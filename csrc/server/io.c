@@ -204,10 +204,42 @@ static void *io_thread_main(void *arg) {
   return NULL;
 }
 
+/* The entry's TLS context, from the --ssl-* flags over the service's `ssl`
+ * block. Made here, in each worker, so that a rolling restart (SIGHUP) picks
+ * up renewed certificate files; the supervisor checked the flags' files
+ * before any worker started, and its ticket keys (net/tls.h) make every
+ * worker resume every session. 0, or -EINVAL after logging why. */
+static int io_tls_setup(bh_worker_t *w) {
+  const bh_options_t *o = w->opts;
+  const bh_service_config_t *c = &w->config;
+  bh_tls_opts_t t;
+  char err[512];
+
+  if (w->service != 0 || (o->ssl_certfile == NULL && !c->ssl_enabled))
+    return 0; /* as BentoML: the ssl block counts only when `enabled` */
+  memset(&t, 0, sizeof(t));
+  t.certfile = o->ssl_certfile ? o->ssl_certfile : c->ssl_certfile;
+  t.keyfile = o->ssl_keyfile ? o->ssl_keyfile : c->ssl_keyfile;
+  t.password = getenv("BENTOHOST_SSL_KEYFILE_PASSWORD");
+  if (t.password == NULL || !*t.password)
+    t.password = c->ssl_keyfile_password;
+  t.ca_certs = o->ssl_ca_certs ? o->ssl_ca_certs : c->ssl_ca_certs;
+  t.ciphers = o->ssl_ciphers ? o->ssl_ciphers : c->ssl_ciphers;
+  t.cert_reqs = o->ssl_cert_reqs >= 0 ? o->ssl_cert_reqs : c->ssl_cert_reqs >= 0 ? c->ssl_cert_reqs : 0;
+  t.version = o->ssl_version >= 0 ? o->ssl_version : c->ssl_version >= 0 ? c->ssl_version : 0;
+  if (bh_tls_ctx_new(&w->tls, &t, err, sizeof(err)) != 0) {
+    bh_log("error: %s", err);
+    return -EINVAL;
+  }
+  return 0;
+}
+
 int bh_io_start(bh_worker_t *w) {
   bh_io_t *io = &io_state;
   int err;
 
+  if ((err = io_tls_setup(w)) != 0)
+    return err;
   memset(io, 0, sizeof(*io));
   io->w = w;
   pthread_mutex_init(&io->start_lock, NULL);

@@ -84,6 +84,9 @@ static inline double bh_sup_now_s(void) {
 }
 
 /* pools.c: the graph's pools, their sockets and the runtime directory. */
+/* tls_check.c: the ticket keys, and the --ssl-* files checked; 0 or -1 (logged). */
+int bh_sup_tls_check(const bh_options_t *opts);
+
 int bh_sup_rundir_create(sup_t *s);
 void bh_sup_rundir_remove(sup_t *s);
 /* Learns the dependencies from the entry's description, binds their sockets

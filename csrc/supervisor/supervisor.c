@@ -512,7 +512,7 @@ int bh_supervisor_run(const bh_options_t *opts) {
   s.pid = getpid();
   s.listen_fd = -1;
 
-  if (load_config_file() != 0)
+  if (load_config_file() != 0 || bh_sup_tls_check(opts) != 0)
     return 2;
   if (bind_listener(opts, &s.listen_fd) != 0)
     return 1;
