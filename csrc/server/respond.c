@@ -108,6 +108,9 @@ static int conn_write_raw(bh_conn_t *c, uv_buf_t *bufs, unsigned nbufs, int copy
   return 0;
 }
 
+/* The plaintext of one TLS record at most. */
+#define TLS_RECORD_MAX 16384
+
 /* What the TLS engine has to send (handshake messages, encrypted records),
  * sent now or copied into a queued write. 0, or -1 when the connection was
  * closed. */
@@ -135,15 +138,28 @@ int bh_conn_write(bh_conn_t *c, uv_buf_t *bufs, unsigned nbufs, int copy_first, 
                   bh_req_t *chunk_req, size_t chunk_len, int close, int final) {
   unsigned i;
 
+  char one[TLS_RECORD_MAX];
+  size_t total = 0;
+  int err = 0;
+
   if (c->tls == NULL)
     return conn_write_raw(c, bufs, nbufs, copy_first, owned, chunk_req, chunk_len, close, final);
   for (i = 0; i < nbufs; i++)
-    if (bh_tls_write(c->tls, bufs[i].base, bufs[i].len) != 0) {
-      free(owned);
-      bh_conn_close(c);
-      return -1;
-    }
+    total += bufs[i].len;
+  if (nbufs > 1 && total <= sizeof(one)) {
+    /* a head and a small body: one record, not one per piece */
+    for (total = 0, i = 0; i < nbufs; total += bufs[i].len, i++)
+      memcpy(one + total, bufs[i].base, bufs[i].len);
+    err = bh_tls_write(c->tls, one, total);
+  } else {
+    for (i = 0; i < nbufs && err == 0; i++)
+      err = bh_tls_write(c->tls, bufs[i].base, bufs[i].len);
+  }
   free(owned);
+  if (err != 0) {
+    bh_conn_close(c);
+    return -1;
+  }
   return tls_send(c, chunk_req, chunk_len, close, final);
 }
 
