@@ -66,7 +66,8 @@ class StreamCall:
                 self.status = status
                 self.headers = parse_headers(headers)
             if data:
-                self._runs.append(data)
+                # a big run comes as a view of C's buffer: the consumer gets bytes, as ever
+                self._runs.append(data if data.__class__ is bytes else bytes(data))
             self._notify()
 
     def finish(self, status: int) -> None:

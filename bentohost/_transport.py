@@ -12,6 +12,7 @@ import os
 import threading
 from typing import Any
 
+from ._pickle import is_pickle
 from ._remote import TransportResult
 from ._remote_stream import StreamCall, parse_headers
 
@@ -94,7 +95,8 @@ class CallTransport:
             raise TimeoutError("the dependency did not answer in time")
         if status < 0:
             raise ConnectionError(os.strerror(-status))
-        return status, parse_headers(head), data
+        headers = parse_headers(head)
+        return status, headers, _body(data, headers)
 
     def call_stream(
         self,
@@ -158,9 +160,20 @@ class CallTransport:
             elif status < 0:
                 future.set_exception(ConnectionError(os.strerror(-status)))
             else:
-                future.set_result((status, parse_headers(headers), body))
+                parsed = parse_headers(headers)
+                future.set_result((status, parsed, _body(body, parsed)))
         except concurrent.futures.InvalidStateError:  # cancelled between the check and now
             pass
+
+
+def _body(data: Any, headers: dict[str, str]) -> Any:
+    """A big body comes from C as a writable memoryview over the bytes it read (no copy):
+    kept so for a pickle, whose arrays are then views of it (a small pickle is copied
+    into a bytearray so that its arrays are writable too, as a local call's are); made
+    ``bytes`` for everything else, which JSON, text and user code expect."""
+    if is_pickle(headers.get("content-type")):
+        return bytearray(data) if data.__class__ is bytes else data
+    return data if data.__class__ is bytes else bytes(data)
 
 
 def _header_lines(content_type: str, headers: list[tuple[str, str]]) -> str:

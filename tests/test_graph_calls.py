@@ -66,6 +66,13 @@ def test_numpy_crosses_a_hop(chain):
     assert shape == [64, 64] and dtype == "float32" and total > 0
 
 
+@pytest.mark.parametrize("n", [16, 512])  # 1 KiB and 1 MiB: the big one is read without a copy
+def test_arrays_across_a_hop_are_writable_on_both_sides(chain, n):
+    r = post(chain, "/scale", {"n": n})
+    assert r.status_code == 200, r.text
+    assert r.json() == [[n, n], 3.0 * n * n, True]
+
+
 @pytest.mark.parametrize("kind,status,text", [
     ("invalid", 400, "x must not be empty"),
     ("missing", 404, "no such model"),

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* One worker per process: the module reaches it through this pointer. */
 static bh_worker_t *g_worker;
@@ -114,11 +115,17 @@ static PyObject *str_or_none(const char *s) {
   return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
 }
 
-/* Moves the body into a bytes object: C does not need its copy any more. */
+/* Moves the body into a bytes object: C does not need its copy any more. A
+ * pickle (a call from the graph, arrays out of band) is handed over without a
+ * copy and writable (python/buffer.c); other bodies stay bytes, as user code
+ * and json expect. */
 static PyObject *take_body(bh_req_t *req) {
+  static const char pickle_ct[] = "application/vnd.bentoml+pickle";
   PyObject *body;
   if (req->parts != NULL)
     return Py_NewRef(Py_None);
+  if (req->content_type != NULL && strncasecmp(req->content_type, pickle_ct, sizeof(pickle_ct) - 1) == 0)
+    return bh_body_take(&req->body, req->body_len, 1); /* arrays writable, as the caller's */
   body = PyBytes_FromStringAndSize(req->body ? req->body : "", (Py_ssize_t)req->body_len);
   if (body != NULL) {
     free(req->body);

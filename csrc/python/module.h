@@ -30,6 +30,13 @@ void bh_text_arg_release(bh_text_arg_t *t);
 
 /* calls.c */
 PyObject *bh_response_tuple(bh_req_t *carrier, int code);
+
+/* Bodies at least this big go to Python without a copy (python/buffer.c). */
+#define BH_BODY_ZERO_COPY_MIN (64 * 1024)
+/* *data (malloc'd, len bytes) as a Python object: a writable memoryview that
+ * takes the block over (*data becomes NULL) when it is at least min bytes,
+ * else a bytes copy (*data stays the caller's). NULL with a Python error set. */
+PyObject *bh_body_take(char **data, size_t len, size_t min);
 PyObject *bh_py_add_dependency(PyObject *self, PyObject *args);
 PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg);

@@ -33,6 +33,11 @@ class Model:
         return whoami("Model")
 
     @bentohost.api
+    def scale(self, a: np.ndarray) -> np.ndarray:
+        a *= 2  # in place: the array that crossed the hop is the dependency's to change
+        return a
+
+    @bentohost.api
     async def aslow(self, seconds: float) -> str:
         try:
             await asyncio.sleep(seconds)
@@ -99,6 +104,13 @@ class Front:
         a = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
         out = self.model.matmul(a=a)
         return [list(out.shape), float(out.sum()), str(out.dtype)]
+
+    @bentohost.api
+    def scale(self, n: int) -> list:
+        a = np.ones((n, n), dtype=np.float32)
+        out = self.model.scale(a=a)
+        out += 1  # the answer is the caller's to change too
+        return [list(out.shape), float(out.sum()), bool(out.flags.writeable)]
 
     @bentohost.api
     def who(self) -> list:
