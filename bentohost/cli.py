@@ -270,10 +270,32 @@ def _tls_host_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _depends_map(flags: list[str] | None, from_env: str | None) -> dict[str, str]:
-    """``NAME=URL`` pairs (flags win over BENTOML_SERVE_DEPENDS) as {name: url}."""
-    pairs = [p for p in (from_env or "").split(",") if p.strip()] + list(flags or [])
+def _runner_map(env: dict[str, str]) -> dict[str, str]:
+    """BentoML's ``BENTOML_RUNNER_MAP`` (and the deprecated ``BENTOML_SERVE_RUNNER_MAP``):
+    JSON ``{service: uri}``; ``tcp://host:port`` is taken as ``http://host:port``."""
     out: dict[str, str] = {}
+    for var in ("BENTOML_SERVE_RUNNER_MAP", "BENTOML_RUNNER_MAP"):
+        raw = env.get(var)
+        if not raw or not raw.strip():
+            continue
+        try:
+            mapping = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"{var} is not JSON: {exc}") from None
+        if not isinstance(mapping, dict):
+            raise ValueError(f"{var} must be a JSON object {{service: uri}}")
+        for name, uri in mapping.items():
+            if not isinstance(uri, str) or not uri.startswith(("http://", "https://", "tcp://")):
+                raise ValueError(f"{var}: {name!r} must map to an http(s):// or tcp:// URI, got {uri!r}")
+            out[str(name)] = ("http://" + uri[len("tcp://"):] if uri.startswith("tcp://") else uri).rstrip("/")
+    return out
+
+
+def _depends_map(flags: list[str] | None, from_env: str | None, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Where dependencies run, as {name: url}: ``BENTOML_RUNNER_MAP`` under
+    ``BENTOML_SERVE_DEPENDS`` (``NAME=URL`` pairs) under the ``--depends`` flags."""
+    pairs = [p for p in (from_env or "").split(",") if p.strip()] + list(flags or [])
+    out: dict[str, str] = _runner_map(env or {})
     for pair in pairs:
         name, sep, url = pair.strip().partition("=")
         if not sep or not name or not url.startswith(("http://", "https://")):
@@ -451,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     env = dict(os.environ)
     try:
-        depends = _depends_map(args.depends, env.get("BENTOML_SERVE_DEPENDS"))
+        depends = _depends_map(args.depends, env.get("BENTOML_SERVE_DEPENDS"), env)
     except ValueError as exc:
         return _fail(str(exc))
     # The workers read these (bentohost/_worker.py): the service to serve and the

@@ -63,3 +63,20 @@ def test_depends_url_with_on(server_factory):
     r = post(by_url, "/predict", {"x": [1, 2]})
     assert r.status_code == 200, r.text + by_url.log()
     assert r.json() == 30.0
+
+
+def test_bentoml_runner_map(server_factory):
+    """BentoML's BENTOML_RUNNER_MAP ({service: uri}, tcp:// taken as http://) places a
+    dependency as --depends does; a malformed one is a one-line error."""
+    import os
+
+    model_port = free_port()
+    server_factory(f"{CALLS}:Front", "--service", "Model", port=model_port)
+    env = {**os.environ, "BENTOML_RUNNER_MAP": f'{{"Model": "tcp://127.0.0.1:{model_port}"}}'}
+    middle = server_factory(f"{CALLS}:Front", "--service", "Middle", env=env)
+    r = post(middle, "/predict", {"x": [1, 2, 3]})
+    assert r.status_code == 200 and r.json() == 7.0, r.text + middle.log()
+    bad = server_factory(f"{CALLS}:Front", env={**os.environ, "BENTOML_RUNNER_MAP": "{nope"}, start=False)
+    bad.start(wait_ready=False)
+    assert bad.wait_exit(30) != 0
+    assert "BENTOML_RUNNER_MAP is not JSON" in bad.log()
