@@ -17,7 +17,6 @@ import requests
 from conftest import REPO, SERVICES, free_port, wait_for
 
 TARGET = str(SERVICES / "graph_schema.py")
-BENTOML_VENV_PYTHON = REPO / ".bench" / "bentoml-venv" / "bin" / "python"
 
 
 def post(srv, path: str, body: dict) -> requests.Response:
@@ -88,24 +87,30 @@ def test_retries_are_throttled(server_factory):
     assert set(codes) == {503} and time.monotonic() - start < 10
 
 
-@pytest.mark.skipif(not os.access(BENTOML_VENV_PYTHON, os.X_OK), reason="no BentoML install in .bench/bentoml-venv")
-def test_against_bentoml_serve(server_factory, tmp_path):  # pragma: no cover - needs a BentoML venv
+@pytest.mark.slow
+def test_against_bentoml_serve(bentoml_python, server_factory, tmp_path):
+    """`bentoml serve` (the real 1.4, from the venv test_bentoml_clients.py builds) as
+    the URL dependency: its /schema.json is what the proxy learns the APIs from."""
     import subprocess
 
     port = free_port()
     service = tmp_path / "remote.py"
-    service.write_text(Path(TARGET).read_text().replace("import bentohost\n", "import bentoml as bentohost\n"))
+    source = Path(TARGET).read_text().replace("import bentohost\n", "import bentoml as bentohost\n")
+    service.write_text(source.replace("from bentohost.exceptions", "from bentoml.exceptions"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["BENTOML_HOME"] = str(tmp_path / "home")
-    proc = subprocess.Popen([str(BENTOML_VENV_PYTHON), "-m", "bentoml", "serve", f"{service}:Remote",
+    proc = subprocess.Popen([str(bentoml_python), "-m", "bentoml", "serve", f"{service}:Remote",
                              "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=open(tmp_path / "bentoml.log", "wb"), stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200, 120,
-                 what="bentoml serve")
+        wait_for(lambda: proc.poll() is None and requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200,
+                 180, what="bentoml serve: " + (tmp_path / "bentoml.log").read_text()[-2000:])
         caller = server_factory(f"{TARGET}:Caller", env={"REMOTE_URL": f"http://127.0.0.1:{port}"})
         assert post(caller, "/add", {"a": 1}).json() == 13
         assert post(caller, "/ahello", {"name": "ada"}).text == "hello ada"
     finally:
         proc.kill()
         proc.wait(10)
+
+
+from test_bentoml_clients import bentoml_python  # noqa: E402,F401  (the session fixture)
