@@ -25,7 +25,8 @@ CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-DLLHTTP_STRICT_MODE=1", "-Wall", "-Wext
 # Every file of the server and of what it calls below it (the outbound client).
 SERVER_SOURCES = sorted(str(p.relative_to(CSRC)) for d in ("server", "net") for p in (CSRC / d).glob("*.c"))
 # What the ring and the multipart parser need without the server around them.
-CORE_SOURCES = ["python/bridge.c", "common/request.c", "common/fs.c", "common/fmt.c", "common/options.c"]
+CORE_SOURCES = ["python/bridge.c", "common/request.c", "common/fs.c", "common/fmt.c", "common/options.c",
+                "common/waiter.c"]
 HOST_SOURCES = SERVER_SOURCES + CORE_SOURCES
 # The traffic side (limiter, metrics, batcher) is replaced by stubs here.
 STUB_SOURCES = ["traffic_stubs.c"]
@@ -69,7 +70,8 @@ def _build(out, main, extra_flags=(), with_http=True):
         srcs = [str(CSRC / s) for s in HOST_SOURCES] + [str(TESTS_C / s) for s in STUB_SOURCES]
     else:
         srcs = [str(CSRC / s) for s in CORE_SOURCES + ["server/multipart.c"]]
-    _run(["gcc", *CFLAGS, "-O2", *extra_flags, *inc, str(main), *srcs, *objs, "-luv", "-lm", "-o", str(out)])
+    _run(["gcc", *CFLAGS, "-O2", *extra_flags, *inc, str(main), *srcs, *objs, "-luv", "-lssl", "-lcrypto", "-lm",
+          "-o", str(out)])
     return out
 
 
