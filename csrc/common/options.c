@@ -34,6 +34,7 @@ enum {
   OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_HEADERS,
   OPT_MAX_CONN_REQUESTS, OPT_MAX_PARTS, OPT_MAX_PART_HEADERS, OPT_MAX_REQUESTS, OPT_MAX_RSS,
   OPT_NO_UDS,
+  OPT_SHUTDOWN_DELAY, OPT_RELOAD, OPT_RELOAD_DIR,
 };
 
 void bh_options_defaults(bh_options_t *opts) {
@@ -81,6 +82,9 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
       {"max-worker-rss", required_argument, NULL, OPT_MAX_RSS},
       {"no-uds", no_argument, NULL, OPT_NO_UDS},
+      {"shutdown-delay", required_argument, NULL, OPT_SHUTDOWN_DELAY},
+      {"reload", no_argument, NULL, OPT_RELOAD},
+      {"reload-dir", required_argument, NULL, OPT_RELOAD_DIR},
       {NULL, 0, NULL, 0},
   };
   bh_options_defaults(opts);
@@ -175,6 +179,17 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       bad = parse_u64(optarg, &opts->max_worker_rss) != 0;
       break;
     case OPT_NO_UDS: opts->no_uds = 1; break;
+    case OPT_SHUTDOWN_DELAY:
+      name = "--shutdown-delay";
+      bad = parse_double(optarg, &opts->shutdown_delay_s) != 0;
+      break;
+    case OPT_RELOAD: opts->reload = 1; break;
+    case OPT_RELOAD_DIR:
+      name = "--reload-dir";
+      bad = opts->nreload_dirs >= BH_MAX_RELOAD_DIRS || *optarg == '\0';
+      if (!bad)
+        opts->reload_dirs[opts->nreload_dirs++] = optarg;
+      break;
     default:
       return -EINVAL;
     }
