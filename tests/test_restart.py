@@ -14,6 +14,7 @@ import shutil
 import signal
 import time
 
+import pytest
 import requests
 
 from conftest import SERVICES, pid_dead, wait_for
@@ -62,10 +63,11 @@ def test_sighup_replaces_every_worker_under_load(server_factory):
     assert metric(srv, "bentoml_service_request_total", endpoint="/add", http_response_code=200) >= load.ok
 
 
-def test_sighup_restarts_a_graph_under_load(server_factory):
+@pytest.mark.parametrize("flags", [[], ["--no-uds"]], ids=["unix-sockets", "no-uds"])
+def test_sighup_restarts_a_graph_under_load(server_factory, flags):
     """Front (2) -> Middle (1) -> Model (2): every pool is replaced, the pool of one too,
-    while calls cross both hops; the private sockets never refuse a caller."""
-    srv = server_factory(f"{SERVICES / 'graph_calls.py'}:Front")
+    while calls cross both hops; the private sockets (or loopback ports) never refuse a caller."""
+    srv = server_factory(f"{SERVICES / 'graph_calls.py'}:Front", *flags)
     before = srv.post("/who", {}).json()
     load, ready, _ = _restart_under_load(
         srv, "/predict", b'{"x": [1.0, 2.0, 3.0]}', lambda d: float(d) == 7.0)
