@@ -63,14 +63,16 @@ def finish_args(args):
     return args
 
 
-def start(server: str, target: str, args, extra_env: dict | None = None, bentoml_options: str | None = None):
-    """Serve bench/services/<target> ('file.py:Class') with one worker -> (proc, port, cmd)."""
+def start(server: str, target: str, args, extra_env: dict | None = None, bentoml_options: str | None = None,
+          workers: int = 1):
+    """Serve bench/services/<target> ('file.py:Class') with one worker (bentohost: `workers`;
+    BentoML: as the service's decorator says) -> (proc, port, cmd)."""
     fname, cls = target.split(":")
     port = free_port()
     env = dict(os.environ, **BLAS_ENV)
     env.pop("BENTOML_CONFIG_OPTIONS", None)
     if server == "bentohost":
-        cmd = [sys.executable, "-m", "bentohost", "serve", f"bench/services/{fname}:{cls}", "--workers", "1",
+        cmd = [sys.executable, "-m", "bentohost", "serve", f"bench/services/{fname}:{cls}", "--workers", str(workers),
                "--port", str(port), "--host", "127.0.0.1"]
         cwd = ROOT
         env["PYTHONPATH"] = str(ROOT)
@@ -109,6 +111,20 @@ def start(server: str, target: str, args, extra_env: dict | None = None, bentoml
         raise BenchError(f"{server}: the wrong server answers (Server: {headers.get('server')!r})")
     log(f"\n== {server}: {' '.join(cmd)}")
     return proc, port, logfile
+
+
+def run_each(args, fn) -> dict | None:
+    """{server: fn(server, args)} for each --only server; None on Ctrl-C. Every server
+    process started is stopped whatever happens."""
+    results = {}
+    try:
+        for s in args.servers:
+            results[s] = fn(s, args)
+    except KeyboardInterrupt:
+        return None
+    finally:
+        stop_all()
+    return results
 
 
 def _bentoml_tree(root: int) -> bool:

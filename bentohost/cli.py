@@ -226,6 +226,16 @@ def _parser() -> argparse.ArgumentParser:
         "BENTOML_NO_UDS); pickle on them must be signed with a random key of the run",
     )
     _add_tls_arguments(serve)
+    # Restarts and shutdown (csrc/supervisor/restart.c, reload.c); SIGHUP restarts the workers.
+    serve.add_argument("--shutdown-delay", type=_seconds, default=0.0, metavar="SECONDS",
+                       help="after SIGTERM, keep serving this long while /readyz answers 503, so that a "
+                       "load balancer withdraws the endpoint first; then the graceful drain (default 0)")
+    serve.add_argument("--reload", action="store_true",
+                       help="development: restart the workers, one at a time, when a *.py file under the "
+                       "service's directory (or a --reload-dir) or the --config file changes (.bentoignore "
+                       "is honoured); a change that breaks the import keeps the old workers serving")
+    serve.add_argument("--reload-dir", action="append", default=None, metavar="DIR",
+                       help="also watch DIR with --reload (repeatable)")
     serve.add_argument(
         "--working-dir",
         default=None,
@@ -409,6 +419,28 @@ def _fmt_seconds(value: float) -> str:
     return f"{value:g}"
 
 
+def reload_dirs(target: str, extra: list[str] | None) -> list[str]:
+    """What ``--reload`` watches: the service's directory (that of the target's file, the
+    target directory, or the current one for a module), then every ``--reload-dir``."""
+    path_part = target.rpartition(":")[0] if ":" in target else target
+    if os.path.isdir(path_part):
+        home = path_part
+    elif path_part.endswith(".py") or os.path.isfile(path_part):
+        home = os.path.dirname(path_part) or "."
+    else:
+        home = "."
+    return [os.path.abspath(d) for d in [home, *(extra or [])]]
+
+
+def _restart_argv(args: argparse.Namespace) -> list[str]:
+    out = ["--shutdown-delay", _fmt_seconds(getattr(args, "shutdown_delay", 0.0))]
+    if getattr(args, "reload", False):
+        out.append("--reload")
+        for d in reload_dirs(args.target, getattr(args, "reload_dir", None)):
+            out += ["--reload-dir", d]
+    return out
+
+
 def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
     limits: list[str] = []
     for flag, _kind, _default, _metavar, _help in LIMITS:
@@ -444,6 +476,7 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
         *limits,
         *(["--no-uds"] if getattr(args, "no_uds", False) else []),
         *_tls_host_args(args),
+        *_restart_argv(args),
     ]
 
 
@@ -480,6 +513,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # dependencies that run elsewhere.
     if args.config:
         env["BENTOML_CONFIG"] = os.path.abspath(args.config)
+    if args.reload:
+        # A save within the second of the last one, of the same size, would pass
+        # the .pyc check and the new worker would run the old code.
+        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        for d in args.reload_dir or []:
+            if not os.path.isdir(d):
+                return _fail(f"--reload-dir {d!r} is not a directory")
+        if len(args.reload_dir or []) > 15:
+            return _fail("--reload-dir: at most 15 directories")
     if args.development:
         env["BENTOHOST_DEVELOPMENT"] = "1"
     if args.service:

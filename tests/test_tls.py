@@ -305,6 +305,33 @@ def test_bad_tls_options_stop_the_server_before_any_worker(server_factory, pki, 
     assert len([l for l in log.splitlines() if "error" in l.lower()]) <= 2, log
 
 
+def _served_serial(port: int, pki: Path) -> int:
+    ctx = client_ctx(pki)
+    ctx.check_hostname = False  # "other" is for DNS:localhost only
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            return int(s.getpeercert()["serialNumber"], 16)
+
+
+def test_sighup_loads_renewed_certificate_files(server_factory, pki, tmp_path):
+    """A renewed certificate (as certbot writes it) is served after SIGHUP: the rolling
+    restart's new workers read the files again; requests keep working throughout."""
+    import signal
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(pki / "chain.pem", cert)
+    shutil.copy(pki / "server.key", key)
+    srv = server_factory(TARGET, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), wait_ready=False)
+    wait_https_ready(srv, pki)
+    first = _served_serial(srv.port, pki)
+    shutil.copy(pki / "other.pem", cert)
+    shutil.copy(pki / "other.key", key)
+    srv.signal(signal.SIGHUP)
+    wait_for(lambda: _served_serial(srv.port, pki) != first, timeout=60, what="the renewed certificate")
+    renewed = f"https://localhost:{srv.port}/echo"  # the new certificate names localhost only
+    assert requests.post(renewed, json={"text": "renewed"}, verify=str(pki / "root.pem"), timeout=10).text == "renewed"
+
+
 CALLS = str(SERVICES / "graph_calls.py")
 
 

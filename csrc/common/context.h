@@ -44,6 +44,8 @@ struct bh_worker {
   int listen_fd;             /* inherited listening socket */
   int status_fd;             /* pipe to the supervisor */
   int reporter;              /* this worker reports the service config */
+  int defer_listen;          /* a rolling restart's new worker: accept only once ready,
+                                so a worker still loading takes no request (restart.c) */
   const bh_options_t *opts;
   struct bh_shm *shm;        /* created by the supervisor, inherited */
   struct bh_tls_ctx *tls;    /* the entry's TLS context (net/tls.h), made before the fork; NULL: plain */
@@ -51,6 +53,10 @@ struct bh_worker {
   /* set by worker/worker.c: starts the I/O thread once Python has published
    * the configuration (the Python host reaches the server only through it) */
   int (*start_serving)(bh_worker_t *w);
+  /* set by server/io.c when defer_listen: the Python thread calls it once the
+   * worker is ready, before saying so; it returns once the listener accepts
+   * (0) or with a negative errno */
+  int (*start_listening)(bh_worker_t *w);
 
   /* Python thread, before start_serving */
   bh_service_config_t config;

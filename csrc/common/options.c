@@ -36,6 +36,7 @@ enum {
   OPT_NO_UDS,
   OPT_SSL_CERTFILE, OPT_SSL_KEYFILE, OPT_SSL_CA_CERTS, OPT_SSL_CIPHERS, OPT_SSL_CERT_REQS,
   OPT_SSL_VERSION,
+  OPT_SHUTDOWN_DELAY, OPT_RELOAD, OPT_RELOAD_DIR,
 };
 
 void bh_options_defaults(bh_options_t *opts) {
@@ -91,6 +92,9 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       {"ssl-ciphers", required_argument, NULL, OPT_SSL_CIPHERS},
       {"ssl-cert-reqs", required_argument, NULL, OPT_SSL_CERT_REQS},
       {"ssl-version", required_argument, NULL, OPT_SSL_VERSION},
+      {"shutdown-delay", required_argument, NULL, OPT_SHUTDOWN_DELAY},
+      {"reload", no_argument, NULL, OPT_RELOAD},
+      {"reload-dir", required_argument, NULL, OPT_RELOAD_DIR},
       {NULL, 0, NULL, 0},
   };
   bh_options_defaults(opts);
@@ -198,6 +202,17 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       name = "--ssl-version";
       bad = parse_u64(optarg, &u) || u > 1000;
       opts->ssl_version = (int)u;
+      break;
+    case OPT_SHUTDOWN_DELAY:
+      name = "--shutdown-delay";
+      bad = parse_double(optarg, &opts->shutdown_delay_s) != 0;
+      break;
+    case OPT_RELOAD: opts->reload = 1; break;
+    case OPT_RELOAD_DIR:
+      name = "--reload-dir";
+      bad = opts->nreload_dirs >= BH_MAX_RELOAD_DIRS || *optarg == '\0';
+      if (!bad)
+        opts->reload_dirs[opts->nreload_dirs++] = optarg;
       break;
     default:
       return -EINVAL;

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define BH_MAX_RELOAD_DIRS 16
+
 typedef struct bh_options {
   const char *target;        /* service target as given on the command line */
   const char *python;        /* sys.executable of the launcher (not resolved) */
@@ -44,6 +46,11 @@ typedef struct bh_options {
   const char *ssl_certfile, *ssl_keyfile, *ssl_ca_certs, *ssl_ciphers;
   int ssl_cert_reqs;         /* -1: unset (the config file's, else 0) */
   int ssl_version;           /* -1: unset (the config file's, else 17) */
+  /* Restarts and shutdown (supervisor/restart.c, reload.c). */
+  double shutdown_delay_s;   /* --shutdown-delay: after SIGTERM, serve this long with /readyz 503 */
+  int reload;                /* --reload: a rolling restart when a watched file changes */
+  const char *reload_dirs[BH_MAX_RELOAD_DIRS]; /* --reload-dir (the launcher adds the service's) */
+  int nreload_dirs;
 } bh_options_t;
 
 /* Every option at its default (what the launcher passes when not told otherwise). */

@@ -73,6 +73,18 @@ static PyObject *py_set_ready(PyObject *self, PyObject *arg) {
   static int reported;
   if (flag && !was && !reported) {
     reported = 1;
+    /* A rolling restart's new worker starts accepting now, and says it is
+     * ready only once it does: the supervisor then stops the old one. */
+    if (w->start_listening != NULL) {
+      int rc;
+      Py_BEGIN_ALLOW_THREADS
+      rc = w->start_listening(w);
+      Py_END_ALLOW_THREADS
+      if (rc != 0) {
+        PyErr_Format(PyExc_OSError, "cannot start accepting connections: %s", strerror(-rc));
+        return NULL;
+      }
+    }
     bh_status_send(w->status_fd, "ready", w->slot, NULL, 0);
   }
   Py_RETURN_NONE;

@@ -58,6 +58,12 @@ typedef struct bh_io {
   pthread_cond_t start_cond;
   int start_done;
   int start_err;
+
+  /* defer_listen: the Python thread asks for uv_listen() through listen_async
+   * and waits, under start_lock, until listen_state is 2 (done or refused) */
+  uv_async_t listen_async;
+  int listen_state;          /* 0 not asked, 1 asked, 2 done (listen_err) or closed */
+  int listen_err;
 } bh_io_t;
 
 /* One HTTP/1.1 connection. One request in flight at a time: the parser pauses

@@ -6,12 +6,20 @@
  * accepting, close idle connections, let in-flight requests finish (their
  * responses say connection: close), and once no connection and no request is
  * left, tell Python through the bridge and let uv_run() return.
+ *
+ * A worker replaced by a rolling restart (its slot says `retiring`) keeps its
+ * idle keep-alive connections instead of closing them: a client may be
+ * writing its next request on one at that very moment, and would see it fail.
+ * Each is answered once more, with connection: close, or closes at its
+ * keep-alive timeout. A rolling restart's new worker (defer_listen) accepts
+ * only once it is ready (io_start_listening).
  */
 #include "server/io.h"
 #include "server/internal.h"
 #include "server/calls.h"
 #include "common/log.h"
 #include "traffic/batch.h"
+#include "traffic/shm.h"
 
 #include <signal.h>
 
@@ -27,12 +35,26 @@ static void io_close_handle(uv_handle_t *h) {
     uv_close(h, NULL);
 }
 
+/* The listen hand-shake is over: wake a Python thread waiting for it. */
+static void io_listen_settle(bh_io_t *io, int err) {
+  pthread_mutex_lock(&io->start_lock);
+  if (io->listen_state != 2) {
+    io->listen_err = err;
+    io->listen_state = 2;
+    if (io->w->defer_listen)
+      io_close_handle((uv_handle_t *)&io->listen_async);
+  }
+  pthread_cond_broadcast(&io->start_cond);
+  pthread_mutex_unlock(&io->start_lock);
+}
+
 void bh_io_maybe_finish(bh_io_t *io) {
   sigset_t set;
 
   if (!io->draining || io->finished || io->nconns > 0 || io->inflight > 0)
     return;
   io->finished = 1;
+  io_listen_settle(io, -ECANCELED);
 
   /* Closing the last SIGTERM watcher restores SIG_DFL; with the signal
    * blocked here too, a late SIGTERM stays pending instead of killing a
@@ -72,11 +94,42 @@ static void io_on_sigterm(uv_signal_t *s, int signum) {
     return;
   io->draining = 1;
   io_close_handle((uv_handle_t *)&io->listener);
-  bh_http_drain(io);
+  if (!bh_shm_retiring(io->w->shm, io->w->slot))
+    bh_http_drain(io);
   if (grace > 0 && !io->finished)
     uv_timer_start(&io->drain_timer, io_on_drain_timeout,
                    (uint64_t)(grace * 1000.0), 0);
   bh_io_maybe_finish(io);
+}
+
+static void io_on_listen_async(uv_async_t *a) {
+  bh_io_t *io = a->data;
+  bh_worker_t *w = io->w;
+  int err = -ECANCELED;
+
+  if (!io->draining)
+    err = uv_listen((uv_stream_t *)&io->listener, w->opts->backlog > 0 ? w->opts->backlog : 2048,
+                    bh_http_on_connection);
+  io_listen_settle(io, err);
+}
+
+/* Python thread (w->start_listening). The GIL is not held: the I/O thread
+ * never takes it, but other Python threads may run meanwhile. */
+static int io_start_listening(bh_worker_t *w) {
+  bh_io_t *io = &io_state;
+  int err;
+
+  (void)w;
+  pthread_mutex_lock(&io->start_lock);
+  if (io->listen_state == 0) {
+    io->listen_state = 1;
+    uv_async_send(&io->listen_async); /* under the lock: never after its close */
+  }
+  while (io->listen_state != 2)
+    pthread_cond_wait(&io->start_cond, &io->start_lock);
+  err = io->listen_err;
+  pthread_mutex_unlock(&io->start_lock);
+  return err;
 }
 
 static int io_any_batchable(const bh_worker_t *w) {
@@ -161,6 +214,10 @@ static void *io_thread_main(void *arg) {
   io->drain_timer.data = io;
   uv_tcp_init(loop, &io->listener);
   io->listener.data = io;
+  if (w->defer_listen) {
+    uv_async_init(loop, &io->listen_async, io_on_listen_async);
+    io->listen_async.data = io;
+  }
 
   /* Unblocked only once libuv's handler is installed: a SIGTERM that arrived
    * early is pending and must not meet the default action. */
@@ -172,11 +229,12 @@ static void *io_thread_main(void *arg) {
   }
   if (err == 0)
     err = uv_tcp_open(&io->listener, w->listen_fd);
-  if (err == 0)
+  if (err == 0 && !w->defer_listen)
     err = uv_listen((uv_stream_t *)&io->listener,
                     w->opts->backlog > 0 ? w->opts->backlog : 2048,
                     bh_http_on_connection);
   if (err != 0) {
+    io_listen_settle(io, err);
     if (w->batcher != NULL) {
       bh_batcher_close(w->batcher);
       w->batcher = NULL;
@@ -193,6 +251,8 @@ static void *io_thread_main(void *arg) {
   }
 
   w->bridge = &io->bridge;
+  if (w->defer_listen)
+    w->start_listening = io_start_listening;
   atomic_store(&w->io_ready, 1);
   io_start_done(io, 0);
 

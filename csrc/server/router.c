@@ -139,8 +139,9 @@ void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
     }
     break;
   case BH_ROUTE_READYZ:
+    /* withdrawn: --shutdown-delay, the load balancer is to stop sending */
     if (atomic_load_explicit(&w->ready, memory_order_relaxed) && !router_stuck(w) &&
-        (w->service != 0 || bh_shm_graph_ready(w->shm))) {
+        !bh_shm_withdrawn(w->shm) && (w->service != 0 || bh_shm_graph_ready(w->shm))) {
       out->status = 200;
       out->body = "\n";
     } else {

@@ -1,5 +1,5 @@
 /* Private to the supervisor's files (supervisor.c, pools.c, loopback.c,
- * watch.c): its state and that of each worker index. */
+ * watch.c, restart.c, reload.c): its state and that of each worker index. */
 #ifndef BH_SUPERVISOR_INTERNAL_H
 #define BH_SUPERVISOR_INTERNAL_H
 
@@ -23,6 +23,14 @@ struct cJSON;
 
 enum worker_state { W_EMPTY, W_WAITING, W_LOADING, W_READY };
 
+/* A second process of one worker index during a rolling restart (restart.c):
+ * its new worker loading, or the old one draining. */
+typedef struct sup_extra {
+  pid_t pid;                 /* 0: none */
+  int shm_slot;              /* the segment slot it writes */
+  double at;                 /* loading: when forked; draining: when it gets SIGKILL */
+} sup_extra_t;
+
 typedef struct sup_worker {
   enum worker_state state;
   pid_t pid;
@@ -35,6 +43,8 @@ typedef struct sup_worker {
   char name[48];             /* "2" for the entry's, "Model/2" for a dependency's (logs) */
   uint64_t requests_at_start;/* the slot's request count when this life began */
   int recycling;             /* SIGTERM sent to recycle it (--max-requests, --max-worker-rss) */
+  int shm_slot;              /* the segment slot this life writes: its slot or the twin */
+  sup_extra_t next, old;     /* restart.c: its replacement loading, its old life draining */
 } sup_worker_t;
 
 /* One worker pool: the entry's (listening on TCP) or a dependency's (one Unix
@@ -77,6 +87,16 @@ typedef struct sup {
 
   char *line_buf;
   size_t line_len, line_cap;
+
+  /* restart.c: the rolling restart (SIGHUP, --reload), one worker at a time */
+  int restart_active;
+  int restart_pending;       /* asked for (again): a pass starts once none runs */
+  int restart_pos;           /* the pass's position in its order of slots */
+  int restart_done;          /* workers replaced by this pass */
+  double restart_started;
+  char restart_why[160];
+  double delay_until;        /* --shutdown-delay: the drain begins then; 0: not delaying */
+  struct sup_reload *reload; /* reload.c, --reload */
 } sup_t;
 
 static inline double bh_sup_now_s(void) {
@@ -107,6 +127,34 @@ static inline const bh_service_config_t *bh_sup_config(const sup_t *s, int slot)
 int bh_sup_key_create(void);
 int bh_sup_loopback_bind(sup_service_t *svc, const struct cJSON *desc, int backlog);
 int bh_sup_loopback_publish(const sup_t *s);
+
+/* supervisor.c, for restart.c: forks a worker of `slot` writing `shm_slot`
+ * (defer_listen: it accepts only once ready); its pid or -errno. BENTOML_CONFIG
+ * read and checked into the workers' environment: 0 or -1 (logged). Why a
+ * worker stopped, from waitpid's status. */
+pid_t bh_sup_fork_worker(sup_t *s, int slot, int shm_slot, int defer_listen);
+int bh_sup_load_config(void);
+void bh_sup_exit_reason(int status, char *out, size_t cap);
+
+/* restart.c. A pass replaces every worker (dependencies first): a new worker
+ * with the same index, in the twin slot, listening once ready; then SIGTERM to
+ * the old one (it drains as `retiring`); then the next. */
+void bh_sup_restart_request(sup_t *s, const char *why);   /* coalesced */
+void bh_sup_restart_step(sup_t *s);                        /* every loop turn */
+void bh_sup_restart_stop(sup_t *s);                        /* shutting down */
+int bh_sup_restart_on_ready(sup_t *s, int slot, pid_t pid); /* 1: it was a new worker */
+int bh_sup_restart_on_exit(sup_t *s, pid_t pid, int status); /* 1: one of the extras */
+int bh_sup_restart_live(const sup_t *s);                   /* extras alive */
+void bh_sup_restart_kill(sup_t *s, int sig);
+double bh_sup_restart_deadline(const sup_t *s);            /* next drain deadline, 0: none */
+
+/* reload.c (--reload): inotify over the watched trees. 0 or -errno. */
+int bh_sup_reload_start(sup_t *s);
+void bh_sup_reload_stop(sup_t *s);
+int bh_sup_reload_fd(const sup_t *s);                      /* -1: none */
+void bh_sup_reload_read(sup_t *s);                         /* its fd is readable */
+double bh_sup_reload_due(const sup_t *s);                  /* 0: nothing pending */
+void bh_sup_reload_tick(sup_t *s);                         /* quiet period over: restart */
 
 /* watch.c: the periodic checks of live workers, once a second. */
 void bh_sup_watchdog(sup_t *s);

@@ -1,6 +1,7 @@
 /* The supervisor: binds the listening socket, forks the workers, learns the
  * service configuration from the first one, respawns workers that die and drains
- * them on SIGTERM/SIGINT.
+ * them on SIGTERM/SIGINT (after --shutdown-delay; a second signal kills them).
+ * SIGHUP and --reload replace them one at a time (restart.c, reload.c).
  *
  * It never initialises Python and deliberately does not use libuv either: libuv
  * keeps process-global signal state that a forked child would inherit, so the
@@ -73,7 +74,7 @@ static int bind_listener(const bh_options_t *opts, int *out_fd) {
 /* BENTOML_CONFIG (a v2 YAML file) and BENTOML_CONFIG_OVERRIDES (JSON), checked
  * here so that a broken file is one line and an exit before any worker starts;
  * the workers get the merged result, applied over each service's decorator. */
-static int load_config_file(void) {
+int bh_sup_load_config(void) {
   const char *path = getenv("BENTOML_CONFIG"), *overrides = getenv("BENTOML_CONFIG_OVERRIDES");
   char err[512], *json = NULL, *warnings = NULL;
 
@@ -111,16 +112,14 @@ static void close_other_listeners(const sup_t *s, int keep) {
         close(s->services[i].fds[k]);
 }
 
-static void spawn_worker(sup_t *s, int index) {
+pid_t bh_sup_fork_worker(sup_t *s, int index, int shm_slot, int defer_listen) {
   sup_worker_t *w = &s->workers[index];
   int reporter = !s->have_config;
+  /* A free slot: whatever its last process was told is over. */
+  bh_shm_set_retiring(s->shm, shm_slot, 0);
   pid_t pid = fork();
-  if (pid < 0) {
-    bh_log("error: fork failed for worker %s: %s; retrying", w->name, strerror(errno));
-    w->state = W_WAITING;
-    w->respawn_at = bh_sup_now_s() + 1.0;
-    return;
-  }
+  if (pid < 0)
+    return -errno;
   if (pid == 0) {
     /* The mask the worker runs with (see worker.c), set at once: a SIGTERM from
      * kill_all() right after fork() must wait for the I/O thread, not kill. */
@@ -129,7 +128,10 @@ static void spawn_worker(sup_t *s, int index) {
     sigaddset(&term, SIGTERM);
     close(s->signal_fd);
     close(s->status_rd);
+    if (bh_sup_reload_fd(s) >= 0)
+      close(bh_sup_reload_fd(s));
     signal(SIGCHLD, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     signal(SIGINT, SIG_IGN);
     sigprocmask(SIG_SETMASK, &term, NULL);
     /* Workers never outlive the supervisor. */
@@ -139,7 +141,8 @@ static void spawn_worker(sup_t *s, int index) {
     bh_worker_t worker;
     memset(&worker, 0, sizeof(worker));
     worker.index = w->index;
-    worker.slot = index;
+    worker.slot = shm_slot;
+    worker.defer_listen = defer_listen;
     worker.service = w->service;
     worker.service_name = w->service > 0 ? s->services[w->service].config.name : NULL;
     worker.listen_fd = bh_sup_listen_fd(s, index);
@@ -151,10 +154,22 @@ static void spawn_worker(sup_t *s, int index) {
     bh_worker_main(&worker);
     _exit(1);
   }
+  return pid;
+}
+
+static void spawn_worker(sup_t *s, int index) {
+  sup_worker_t *w = &s->workers[index];
+  pid_t pid = bh_sup_fork_worker(s, index, w->shm_slot, 0);
+  if (pid < 0) {
+    bh_log("error: fork failed for worker %s: %s; retrying", w->name, strerror((int)-pid));
+    w->state = W_WAITING;
+    w->respawn_at = bh_sup_now_s() + 1.0;
+    return;
+  }
   w->pid = pid;
   w->hang_kill_at = 0;
   w->recycling = 0;
-  w->requests_at_start = bh_shm_requests(s->shm, index);
+  w->requests_at_start = bh_shm_requests(s->shm, w->shm_slot);
   w->state = W_LOADING;
   w->started_at = bh_sup_now_s();
   bh_log("worker %s (pid %d) loading %s", w->name, (int)pid, s->opts->target);
@@ -189,6 +204,8 @@ static void begin_shutdown(sup_t *s, int exit_code) {
     return;
   s->shutting_down = 1;
   s->exit_code = exit_code;
+  s->delay_until = 0;
+  bh_sup_restart_stop(s);
   /* The workers keep their own copy of the socket until they have drained. */
   close(s->listen_fd);
   s->listen_fd = -1;
@@ -221,6 +238,7 @@ static int grow_workers(sup_t *s, int n) {
   for (int i = s->nworkers + 1; i <= n; i++) {
     memset(&ws[i], 0, sizeof(ws[i]));
     ws[i].index = i;
+    ws[i].shm_slot = i;
     snprintf(ws[i].name, sizeof(ws[i].name), "%d", i);
   }
   s->workers = ws;
@@ -290,7 +308,8 @@ static void on_config(sup_t *s, const char *json, size_t len) {
 }
 
 static void on_ready(sup_t *s, int index, pid_t pid) {
-  if (index < 1 || index > s->nworkers || s->workers[index].pid != pid)
+  if (index < 1 || index > s->nworkers || bh_sup_restart_on_ready(s, index, pid) ||
+      s->workers[index].pid != pid)
     return;
   sup_worker_t *w = &s->workers[index];
   if (w->state != W_LOADING)
@@ -315,6 +334,8 @@ static void on_status_line(sup_t *s, char *line, size_t len) {
   line[len] = '\0';
   if (sscanf(line, "%15s %d %d%n", kind, &index, &pid, &consumed) != 3)
     return;
+  if (index > BH_MAX_WORKERS) /* a rolling restart's new worker, in the twin slot */
+    index = bh_shm_twin(index);
   const char *payload = line + consumed;
   if (*payload == ' ')
     payload++;
@@ -362,7 +383,7 @@ static double backoff_s(int failures) {
 /* " while running /a, /b": the routes that had requests in the worker when it
  * died (read from its slot before the slot is reset). */
 static void describe_running(sup_t *s, int index, char *out, size_t cap) {
-  int apis[8], n = bh_shm_busy_apis(s->shm, index, apis, 8);
+  int apis[8], n = bh_shm_busy_apis(s->shm, s->workers[index].shm_slot, apis, 8);
   const bh_service_config_t *cfg = bh_sup_config(s, index);
   size_t len = 0;
 
@@ -380,8 +401,18 @@ static void describe_running(sup_t *s, int index, char *out, size_t cap) {
   }
 }
 
+void bh_sup_exit_reason(int status, char *out, size_t cap) {
+  if (WIFSIGNALED(status))
+    snprintf(out, cap, "was killed by signal %d (%s)", WTERMSIG(status),
+             signal_name(WTERMSIG(status)));
+  else
+    snprintf(out, cap, "exited with code %d", WEXITSTATUS(status));
+}
+
 static void on_worker_exit(sup_t *s, pid_t pid, int status) {
   int index = 0;
+  if (bh_sup_restart_on_exit(s, pid, status))
+    return;
   for (int i = 1; i <= s->nworkers; i++)
     if (s->workers[i].pid == pid && s->workers[i].state != W_EMPTY)
       index = i;
@@ -390,11 +421,7 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
   sup_worker_t *w = &s->workers[index];
   int was_ready = w->state == W_READY, recycled = w->recycling;
   char reason[96], running[256] = "";
-  if (WIFSIGNALED(status))
-    snprintf(reason, sizeof(reason), "was killed by signal %d (%s)", WTERMSIG(status),
-             signal_name(WTERMSIG(status)));
-  else
-    snprintf(reason, sizeof(reason), "exited with code %d", WEXITSTATUS(status));
+  bh_sup_exit_reason(status, reason, sizeof(reason));
   describe_running(s, index, running, sizeof(running));
   if (was_ready)
     bh_shm_service_ready(s->shm, w->service, -1);
@@ -404,11 +431,17 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
   if (s->recycling == index)
     s->recycling = 0;
   /* Its in-flight requests will never end: give their slots back. */
-  bh_shm_worker_died(s->shm, index);
+  bh_shm_worker_died(s->shm, w->shm_slot);
 
   if (s->shutting_down) {
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
       bh_log("worker %s (pid %d) %s during shutdown", w->name, (int)pid, reason);
+    return;
+  }
+  if (w->next.pid != 0) {
+    /* A rolling restart's new worker takes the index over once ready. */
+    bh_log("worker %s (pid %d) %s%s; its replacement (pid %d) is loading", w->name, (int)pid,
+           reason, running, (int)w->next.pid);
     return;
   }
   if (!s->have_config) {
@@ -457,13 +490,29 @@ static void on_signal(sup_t *s) {
     case SIGCHLD:
       reap(s);
       break;
+    case SIGHUP:
+      bh_sup_restart_request(s, "SIGHUP");
+      break;
     case SIGTERM:
     case SIGINT:
-      if (s->shutting_down) {
-        if (si.ssi_signo == SIGINT) {
-          bh_log("second interrupt: killing the workers now");
-          kill_all(s, SIGKILL);
-        }
+      if (s->shutting_down || s->delay_until > 0) {
+        /* Whoever asks twice wants it over: no more waiting for anything. */
+        bh_log("second %s: killing the workers now",
+               si.ssi_signo == SIGINT ? "interrupt" : "SIGTERM");
+        begin_shutdown(s, 1);
+        kill_all(s, SIGKILL);
+        bh_sup_restart_kill(s, SIGKILL);
+        if (s->exit_code == 0)
+          s->exit_code = 1;
+      } else if (s->opts->shutdown_delay_s > 0) {
+        /* Kubernetes withdraws the endpoint on a failing readiness probe, some
+         * time after it sent SIGTERM: until then new connections keep coming,
+         * and must be served, not refused. */
+        bh_log("shutting down in %gs (--shutdown-delay): still serving, /readyz answers 503",
+               s->opts->shutdown_delay_s);
+        bh_shm_withdraw(s->shm);
+        bh_sup_restart_stop(s);
+        s->delay_until = bh_sup_now_s() + s->opts->shutdown_delay_s;
       } else {
         bh_log("shutting down: draining in-flight requests (up to %.0fs)",
                s->opts->graceful_timeout_s);
@@ -483,6 +532,13 @@ static int next_timeout_ms(const sup_t *s) {
       next = s->workers[i].respawn_at;
   if (s->shutting_down && s->kill_at < next)
     next = s->kill_at;
+  if (s->delay_until > 0 && s->delay_until < next)
+    next = s->delay_until;
+  double d = bh_sup_restart_deadline(s), r = bh_sup_reload_due(s);
+  if (d > 0 && d < next)
+    next = d;
+  if (r > 0 && r < next)
+    next = r;
   double ms = (next - t) * 1000.0;
   return ms < 0 ? 0 : (int)ms + 1;
 }
@@ -493,16 +549,24 @@ static void run_timers(sup_t *s) {
     bh_log("graceful shutdown timed out: killing %d worker(s); exiting with code 1",
            live_workers(s));
     kill_all(s, SIGKILL);
+    bh_sup_restart_kill(s, SIGKILL);
     /* Requests were cut short: whoever stopped us should know. */
     if (s->exit_code == 0)
       s->exit_code = 1;
     s->kill_at = t + 3600;
+  }
+  if (s->delay_until > 0 && t >= s->delay_until) {
+    bh_log("shutdown delay over: draining in-flight requests (up to %.0fs)",
+           s->opts->graceful_timeout_s);
+    begin_shutdown(s, 0);
   }
   for (int i = 1; i <= s->nworkers; i++)
     if (!s->shutting_down && s->workers[i].state == W_WAITING && t >= s->workers[i].respawn_at)
       spawn_worker(s, i);
   bh_sup_watchdog(s);
   bh_sup_recycle(s);
+  bh_sup_reload_tick(s);
+  bh_sup_restart_step(s);
 }
 
 int bh_supervisor_run(const bh_options_t *opts) {
@@ -512,7 +576,7 @@ int bh_supervisor_run(const bh_options_t *opts) {
   s.pid = getpid();
   s.listen_fd = -1;
 
-  if (load_config_file() != 0 || bh_sup_tls_check(opts) != 0)
+  if (bh_sup_load_config() != 0 || bh_sup_tls_check(opts) != 0)
     return 2;
   if (bind_listener(opts, &s.listen_fd) != 0)
     return 1;
@@ -528,6 +592,7 @@ int bh_supervisor_run(const bh_options_t *opts) {
   sigaddset(&mask, SIGCHLD);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
   sigprocmask(SIG_BLOCK, &mask, NULL);
   signal(SIGPIPE, SIG_IGN);
   s.signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -557,18 +622,21 @@ int bh_supervisor_run(const bh_options_t *opts) {
   if (grow_workers(&s, 1) != 0)
     return 1;
   bh_log("bentohost %s: supervisor pid %d", BH_VERSION, (int)s.pid);
+  if (opts->reload && bh_sup_reload_start(&s) != 0)
+    return 1;
   spawn_worker(&s, 1);
 
   for (;;) {
     if (s.shutting_down)
       drain_next(&s);
-    if (s.shutting_down && live_workers(&s) == 0)
+    if (s.shutting_down && live_workers(&s) == 0 && bh_sup_restart_live(&s) == 0)
       break;
-    struct pollfd pfds[2] = {
+    struct pollfd pfds[3] = {
         {.fd = s.signal_fd, .events = POLLIN},
         {.fd = s.status_rd, .events = POLLIN},
+        {.fd = bh_sup_reload_fd(&s), .events = POLLIN}, /* -1: ignored by poll() */
     };
-    int n = poll(pfds, 2, next_timeout_ms(&s));
+    int n = poll(pfds, 3, next_timeout_ms(&s));
     if (n < 0 && errno != EINTR) {
       bh_log("error: poll: %s", strerror(errno));
       s.exit_code = 1;
@@ -578,11 +646,14 @@ int bh_supervisor_run(const bh_options_t *opts) {
       read_status(&s);
     if (pfds[0].revents & POLLIN)
       on_signal(&s);
+    if (pfds[2].revents & POLLIN)
+      bh_sup_reload_read(&s);
     run_timers(&s);
   }
   /* Late status lines (a ready message racing shutdown) are irrelevant now. */
   if (s.exit_code == 0)
     bh_log("stopped");
+  bh_sup_reload_stop(&s);
   bh_sup_rundir_remove(&s);
   bh_sup_graph_free(&s);
   bh_config_free(&s.config);

@@ -36,7 +36,7 @@ void bh_sup_watchdog(sup_t *s) {
       continue;
     }
     double limit = s->opts->watchdog_factor * bh_sup_config(s, i)->timeout_s;
-    double loop = bh_shm_stall_s(s->shm, i), sync = bh_shm_sync_stuck_s(s->shm, i);
+    double loop = bh_shm_stall_s(s->shm, w->shm_slot), sync = bh_shm_sync_stuck_s(s->shm, w->shm_slot);
     if (!dumping && (loop > limit || sync > limit)) {
       dumping = 1;
       bh_log("worker %s (pid %d) made no progress for %.1fs (limit %.1fs%s): writing its Python "
@@ -71,7 +71,8 @@ void bh_sup_recycle(sup_t *s) {
   const bh_options_t *o = s->opts;
   char why[96];
 
-  if (!s->have_config || s->shutting_down || s->recycling != 0 ||
+  /* A rolling restart replaces them all anyway, one at a time already. */
+  if (!s->have_config || s->shutting_down || s->recycling != 0 || s->restart_active ||
       (o->max_requests == 0 && o->max_worker_rss == 0))
     return;
   for (int i = 1; i <= s->nworkers; i++)
@@ -79,7 +80,7 @@ void bh_sup_recycle(sup_t *s) {
       return;
   for (int i = 1; i <= s->nworkers; i++) {
     sup_worker_t *w = &s->workers[i];
-    uint64_t served = bh_shm_requests(s->shm, i) - w->requests_at_start, rss = 0;
+    uint64_t served = bh_shm_requests(s->shm, w->shm_slot) - w->requests_at_start, rss = 0;
     if (o->max_requests > 0 && served >= o->max_requests)
       snprintf(why, sizeof(why), "answered %llu requests (--max-requests %llu)",
                (unsigned long long)served, (unsigned long long)o->max_requests);

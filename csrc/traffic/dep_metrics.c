@@ -127,8 +127,8 @@ void bh_dep_metrics_put(bh_mbuf_t *b, bh_shm_t *shm, const char *service_name, i
   dep_total_t *t = NULL;
   size_t n = 0, cap = 0;
 
-  for (int w = 0; w < nslots && !b->failed; w++) {
-    bh_slot_t *s = bh_shm_slot(shm, first_slot + w);
+  for (int w = 0; w < 2 * nslots && !b->failed; w++) { /* the slots, then their twins */
+    bh_slot_t *s = bh_shm_slot(shm, w < nslots ? first_slot + w : bh_shm_twin(first_slot + w - nslots));
     /* Rows are taken in order and the overflow row (the last) only after all
      * of them: the first free one ends the slot, and a service that calls no
      * dependency costs one read here. */

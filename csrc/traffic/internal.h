@@ -62,9 +62,11 @@ typedef struct bh_dep_stat {
   _Atomic uint64_t bucket[BH_DUR_NB + 1]; /* per bucket, not cumulative; last = +Inf */
 } bh_dep_stat_t;
 
-/* One per worker index; written only by that worker (and by the supervisor
- * once the worker is dead and reaped, see bh_shm_worker_died). Page aligned so
- * two workers never write the same cache line. */
+/* One per worker process in use (an index's slot, or its twin while a rolling
+ * restart runs two processes for it); written only by that worker (and by the
+ * supervisor once the worker is dead and reaped, see bh_shm_worker_died, or in
+ * `retiring`, which the worker only reads). Page aligned so two workers never
+ * write the same cache line. */
 typedef struct bh_slot {
   _Atomic int64_t inflight;        /* admitted by bh_limiter_acquire, not yet released */
   _Atomic int64_t pending;         /* Python work taken and not finished (bh_shm_work) */
@@ -74,6 +76,7 @@ typedef struct bh_slot {
   _Atomic uint64_t restarts;
   _Atomic uint64_t requests;       /* answered (every response end), for --max-requests */
   _Atomic int32_t sync_threads;    /* sync threads the worker runs (their slots below) */
+  _Atomic int32_t retiring;        /* written by the supervisor: see bh_shm_set_retiring */
   /* per sync thread: CLOCK_MONOTONIC when its current call began, 0 when idle */
   _Atomic uint64_t sync_busy_since_ns[BH_SHM_MAX_SYNC];
   _Atomic uint64_t rejected[BH_REJ_N];
@@ -91,9 +94,11 @@ typedef struct bh_service_block {
 
 struct bh_shm {
   _Atomic int32_t nservices;       /* services of the graph (1 without dependencies) */
+  _Atomic int32_t withdrawn;       /* --shutdown-delay: /readyz says 503 */
   bh_service_block_t services[BH_MAX_SERVICES];
-  char pad[4096 - 4 - sizeof(bh_service_block_t) * BH_MAX_SERVICES];
-  bh_slot_t slots[BH_MAX_WORKERS + 1]; /* [0] unused: slots are 1-based */
+  char pad[4096 - 8 - sizeof(bh_service_block_t) * BH_MAX_SERVICES];
+  /* [0] unused: slots are 1-based; 1..BH_MAX_WORKERS and their twins after */
+  bh_slot_t slots[2 * BH_MAX_WORKERS + 1];
 };
 
 static inline bh_service_block_t *bh_shm_service(bh_shm_t *shm, int service) {
@@ -103,7 +108,7 @@ static inline bh_service_block_t *bh_shm_service(bh_shm_t *shm, int service) {
 }
 
 static inline bh_slot_t *bh_shm_slot(bh_shm_t *shm, int index) {
-  if (shm == NULL || index < 1 || index > BH_MAX_WORKERS)
+  if (shm == NULL || index < 1 || index > 2 * BH_MAX_WORKERS)
     return NULL;
   return &shm->slots[index];
 }

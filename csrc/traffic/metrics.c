@@ -259,6 +259,12 @@ typedef struct view {
   code_total_t **per_api;
 } view_t;
 
+/* The j-th of the 2 x n slots of a service's workers (first .. first+n-1,
+ * then their twins, see bh_shm_twin). */
+static int life_slot(int first, int n, int j) {
+  return j < n ? first + j : bh_shm_twin(first + j - n);
+}
+
 static int view_gather(view_t *v, bh_shm_t *shm, const bh_metrics_view_t *in) {
   const bh_service_config_t *cfg = in->cfg;
   bh_service_block_t *sb = bh_shm_service(shm, in->service);
@@ -281,15 +287,15 @@ static int view_gather(view_t *v, bh_shm_t *shm, const bh_metrics_view_t *in) {
   if (v->ncodes == NULL || v->per_api == NULL)
     return -ENOMEM;
   for (size_t a = 0; a < v->napis; a++) {
-    size_t cap = BH_SHM_MAX_CODES * (size_t)v->hi + 2, n = 0;
+    size_t cap = BH_SHM_MAX_CODES * 2 * (size_t)v->hi + 2, n = 0; /* slots and twins */
     code_total_t *t = calloc(cap, sizeof(*t));
     if (t == NULL)
       return -ENOMEM;
     /* BentoML pre-creates 200 and 500 at 0 for every route. */
     t[n++].code = 200;
     t[n++].code = 500;
-    for (int w = 1; w <= v->hi && shm; w++) {
-      bh_api_stat_t *st = &shm->slots[v->first + w - 1].apis[a];
+    for (int j = 0; j < 2 * v->hi && shm; j++) {
+      bh_api_stat_t *st = &shm->slots[life_slot(v->first, v->hi, j)].apis[a];
       for (int c = 0; c < BH_SHM_MAX_CODES; c++) {
         uint32_t code = atomic_load_explicit(&st->codes[c].code, memory_order_acquire);
         if (code == 0)
@@ -389,8 +395,8 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
     for (size_t a = 0; a < views[v].napis && !b.failed; a++) {
       const view_t *vw = &views[v];
       int64_t n = 0;
-      for (int w = 1; w <= vw->hi && shm; w++)
-        n += atomic_load_explicit(&shm->slots[vw->first + w - 1].apis[a].in_progress, RELAXED);
+      for (int j = 0; j < 2 * vw->hi && shm; j++)
+        n += atomic_load_explicit(&shm->slots[life_slot(vw->first, vw->hi, j)].apis[a].in_progress, RELAXED);
       if (n < 0)
         n = 0;
       const char *kv[] = {"endpoint", vw->cfg->apis[a].route, "service_name", vw->svc,
@@ -420,13 +426,18 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
         for (size_t a = 0; a < vw->napis && !b.failed; a++) {
           if (!vw->cfg->apis[a].batchable)
             continue;
-          bh_api_stat_t *st = &shm->slots[vw->first + w - 1].apis[a];
-          uint64_t count = atomic_load_explicit(&st->batch_count, RELAXED);
+          /* the index's slot and its twin: one series per worker_index */
+          uint64_t per[BH_BATCH_NB] = {0}, count = 0, sum = 0;
+          for (int k = 0; k < 2; k++) {
+            int slot = vw->first + w - 1;
+            bh_api_stat_t *st = &shm->slots[k ? bh_shm_twin(slot) : slot].apis[a];
+            count += atomic_load_explicit(&st->batch_count, RELAXED);
+            sum += atomic_load_explicit(&st->batch_sum, RELAXED);
+            for (int i = 0; i <= nb; i++)
+              per[i] += atomic_load_explicit(&st->batch_bucket[i], RELAXED);
+          }
           if (count == 0)
             continue;
-          uint64_t per[BH_BATCH_NB] = {0};
-          for (int i = 0; i <= nb; i++)
-            per[i] = atomic_load_explicit(&st->batch_bucket[i], RELAXED);
           char wi[16];
           snprintf(wi, sizeof(wi), "%d", w);
           const char *kv[] = {"runner_name", vw->svc, "worker_index", wi, "method_name",
@@ -438,7 +449,7 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
             break;
           }
           bh_mbuf_histogram(&b, "bentoml_service_adaptive_batch_size", l, per, bounds, nb,
-                        (double)atomic_load_explicit(&st->batch_sum, RELAXED), count);
+                        (double)sum, count);
           free(l);
         }
     }
@@ -451,8 +462,8 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
         if (!vw->cfg->apis[a].batchable)
           continue;
         uint64_t per[BH_QUEUE_NB + 1] = {0}, count = 0, sum = 0;
-        for (int w = 1; w <= vw->hi && shm; w++) {
-          bh_api_stat_t *st = &shm->slots[vw->first + w - 1].apis[a];
+        for (int j = 0; j < 2 * vw->hi && shm; j++) {
+          bh_api_stat_t *st = &shm->slots[life_slot(vw->first, vw->hi, j)].apis[a];
           count += atomic_load_explicit(&st->queue_count, RELAXED);
           sum += atomic_load_explicit(&st->queue_sum_ns, RELAXED);
           for (int i = 0; i <= BH_QUEUE_NB; i++)
@@ -482,8 +493,8 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
   for (size_t v = 0; v < nviews && !b.failed; v++)
     for (int r = 0; r < BH_REJ_N; r++) {
       uint64_t n = 0;
-      for (int w = 1; w <= views[v].hi && shm; w++)
-        n += atomic_load_explicit(&shm->slots[views[v].first + w - 1].rejected[r], RELAXED);
+      for (int j = 0; j < 2 * views[v].hi && shm; j++)
+        n += atomic_load_explicit(&shm->slots[life_slot(views[v].first, views[v].hi, j)].rejected[r], RELAXED);
       if (nviews > 1)
         bh_mbuf_put(&b, "bentohost_requests_rejected_total{reason=\"%s\",service_name=\"%s\"} %llu.0\n",
             reasons[r], views[v].svc, (unsigned long long)n);
@@ -497,7 +508,9 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
   for (size_t v = 0; v < nviews && !b.failed; v++)
     for (int w = 1; w <= views[v].hi; w++) {
       int slot = views[v].first + w - 1;
-      uint64_t n = shm ? atomic_load_explicit(&shm->slots[slot].restarts, RELAXED) : 0;
+      uint64_t n = shm ? atomic_load_explicit(&shm->slots[slot].restarts, RELAXED) +
+                             atomic_load_explicit(&shm->slots[bh_shm_twin(slot)].restarts, RELAXED)
+                       : 0;
       if (nviews > 1)
         bh_mbuf_put(&b, "bentohost_worker_restarts_total{worker_index=\"%d\",service_name=\"%s\"} %llu.0\n",
             w, views[v].svc, (unsigned long long)n);

@@ -38,9 +38,11 @@ void bh_shm_set_workers(bh_shm_t *shm, int service, int first_slot, int n) {
   atomic_store(&sb->first_slot, first_slot);
   atomic_store(&sb->workers, n);
   for (int i = 0; i < n; i++) {
-    bh_slot_t *s = bh_shm_slot(shm, first_slot + i);
+    bh_slot_t *s = bh_shm_slot(shm, first_slot + i), *t = bh_shm_slot(shm, bh_shm_twin(first_slot + i));
     if (s != NULL)
       atomic_store(&s->service, service);
+    if (t != NULL)
+      atomic_store(&t->service, service);
   }
 }
 
@@ -65,7 +67,7 @@ int bh_shm_graph_ready(bh_shm_t *shm) {
   return 1;
 }
 
-void bh_shm_worker_died(bh_shm_t *shm, int slot) {
+static void slot_reset(bh_shm_t *shm, int slot, int count_restart) {
   bh_slot_t *s = bh_shm_slot(shm, slot);
   if (s == NULL)
     return;
@@ -94,7 +96,37 @@ void bh_shm_worker_died(bh_shm_t *shm, int slot) {
   for (int i = 0; i < BH_SHM_MAX_APIS; i++)
     if (atomic_load_explicit(&s->apis[i].in_progress, memory_order_relaxed) != 0)
       atomic_store(&s->apis[i].in_progress, 0);
-  atomic_fetch_add(&s->restarts, 1);
+  atomic_store(&s->retiring, 0);
+  if (count_restart)
+    atomic_fetch_add(&s->restarts, 1);
+}
+
+void bh_shm_worker_died(bh_shm_t *shm, int slot) {
+  slot_reset(shm, slot, 1);
+}
+
+void bh_shm_worker_retired(bh_shm_t *shm, int slot) {
+  slot_reset(shm, slot, 0);
+}
+
+void bh_shm_set_retiring(bh_shm_t *shm, int slot, int retiring) {
+  bh_slot_t *s = bh_shm_slot(shm, slot);
+  if (s != NULL)
+    atomic_store(&s->retiring, retiring);
+}
+
+int bh_shm_retiring(bh_shm_t *shm, int slot) {
+  bh_slot_t *s = bh_shm_slot(shm, slot);
+  return s != NULL && atomic_load(&s->retiring) != 0;
+}
+
+void bh_shm_withdraw(bh_shm_t *shm) {
+  if (shm != NULL)
+    atomic_store(&shm->withdrawn, 1);
+}
+
+int bh_shm_withdrawn(bh_shm_t *shm) {
+  return shm != NULL && atomic_load(&shm->withdrawn) != 0;
 }
 
 void bh_shm_heartbeat(bh_shm_t *shm, int index) {

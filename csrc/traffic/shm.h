@@ -11,10 +11,29 @@
 #define BH_MAX_SERVICES 32
 typedef struct bh_shm bh_shm_t;
 
+/* A rolling restart runs a worker index's new process beside the old one, so
+ * every slot has a twin (slot + BH_MAX_WORKERS): the new process writes the
+ * twin while the old one drains in its own slot, each keeping a single writer.
+ * Renders sum a slot and its twin under the one worker_index. */
+static inline int bh_shm_twin(int slot) {
+  return slot > BH_MAX_WORKERS ? slot - BH_MAX_WORKERS : slot + BH_MAX_WORKERS;
+}
+
 bh_shm_t *bh_shm_create(void);                 /* supervisor, before forking */
 /* supervisor, after reaping the worker of `slot`: returns its in-flight
  * requests to its service's max_concurrency count and counts the restart. */
 void bh_shm_worker_died(bh_shm_t *shm, int slot);
+/* The same for a worker that left on purpose (replaced by a rolling restart,
+ * or a new worker that never got ready): not counted as a restart. */
+void bh_shm_worker_retired(bh_shm_t *shm, int slot);
+/* supervisor, before SIGTERM to a worker replaced by a rolling restart (1), or
+ * before forking into a free slot (0): the worker then drains without cutting
+ * its idle keep-alive connections, each closing after its next answer. */
+void bh_shm_set_retiring(bh_shm_t *shm, int slot, int retiring);
+int bh_shm_retiring(bh_shm_t *shm, int slot);
+/* supervisor, --shutdown-delay: every /readyz answers 503 from now on */
+void bh_shm_withdraw(bh_shm_t *shm);
+int bh_shm_withdrawn(bh_shm_t *shm);
 /* supervisor, once the graph is known: service `service` runs n workers in the
  * slots from first_slot on (traffic.concurrency and /metrics use it) */
 void bh_shm_set_workers(bh_shm_t *shm, int service, int first_slot, int n);

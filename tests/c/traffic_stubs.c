@@ -54,6 +54,17 @@ int bh_shm_graph_ready(bh_shm_t *shm) {
   return 1;
 }
 
+int bh_shm_withdrawn(bh_shm_t *shm) {
+  (void)shm;
+  return 0;
+}
+
+int bh_shm_retiring(bh_shm_t *shm, int slot) {
+  (void)shm;
+  (void)slot;
+  return 0;
+}
+
 double bh_shm_sync_stuck_s(bh_shm_t *shm, int index) {
   (void)shm;
   (void)index;
