@@ -1,6 +1,7 @@
 """Command line launcher: validates arguments and execs the C host binary.
 
-It must stay light: it never imports the user's service, pydantic or numpy.
+It must stay light: ``serve`` never imports the user's service, pydantic or numpy
+(``k8s``, registered from ``_k8s_cli``, imports the service to read its graph).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from . import __version__
+from . import __version__, _k8s_cli
 
 __all__ = ["main", "parse_size", "build_host_argv", "host_binary", "pythonpath_for_workers"]
 
@@ -242,6 +243,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory to change into before resolving TARGET (default: the current directory)",
     )
+    _k8s_cli.add_parser(sub)
     return parser
 
 
@@ -483,6 +485,8 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "k8s":
+        return _k8s_cli.run(args)
     if args.command != "serve":
         parser.print_help()
         return 2

@@ -530,6 +530,12 @@ static const rule_t RESOURCE_KEYS[] = {
     {0},
 };
 
+/* BentoCloud's replica bounds; only `python -m bentohost k8s` reads them (serve ignores them). */
+static const rule_t SCALING_KEYS[] = {
+    R("min_replicas", K_INT | K_NULL, 0, "an integer >= 0"), R("max_replicas", K_INT | K_NULL, 1, "an integer >= 1"),
+    {0},
+};
+
 static const rule_t ENV_KEYS[] = {
     R("name", K_STR | K_FILLED | K_REQUIRED, 0, "a non-empty string"), R("value", K_STR | K_NULL, 0, "a string"),
     {0},
@@ -552,6 +558,8 @@ static const rule_t SERVICE_KEYS[] = {
     R("backlog", K_INT | K_GLOBAL, 1, "an integer >= 1"),
     R("max_runner_connections", K_INT | K_GLOBAL, 1, "an integer >= 1"),
     R("replicate_process", K_NULL | K_BOOL | K_INT | K_NUM | K_STR | K_MAP | K_LIST, 0, "anything"),
+    R("replicas", K_INT | K_GLOBAL, 1, "an integer >= 1"),
+    {"scaling", K_MAP | K_NULL | K_GLOBAL, 0, "a map", SCALING_KEYS, NULL},
     {0},
 };
 
