@@ -319,8 +319,10 @@ def config_file_stem(graph: str) -> str:
 
 
 def _container(spec: ServiceSpec, opts: Options) -> dict[str, Any]:
+    # --shutdown-delay: after SIGTERM the pod keeps serving while /readyz answers 503, so
+    # every kube-proxy and load balancer withdraws it before the drain starts
     args = [opts.target, "--service", spec.name, "--host", "0.0.0.0", "--port", str(PORT),
-            "--timeout-graceful-shutdown", _fmt(opts.graceful_timeout)]
+            "--timeout-graceful-shutdown", _fmt(opts.graceful_timeout), "--shutdown-delay", _fmt(opts.shutdown_delay)]
     for name, url in spec.depends.items():
         args += ["--depends", f"{name}={url}"]
     ours: dict[str, str] = {}
@@ -361,9 +363,6 @@ def _container(spec: ServiceSpec, opts: Options) -> dict[str, Any]:
         "startupProbe": _probe("/readyz", 5, startup_failures),
         "readinessProbe": _probe("/readyz", 5, 2),
         "livenessProbe": _probe("/livez", 10, 3),
-        # the pod leaves the Service's endpoints when it starts terminating; the sleep
-        # lets every kube-proxy and load balancer see that before SIGTERM starts the drain
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", _fmt(opts.shutdown_delay)]}}},
         "securityContext": {
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
@@ -390,7 +389,7 @@ def _deployment(spec: ServiceSpec, opts: Options, graph: str, config_hash: str |
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,  # no FOO_PORT=tcp://... variables (BENTOML_PORT among them)
-        # the preStop sleep, then the drain, then a margin
+        # the shutdown delay, then the drain, then a margin
         "terminationGracePeriodSeconds": math.ceil(opts.shutdown_delay + opts.graceful_timeout + 5),
         "securityContext": {
             "runAsNonRoot": True,

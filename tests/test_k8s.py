@@ -232,8 +232,8 @@ def test_probes_shutdown_and_security(tmp_path: Path):
     startup = c["startupProbe"]
     assert startup["httpGet"]["path"] == "/readyz"
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # a slow model load is not killed
-    # the preStop sleep keeps serving while endpoints are withdrawn; then serve drains for 20 s
-    assert c["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "7"]
+    # serve's --shutdown-delay keeps serving (/readyz 503) while endpoints are withdrawn; then it drains for 20 s
+    assert c["args"][c["args"].index("--shutdown-delay") + 1] == "7" and "lifecycle" not in c
     assert c["args"][c["args"].index("--timeout-graceful-shutdown") + 1] == "20"
     assert pod["terminationGracePeriodSeconds"] > 7 + 20
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
