@@ -20,6 +20,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "depends": ("._service", "depends"),
     "Dependency": ("._service", "Dependency"),
     "api": ("._api", "api"),
+    "task": ("._api", "task"),
     "APIMethod": ("._api", "APIMethod"),
     "server_context": ("._context", "server_context"),
     "Context": ("._context", "Context"),
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from . import validators as validators
     from ._api import APIMethod as APIMethod
     from ._api import api as api
+    from ._api import task as task
     from ._context import Context as Context
     from ._context import importing as importing
     from ._context import server_context as server_context

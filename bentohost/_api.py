@@ -1,4 +1,4 @@
-"""``@api``: marks a service method as an HTTP endpoint."""
+"""``@api`` and ``@task``: mark a service method as an HTTP endpoint (a task: also queued)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import functools
 import inspect
 import types
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypedDict, TypeVar, overload
 
 from pydantic.fields import FieldInfo
+from typing_extensions import Unpack
 
-__all__ = ["APIMethod", "api"]
+__all__ = ["APIMethod", "api", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +32,7 @@ class APIMethod:
         batch_dim: int | tuple[int, int] = 0,
         max_batch_size: int = 100,
         max_latency_ms: int = 60000,
+        is_task: bool = False,
     ) -> None:
         name = func.__name__
         if name.startswith("__") and name != "__call__":
@@ -61,6 +63,9 @@ class APIMethod:
         self.is_coro = inspect.iscoroutinefunction(func)
         self.is_stream = self.is_gen or self.is_async_gen
         self.is_async = self.is_coro or self.is_async_gen
+        self.is_task = bool(is_task)
+        if self.is_task and self.is_stream:
+            raise ValueError("Async task cannot return a stream.")
         sig = inspect.signature(func)
         params = list(sig.parameters.values())[1:]  # drop self
         self.ctx_param: str | None = None
@@ -104,7 +109,8 @@ class APIMethod:
         return self.__get__(instance)(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"<APIMethod {self.name} route={self.route!r}>"
+        kind = "task" if self.is_task else "APIMethod"
+        return f"<{kind} {self.name} route={self.route!r}>"
 
 
 def _is_ctx_annotation(annotation: Any) -> bool:
@@ -117,54 +123,58 @@ def _is_ctx_annotation(annotation: Any) -> bool:
     return annotation is Context
 
 
+class MethodOptions(TypedDict, total=False):
+    """The keyword arguments of ``@api`` and ``@task`` (BentoML's)."""
+
+    route: str | None
+    name: str | None  # accepted; as in BentoML the API name is always the function's name
+    input_spec: type[Any] | None
+    output_spec: type[Any] | None
+    batchable: bool
+    batch_dim: int | tuple[int, int]
+    max_batch_size: int
+    max_latency_ms: int
+
+
 @overload
 def api(func: F, /) -> APIMethod: ...
 
 
 @overload
-def api(
-    *,
-    route: str | None = None,
-    name: str | None = None,
-    input_spec: type[Any] | None = None,
-    output_spec: type[Any] | None = None,
-    batchable: bool = False,
-    batch_dim: int | tuple[int, int] = 0,
-    max_batch_size: int = 100,
-    max_latency_ms: int = 60000,
-) -> Callable[[F], APIMethod]: ...
+def api(**options: Unpack[MethodOptions]) -> Callable[[F], APIMethod]: ...
 
 
-def api(
-    func: Callable[..., Any] | None = None,
-    /,
-    *,
-    route: str | None = None,
-    name: str | None = None,
-    input_spec: type[Any] | None = None,
-    output_spec: type[Any] | None = None,
-    batchable: bool = False,
-    batch_dim: int | tuple[int, int] = 0,
-    max_batch_size: int = 100,
-    max_latency_ms: int = 60000,
-) -> Any:
-    """Expose a method as an API. ``name`` is accepted but, as in BentoML, the
-    API name is always the function's name."""
-    del name  # accepted for compatibility, ignored like BentoML does
+def api(func: Callable[..., Any] | None = None, /, **options: Unpack[MethodOptions]) -> Any:
+    """Expose a method as an API (bare or with ``MethodOptions``)."""
+    return _decorate(func, False, options)
+
+
+@overload
+def task(func: F, /) -> APIMethod: ...
+
+
+@overload
+def task(**options: Unpack[MethodOptions]) -> Callable[[F], APIMethod]: ...
+
+
+def task(func: Callable[..., Any] | None = None, /, **options: Unpack[MethodOptions]) -> Any:
+    """Expose a method as a task (BentoML's ``@bentoml.task``, the options of ``api``):
+    ``POST {route}`` calls it at once as an API would; ``{route}/submit`` queues a call and
+    answers its task id, ``/status``, ``/get``, ``/retry`` and ``/cancel`` follow it
+    (bentohost/_task_runner.py). A generator cannot be a task."""
+    return _decorate(func, True, options)
+
+
+def _decorate(func: Callable[..., Any] | None, is_task: bool, options: MethodOptions) -> Any:
+    unknown = sorted(set(options) - set(MethodOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) for @{'task' if is_task else 'api'}: {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if k != "name"}
 
     def decorator(f: Callable[..., Any]) -> APIMethod:
         if isinstance(f, APIMethod):
-            raise TypeError("@api applied twice")
-        return APIMethod(
-            f,
-            route=route,
-            input_spec=input_spec,
-            output_spec=output_spec,
-            batchable=batchable,
-            batch_dim=batch_dim,
-            max_batch_size=max_batch_size,
-            max_latency_ms=max_latency_ms,
-        )
+            raise TypeError("@api applied twice" if not is_task else "@task applied to an API method")
+        return APIMethod(f, is_task=is_task, **kwargs)
 
     if func is not None:
         return decorator(func)

@@ -9,6 +9,7 @@ from typing import Any
 
 from ._overrides import apply as apply_overrides
 from ._service import Service
+from ._tasks import task_routes
 
 __all__ = ["service_config_json", "service_config", "cpu_count", "resolve_workers", "drain_order"]
 
@@ -175,6 +176,20 @@ def service_config(svc: Service[Any]) -> dict[str, Any]:
                 "batch_root": root,
                 "max_batch_size": m.max_batch_size,
                 "max_latency_ms": m.max_latency_ms,
+            }
+        )
+    for tr in task_routes(svc):
+        # after every API, so the APIs keep their wire indexes; the query string is needed
+        apis.append(
+            {
+                "name": f"{tr.api}_{tr.action}",
+                "route": svc.path_prefix + tr.route,
+                "method": tr.method,
+                "task": tr.action,
+                "is_async": True,
+                "is_stream": False,
+                "needs_request": True,
+                "batchable": False,
             }
         )
     return {

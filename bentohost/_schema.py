@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter
 from ._dispatch import Endpoint
 from ._io import APPLICATION_JSON
 from ._service import Service
+from ._tasks import TASK_STATUS_SCHEMA, openapi_task_paths
 from ._types import adapt, classify, content_type_of, strip_annotated
 
 __all__ = ["service_schema", "openapi_spec", "flatten_schema", "to_openapi"]
@@ -212,7 +213,7 @@ def service_schema(svc: Service[Any], endpoints: list[Endpoint]) -> dict[str, An
                 "batchable": ep.method.batchable,
                 "input": input_schema(ep),
                 "output": output_schema(ep),
-                "is_task": False,
+                "is_task": ep.method.is_task,
             }
         )
     doc: dict[str, Any] = {"name": svc.name, "type": "service", "routes": routes}
@@ -436,6 +437,14 @@ def openapi_spec(svc: Service[Any], endpoints: list[Endpoint], version: str | No
             },
         }
         paths[ep.method.route] = {"post": op}
+        if ep.method.is_task:
+            components.setdefault("TaskStatusResponse", copy.deepcopy(TASK_STATUS_SCHEMA))
+            errors = {code: op["responses"][code] for code in ("400", "404", "500")}
+            paths.update(
+                openapi_task_paths(
+                    svc.name, ep.name, ep.method.route, op["requestBody"], op["responses"]["200"], errors
+                )
+            )
     return {
         "openapi": "3.0.2",
         "info": {

@@ -52,6 +52,7 @@ CONFIG_KEYS = frozenset(
         "endpoints",
         "envs",
         "api_server",
+        "tasks",
     }
 )
 

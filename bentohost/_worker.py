@@ -121,6 +121,8 @@ class WorkerRuntime(StreamsMixin):
             if callable(fn):
                 self._health.append((fn, setter, attr))
         self._health_busy = False
+        #: the task routes' and runs' manager (``attach_tasks``), when the service has tasks
+        self.tasks: Any = None
         self._health_warned: set[str] = set()
         # per API: (endpoint, pool function or None for async ones, coroutine function or None)
         self._routes: list[tuple[Endpoint, Any, Any]] = []
@@ -133,6 +135,11 @@ class WorkerRuntime(StreamsMixin):
                 self._routes.append((ep, None, self._run_agen))
             else:
                 self._routes.append((ep, None, self._run_async))
+
+    def attach_tasks(self, tasks: Any) -> None:
+        """Serve a task manager's routes (numbered after the APIs, as ``_config`` publishes them)."""
+        self.tasks = tasks
+        self._routes.extend(tasks.attach(self))
 
     # -- health -------------------------------------------------------------------
 
@@ -396,10 +403,14 @@ class WorkerRuntime(StreamsMixin):
 
     async def _shutdown(self) -> None:
         try:
+            if self.tasks is not None:
+                self.tasks.stop()  # runs under way finish; pending ones wait in the store
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
             self.pool.stop()
             await self.loop.run_in_executor(None, self.pool.join)
+            if self.tasks is not None:
+                await self.tasks.close()
             await run_hooks(self.instance, self.svc.shutdown_hooks)
         except Exception:
             logger.exception("error during shutdown")
@@ -423,6 +434,8 @@ class WorkerRuntime(StreamsMixin):
         self.loop.add_reader(self._fd, self.drain)
         self.loop.call_soon(self.drain)  # requests that arrived before the reader was attached
         self.loop.call_soon(self._beat)
+        if self.tasks is not None:
+            self.tasks.start()
 
     def serve(self) -> int:
         self.start()
@@ -517,6 +530,20 @@ def _served_service(graph: list[Service[Any]], name: str) -> Service[Any]:
     raise TargetError(f"service {name!r} is not in the graph of {graph[0].name!r}")
 
 
+def open_tasks(svc: Service[Any], endpoints: list[Endpoint], threads: int) -> Any:
+    """The service's ``TaskManager`` with its store open, or None when it has no task."""
+    from ._tasks import has_tasks, task_settings
+
+    if not has_tasks(svc):
+        return None
+    from ._config import effective_config
+    from ._task_runner import TaskManager
+
+    manager = TaskManager(svc, endpoints, task_settings(effective_config(svc).get("tasks"), threads))
+    manager.open()
+    return manager
+
+
 def main() -> int:
     """Entry point called by the C worker. Exit codes: 0 ok, 3 import error, 4 startup error."""
     import _bentohost as host  # type: ignore[import-not-found]  # built into the C host
@@ -559,11 +586,14 @@ def main() -> int:
         for ep in endpoints:
             ep.bind(instance)
         loop.run_until_complete(run_hooks(instance, svc.startup_hooks))
+        tasks = open_tasks(svc, endpoints, config["threads"])
     except BaseException:
         _print_user_traceback()
         return EXIT_STARTUP_ERROR
     runtime = WorkerRuntime(host, svc, instance, endpoints, config["threads"], loop)
     runtime.transport = transport
+    if tasks is not None:
+        runtime.attach_tasks(tasks)
     try:
         return runtime.serve()
     finally:

@@ -21,6 +21,17 @@ static int bool_field(const cJSON *obj, const char *key) {
   return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
 }
 
+static int method_field(const cJSON *obj) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, "method");
+  if (!cJSON_IsString(item))
+    return BH_METHOD_POST;
+  if (!strcmp(item->valuestring, "GET"))
+    return BH_METHOD_GET;
+  if (!strcmp(item->valuestring, "PUT"))
+    return BH_METHOD_PUT;
+  return BH_METHOD_POST;
+}
+
 static double number_field(const cJSON *obj, const char *key, double fallback) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
   return cJSON_IsNumber(item) ? item->valuedouble : fallback;
@@ -141,6 +152,8 @@ static int parse_service(bh_service_config_t *cfg, const cJSON *root) {
     if (api->name == NULL || api->route == NULL)
       goto nomem;
     api->route_len = strlen(api->route);
+    api->method = method_field(item);
+    api->task_route = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(item, "task"));
     api->is_async = bool_field(item, "is_async");
     api->is_stream = bool_field(item, "is_stream");
     api->batchable = bool_field(item, "batchable");

@@ -5,11 +5,17 @@
 
 #include <stddef.h>
 
+/* The HTTP method of a route: APIs are POST; a task's sub-routes (bentohost/_tasks.py)
+ * are also GET (status, result; HEAD too) and PUT (cancel). */
+enum { BH_METHOD_POST = 0, BH_METHOD_GET = 1, BH_METHOD_PUT = 2 };
+
 typedef struct bh_api {
   char *name;
   char *route;        /* "/classify" */
   size_t route_len;
   int index;          /* position in the JSON "apis" list == index used by Python */
+  int method;         /* BH_METHOD_*: the one HTTP method the route takes ("method", default POST) */
+  int task_route;     /* a task's sub-route ("task": its action), not an API of its own */
   int is_async;
   int is_stream;
   int batchable;

@@ -555,6 +555,7 @@ static const rule_t SERVICE_KEYS[] = {
     ANY_MAP("logging", K_GLOBAL),      ANY_MAP("metrics", K_GLOBAL),    ANY_MAP("tracing", K_GLOBAL),
     ANY_MAP("runner_probe", K_GLOBAL), ANY_MAP("monitoring", K_GLOBAL), ANY_MAP("grpc", K_GLOBAL),
     ANY_MAP("runner_connection", 0),   ANY_MAP("endpoints", 0),         R("extra_ports", K_LIST | K_NULL, 0, "a list"),
+    ANY_MAP("tasks", 0), /* bentohost's task store and limits, checked in Python (bentohost/_tasks.py) */
     R("backlog", K_INT | K_GLOBAL, 1, "an integer >= 1"),
     R("max_runner_connections", K_INT | K_GLOBAL, 1, "an integer >= 1"),
     R("replicate_process", K_NULL | K_BOOL | K_INT | K_NUM | K_STR | K_MAP | K_LIST, 0, "anything"),

@@ -19,6 +19,15 @@ static int path_is(const char *path, size_t len, const char *lit, size_t litlen)
   return len == litlen && memcmp(path, lit, len) == 0;
 }
 
+/* APIs take POST; a task's status and result routes GET (and HEAD), its cancel PUT. */
+static int route_method_ok(int route_method, int method, int get_like) {
+  switch (route_method) {
+  case BH_METHOD_GET: return get_like;
+  case BH_METHOD_PUT: return method == HTTP_PUT;
+  default: return method == HTTP_POST;
+  }
+}
+
 void bh_router_match(const bh_worker_t *w, int method, const char *path,
                      size_t len, bh_route_t *out) {
   int get_like = method == HTTP_GET || method == HTTP_HEAD;
@@ -53,12 +62,14 @@ void bh_router_match(const bh_worker_t *w, int method, const char *path,
       continue;
     rlen = api->route_len ? api->route_len : strlen(api->route);
     if (path_is(path, len, api->route, rlen)) {
-      if (method == HTTP_POST) {
+      if (route_method_ok(api->method, method, get_like)) {
         out->kind = BH_ROUTE_API;
         out->api_index = api->index;
       } else {
         out->kind = BH_ROUTE_METHOD_NOT_ALLOWED;
-        out->allow = "allow: POST\r\n";
+        out->allow = api->method == BH_METHOD_GET ? ALLOW_GET
+                     : api->method == BH_METHOD_PUT ? "allow: PUT\r\n"
+                                                    : "allow: POST\r\n";
       }
       return;
     }

@@ -275,9 +275,12 @@ static void on_config(sup_t *s, const char *json, size_t len) {
   for (int v = 0; v < s->nservices; v++) {
     const bh_service_config_t *cfg = v == 0 ? &s->config : &s->services[v].config;
     int first = s->services[v].first_slot, count = s->services[v].nworkers;
+    size_t napis = 0;
+    for (size_t j = 0; j < cfg->napis; j++)
+      napis += !cfg->apis[j].task_route;
     bh_log("service %s: %d worker%s, %d thread%s each, %zu api%s%s", cfg->name, count,
-           count == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s", cfg->napis,
-           cfg->napis == 1 ? "" : "s",
+           count == 1 ? "" : "s", cfg->threads, cfg->threads == 1 ? "" : "s", napis,
+           napis == 1 ? "" : "s",
            v == 0                ? ""
            : s->opts->no_uds     ? " (a dependency, on loopback ports)"
                                  : " (a dependency, on private sockets)");
