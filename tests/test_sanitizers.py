@@ -34,6 +34,8 @@ SUITES = [
     "tests/test_graph_calls.py",
     "tests/test_graph_metrics.py",
     "tests/test_config_file.py",
+    "tests/test_cors.py",
+    "tests/test_serve_flags.py",
 ]
 
 pytestmark = [

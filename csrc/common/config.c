@@ -34,6 +34,7 @@ void bh_config_free(bh_service_config_t *cfg) {
   }
   free(cfg->apis);
   free(cfg->name);
+  cJSON_free(cfg->cors);
   memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -103,6 +104,9 @@ static int parse_service(bh_service_config_t *cfg, const cJSON *root) {
     cfg->max_concurrency = 0;
   if (cfg->concurrency < 0)
     cfg->concurrency = 0;
+  const cJSON *cors = cJSON_GetObjectItemCaseSensitive(root, "cors");
+  if (cJSON_IsObject(cors) && (cfg->cors = cJSON_PrintUnformatted(cors)) == NULL)
+    goto nomem;
 
   const cJSON *apis = cJSON_GetObjectItemCaseSensitive(root, "apis");
   int n = cJSON_IsArray(apis) ? cJSON_GetArraySize(apis) : 0;

@@ -27,6 +27,7 @@ typedef struct bh_service_config {
   double timeout_s;   /* traffic.timeout, default 60 */
   int max_concurrency;/* traffic.max_concurrency, 0 = unlimited (global, all workers) */
   int concurrency;    /* traffic.concurrency, 0 = unset */
+  char *cors;         /* http.cors as JSON for server/cors.c (bentohost/_cors.py), NULL: off */
   bh_api_t *apis;
   size_t napis;
 } bh_service_config_t;
