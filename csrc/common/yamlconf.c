@@ -306,6 +306,16 @@ static int build(report_t *r, cJSON *doc, cJSON **out) {
   return 0;
 }
 
+/* Both outputs and err cleared; -ENOMEM when the report could not be made. */
+static int start(report_t *r, char **out_json, char **warnings_json) {
+  *out_json = NULL;
+  if (warnings_json != NULL)
+    *warnings_json = NULL;
+  if (r->errlen > 0)
+    r->err[0] = '\0';
+  return r->warnings == NULL ? nomem(r) : 0;
+}
+
 /* result and the warnings printed for the caller (warnings_json may be NULL),
  * or, when anything failed, neither; the report's warnings are released. */
 static int finish(report_t *r, int rc, const cJSON *result, char **out_json, char **warnings_json) {
@@ -326,17 +336,10 @@ int bh_yamlconf_load(const char *path, const char *overrides_json, char **out_js
                      char *err, size_t errlen) {
   report_t r = {err, errlen, cJSON_CreateArray()};
   cJSON *doc = NULL, *result = NULL;
-  int rc = 0;
-  *out_json = NULL;
-  if (warnings_json != NULL)
-    *warnings_json = NULL;
-  if (errlen > 0)
-    err[0] = '\0';
-  if (r.warnings == NULL)
-    return nomem(&r);
-  if (path != NULL && *path != '\0')
+  int rc = start(&r, out_json, warnings_json);
+  if (rc == 0 && path != NULL && *path != '\0')
     rc = load_file(&r, path, &doc);
-  else if ((doc = cJSON_CreateObject()) == NULL)
+  else if (rc == 0 && (doc = cJSON_CreateObject()) == NULL)
     rc = nomem(&r);
   if (rc == 0 && overrides_json != NULL && *overrides_json != '\0')
     rc = merge_overrides(&r, doc, overrides_json);
@@ -353,17 +356,10 @@ int bh_yamlconf_arguments(const char *path, const char *args_json, char **out_js
   report_t r = {err, errlen, cJSON_CreateArray()};
   cJSON *args = NULL, *flags = NULL;
   char what[64];
-  int rc = 0;
-  *out_json = NULL;
-  if (warnings_json != NULL)
-    *warnings_json = NULL;
-  if (errlen > 0)
-    err[0] = '\0';
-  if (r.warnings == NULL)
-    return nomem(&r);
-  if (path != NULL && *path != '\0')
+  int rc = start(&r, out_json, warnings_json);
+  if (rc == 0 && path != NULL && *path != '\0')
     rc = bh_yaml_load_map(&r, path, &args);
-  else if ((args = cJSON_CreateObject()) == NULL)
+  else if (rc == 0 && (args = cJSON_CreateObject()) == NULL)
     rc = nomem(&r);
   /* --arg KEY=VALUE pairs, machine-written by the launcher: they win over the file. */
   if (rc == 0 && args_json != NULL && *args_json != '\0') {
