@@ -25,6 +25,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "server_context": ("._context", "server_context"),
     "Context": ("._context", "Context"),
     "importing": ("._context", "importing"),
+    "use_arguments": ("._args", "use_arguments"),
     "Field": ("pydantic", "Field"),
     "SyncHTTPClient": (".client", "SyncHTTPClient"),
     "AsyncHTTPClient": (".client", "AsyncHTTPClient"),
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from . import exceptions as exceptions
     from . import validators as validators
     from ._api import APIMethod as APIMethod
+    from ._args import use_arguments as use_arguments
     from ._api import api as api
     from ._api import task as task
     from ._context import Context as Context

@@ -7,6 +7,7 @@ import math
 import os
 from typing import Any
 
+from ._cors import cors_for_host
 from ._overrides import apply as apply_overrides
 from ._service import Service
 from ._tasks import task_routes
@@ -14,6 +15,9 @@ from ._tasks import task_routes
 __all__ = ["service_config_json", "service_config", "cpu_count", "resolve_workers", "drain_order"]
 
 DEFAULT_TRAFFIC: dict[str, Any] = {"timeout": 60.0, "max_concurrency": None, "concurrency": None}
+#: ``serve --timeout`` (BentoML's, env BENTOML_TIMEOUT): traffic.timeout of every service served,
+#: over the decorator and the configuration file alike
+TIMEOUT_ENV = "BENTOHOST_TIMEOUT"
 
 
 def _read(path: str) -> str | None:
@@ -157,7 +161,7 @@ def service_config(svc: Service[Any]) -> dict[str, Any]:
     """The dict serialised by :func:`service_config_json`; ``apis`` order is the wire index."""
     cfg = effective_config(svc)
     traffic = {**DEFAULT_TRAFFIC, **{k: v for k, v in (cfg.get("traffic") or {}).items() if v is not None}}
-    traffic["timeout"] = float(traffic["timeout"])
+    traffic["timeout"] = float(os.environ.get(TIMEOUT_ENV) or traffic["timeout"])
     resources = {k: v for k, v in (cfg.get("resources") or {}).items() if v is not None}
     workers = resolve_workers(cfg.get("workers"))
     apis = []
@@ -202,6 +206,7 @@ def service_config(svc: Service[Any]) -> dict[str, Any]:
         # BentoML's ssl block: the entry's worker makes its TLS context from it, under the --ssl-* flags
         "ssl": {k: v for k, v in (cfg.get("ssl") or {}).items() if v is not None},
         "apis": apis,
+        "cors": cors_for_host(cfg, svc.name),
     }
 
 

@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ._args import ArgumentsError
 from ._config import service_config, service_config_json
 from ._context import server_context
 from ._dispatch import Endpoint, build_endpoints, concat_batch, handle_request, handle_request_async, split_batch
@@ -566,7 +567,7 @@ def main() -> int:
         # The entry's description carries the whole graph: the supervisor starts
         # one pool per service from it (on the ports reserved here, with --no-uds).
         config_json = service_config_json(svc, graph if svc is entry else None, links.ports)
-    except TargetError as exc:
+    except (TargetError, ArgumentsError) as exc:  # a CorsError is a TargetError
         print(f"bentohost: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_IMPORT_ERROR
     except BaseException:

@@ -122,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve a service over HTTP with a C supervisor and embedded-Python workers.",
         epilog=(
             "TARGET forms: module:Class, path/to/file.py:Class, module or file.py (defining one service), "
-            f"or a directory holding service.py. Environment: BENTOML_PORT, BENTOML_HOST; {HOST_BINARY_ENV} "
+            "or a directory holding service.py. Environment: BENTOML_PORT, BENTOML_HOST, BENTOML_API_WORKERS, "
+            "BENTOML_TIMEOUT, BENTOML_CONFIG, BENTOML_CONFIG_OVERRIDES, BENTOML_NO_UDS; BENTOML_DO_NOT_TRACK and "
+            f"BENTOML_HOME are accepted (bentohost sends nothing and keeps nothing there); {HOST_BINARY_ENV} "
             "overrides the host binary path."
         ),
     )
@@ -136,14 +138,16 @@ def _parser() -> argparse.ArgumentParser:
         "-p",
         "--port",
         type=_port,
-        default=os.environ.get("BENTOML_PORT", "3000"),
+        default=None,  # BENTOML_PORT, read after parsing so that a bad one is named
         help="port to listen on (env BENTOML_PORT; default 3000)",
     )
     serve.add_argument(
         "--workers",
+        "--api-workers",
         type=_positive_int,
         default=None,
-        help="number of worker processes (default: the service's `workers` setting, else 1)",
+        help="number of the served service's worker processes (env BENTOML_API_WORKERS; default: the "
+        "service's `workers` setting, else 1)",
     )
     serve.add_argument("--backlog", type=_positive_int, default=2048, help="listen backlog (default 2048)")
     serve.add_argument(
@@ -188,21 +192,22 @@ def _parser() -> argparse.ArgumentParser:
         "--development",
         action="store_true",
         help="run the graph's dependencies in-process, as plain Python calls (BentoML's development "
-        "mode): one pool, no serialisation",
+        "mode): one pool, no serialisation (default: off, one pool per service)",
     )
     serve.add_argument(
         "--config",
         default=None,
         metavar="FILE",
         help="BentoML's configuration file (v2 YAML; the same as env BENTOML_CONFIG=FILE); "
-        "env BENTOML_CONFIG_OVERRIDES (JSON) goes over it",
+        "env BENTOML_CONFIG_OVERRIDES (JSON) goes over it (default: none)",
     )
     serve.add_argument(
         "--service",
         default=os.environ.get("BENTOML_SERVE_SERVICE_NAME") or None,
         metavar="NAME",
         help="serve only this service of TARGET's graph, on --host:--port (one service per host or "
-        "container; env BENTOML_SERVE_SERVICE_NAME); its dependencies come from --depends",
+        "container; env BENTOML_SERVE_SERVICE_NAME); its dependencies come from --depends "
+        "(default: the whole graph)",
     )
     serve.add_argument(
         "--depends",
@@ -210,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAME=URL",
         help="where a dependency runs (http://host:port), repeatable (env BENTOML_SERVE_DEPENDS, "
-        "comma-separated); calls to it use JSON",
+        "comma-separated); calls to it use JSON (default: none, every dependency runs here)",
     )
     serve.add_argument(
         "--graph-secret-file",
@@ -218,13 +223,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a secret shared with the graph's services on other hosts (at least 16 characters; env "
         "BENTOHOST_GRAPH_SECRET): pickle is then accepted on this port only signed with it, and "
-        "--depends / depends(url=...) dependencies are called with signed pickle instead of JSON",
+        "--depends / depends(url=...) dependencies are called with signed pickle instead of JSON "
+        "(default: none)",
     )
     serve.add_argument(
         "--no-uds",
         action="store_true",
         help="the graph's dependency pools listen on 127.0.0.1 ports instead of Unix sockets (env "
-        "BENTOML_NO_UDS); pickle on them must be signed with a random key of the run",
+        "BENTOML_NO_UDS); pickle on them must be signed with a random key of the run (default: Unix "
+        "sockets)",
     )
     _add_tls_arguments(serve)
     # Restarts and shutdown (csrc/supervisor/restart.c, reload.c); SIGHUP restarts the workers.
@@ -234,15 +241,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--reload", action="store_true",
                        help="development: restart the workers, one at a time, when a *.py file under the "
                        "service's directory (or a --reload-dir) or the --config file changes (.bentoignore "
-                       "is honoured); a change that breaks the import keeps the old workers serving")
+                       "is honoured); a change that breaks the import keeps the old workers serving (default: off)")
     serve.add_argument("--reload-dir", action="append", default=None, metavar="DIR",
-                       help="also watch DIR with --reload (repeatable)")
+                       help="also watch DIR with --reload (repeatable; default: only the service's directory)")
     serve.add_argument(
         "--working-dir",
         default=None,
         metavar="DIR",
         help="directory to change into before resolving TARGET (default: the current directory)",
     )
+    _add_bentoml_options(serve)
     _k8s_cli.add_parser(sub)
     return parser
 
@@ -280,6 +288,131 @@ def _tls_host_args(args: argparse.Namespace) -> list[str]:
         if number is not None:
             out += [flag, str(number)]
     return out
+
+
+def _runner_map(env: dict[str, str]) -> dict[str, str]:
+    """BentoML's ``BENTOML_RUNNER_MAP`` (and the deprecated ``BENTOML_SERVE_RUNNER_MAP``):
+    JSON ``{service: uri}``; ``tcp://host:port`` is taken as ``http://host:port``."""
+
+
+# ---- BentoML's other `serve` options ------------------------------------------------------
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+    return value
+
+
+class _Refused(argparse.Action):
+    """A BentoML option bentohost cannot honour: one line saying why, exit 2."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, why: str = "", **kwargs: object) -> None:
+        self.why = why
+        super().__init__(option_strings, dest, help=f"not supported: {why}", **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"bentohost: error: {option_string} is not supported: {self.why}", file=sys.stderr)
+        sys.exit(2)
+
+
+class _Deprecated(argparse.Action):
+    """``--production``: BentoML's deprecated no-op, with BentoML's warning."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"bentohost: warning: {option_string} is deprecated: production mode is the default "
+              "(use --development for development mode)", file=sys.stderr)
+
+
+def _add_bentoml_options(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="traffic.timeout of every service served, over the decorator and the configuration file: "
+        "a request not answered by then gets 504 (env BENTOML_TIMEOUT; default: each service's "
+        "traffic.timeout, else 60)",
+    )
+    serve.add_argument(
+        "--arg",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="a bento argument for bentohost.use_arguments() (the value a string), repeatable; wins over "
+        "--arg-file (default: none)",
+    )
+    serve.add_argument(
+        "--arg-file",
+        default=None,
+        metavar="FILE",
+        help="a YAML or JSON map of bento arguments for bentohost.use_arguments() (default: none)",
+    )
+    serve.add_argument(
+        "--production",
+        nargs=0,
+        action=_Deprecated,
+        help="deprecated, as in BentoML: production mode is the default (default: on)",
+    )
+    serve.add_argument(
+        "--do-not-track",
+        action="store_true",
+        help="accepted as BentoML's: bentohost sends no usage data either way (env BENTOML_DO_NOT_TRACK; "
+        "default: off)",
+    )
+    refused = serve.add_argument_group("BentoML options bentohost refuses (each exits with the reason)")
+    refused.add_argument("--env", action=_Refused, nargs=1, metavar="ENV",
+                         why="bentohost runs in the interpreter that starts it: activate the environment first")
+    refused.add_argument("-q", "--quiet", action=_Refused, nargs=0,
+                         why="bentohost has no log levels: its lines are the supervisor's and the service's")
+    refused.add_argument("--verbose", "--debug", action=_Refused, nargs=0,
+                         why="bentohost has no log levels: its lines are the supervisor's and the service's")
+    refused.add_argument("--context", action=_Refused, nargs=1, metavar="NAME",
+                         why="BentoCloud contexts are not part of bentohost")
+
+
+def _bento_arguments(pairs: list[str] | None) -> dict[str, str]:
+    """``--arg KEY=VALUE`` pairs as BentoML reads them: split at the first ``=``, the last
+    of a repeated key wins; ``ValueError`` in BentoML's words otherwise."""
+    out: dict[str, str] = {}
+    for item in pairs or ():
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"Invalid argument format: {item}. Must be in the form of key=value")
+        out[key] = value
+    return out
+
+
+def _bentoml_env(args: argparse.Namespace, env: dict[str, str]) -> str | None:
+    """What BentoML's options hand the host and its workers, in ``env``; a one-line
+    problem, or None."""
+    if args.workers is None and env.get("BENTOML_API_WORKERS"):
+        try:
+            args.workers = _positive_int(env["BENTOML_API_WORKERS"])
+        except argparse.ArgumentTypeError as exc:
+            return f"BENTOML_API_WORKERS: {exc}"
+    timeout = args.timeout
+    if timeout is None and env.get("BENTOML_TIMEOUT"):
+        try:
+            timeout = _positive_seconds(env["BENTOML_TIMEOUT"])
+        except argparse.ArgumentTypeError as exc:
+            return f"BENTOML_TIMEOUT: {exc}"
+    env.pop("BENTOHOST_TIMEOUT", None)
+    if timeout is not None:
+        env["BENTOHOST_TIMEOUT"] = _fmt_seconds(timeout)
+    try:
+        env["BENTOHOST_ARGUMENTS"] = json.dumps(_bento_arguments(args.arg))
+    except ValueError as exc:
+        return str(exc)
+    env.pop("BENTOHOST_ARGUMENT_FILE", None)
+    if args.arg_file is not None:
+        if not os.path.isfile(args.arg_file):
+            return f"--arg-file {args.arg_file}: no such file"
+        env["BENTOHOST_ARGUMENT_FILE"] = os.path.abspath(args.arg_file)
+    return None
 
 
 def _runner_map(env: dict[str, str]) -> dict[str, str]:
@@ -490,11 +623,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "serve":
         parser.print_help()
         return 2
-    if isinstance(args.port, str):  # default from the environment
+    if args.port is None:  # default from the environment
         try:
-            args.port = _port(args.port)
+            args.port = _port(os.environ.get("BENTOML_PORT", "3000"))
         except argparse.ArgumentTypeError as exc:
             return _fail(f"BENTOML_PORT: {exc}")
+    env = dict(os.environ)
+    # Before --working-dir: --arg-file is relative to where the command was given.
+    problem = _bentoml_env(args, env)
+    if problem:
+        return _fail(problem)
     if args.working_dir is not None:
         try:
             os.chdir(args.working_dir)
@@ -508,7 +646,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(
             "the host binary bentohost/_bin/bentohost-host is missing; build it with `make` or `pip install .`"
         )
-    env = dict(os.environ)
     try:
         depends = _depends_map(args.depends, env.get("BENTOML_SERVE_DEPENDS"), env)
     except ValueError as exc:

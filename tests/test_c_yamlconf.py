@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-g", f"-I{CSRC}"]
 SANITIZE = ["-O1", "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
-SOURCES = [str(ROOT / "tests" / "c" / "test_yamlconf.c"), str(CSRC / "common" / "yamlconf.c")]
+SOURCES = [str(ROOT / "tests" / "c" / "test_yamlconf.c"), str(CSRC / "common" / "yamlconf.c"),
+           str(CSRC / "common" / "yaml.c")]
 
 
 def _missing() -> str | None:
@@ -54,8 +56,8 @@ class Prog:
         assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
         return r
 
-    def load(self, file: Path | str, overrides: str | None = None) -> dict[str, Any]:
-        args = ["load", str(file)] + ([overrides] if overrides is not None else [])
+    def load(self, file: Path | str, overrides: str | None = None, mode: str = "load") -> dict[str, Any]:
+        args = [mode, str(file)] + ([overrides] if overrides is not None else [])
         out: dict[str, Any] = json.loads(self.run(*args).stdout)
         assert "outputs_left_set" not in out, out
         return out
@@ -671,3 +673,76 @@ def test_file_to_service_config(prog: Prog, write: Write) -> None:
     # a service the file does not name: the global defaults fill what the decorator left unset
     other = _overrides.apply({"traffic": {"max_concurrency": 2}}, "Other", cfg)
     assert other == {"traffic": {"timeout": 120, "max_concurrency": 2}, "workers": 2, "resources": {"cpu": "1"}}
+
+
+# ---- http.cors (answered in C by csrc/server/cors.c) --------------------------------------
+
+
+def test_http_cors_keys_are_checked(prog: Prog, write: Write) -> None:
+    cfg, warnings = ok(prog, write(
+        "version: 2\nservices:\n  http:\n    cors:\n      enabled: true\n"
+        "      access_control_allow_origins: https://a.example\n"
+        "      access_control_allow_methods: [GET, POST]\n      access_control_max_age: 60\n"
+        "      access_control_allow_origin_regex: 'https://.*\\.b\\.example'\n      turbo: 1\n"
+        "  Svc:\n    http: {cors: {access_control_expose_headers: [X-A, X-B]}}\n"))
+    assert cfg["defaults"]["http"]["cors"] == {
+        "enabled": True, "access_control_allow_origins": "https://a.example",
+        "access_control_allow_methods": ["GET", "POST"], "access_control_max_age": 60,
+        "access_control_allow_origin_regex": "https://.*\\.b\\.example"}
+    assert cfg["services"]["Svc"]["http"]["cors"] == {"access_control_expose_headers": ["X-A", "X-B"]}
+    assert warnings == ["services.http.cors.turbo: unknown key, ignored"], warnings
+
+
+@pytest.mark.parametrize("cors, message", [
+    ("{enabled: 1}", "services.S.http.cors.enabled: expected true or false, got 1"),
+    ("{access_control_allow_origins: [a, 2]}",
+     "services.S.http.cors.access_control_allow_origins[1]: expected a string, got 2"),
+    ("{access_control_allow_methods: {a: b}}",
+     "services.S.http.cors.access_control_allow_methods: expected a string or a list of strings, got a map"),
+    ("{access_control_max_age: 1.5}", "services.S.http.cors.access_control_max_age: expected an integer >= 0"),
+    ("{access_control_max_age: -1}", "services.S.http.cors.access_control_max_age: expected an integer >= 0"),
+    ("{access_control_allow_credentials: yes please}",
+     "services.S.http.cors.access_control_allow_credentials: expected true or false"),
+    ("[1]", "services.S.http.cors: expected a map, got a list"),
+])
+def test_http_cors_wrong_types(prog: Prog, write: Write, cors: str, message: str) -> None:
+    assert error(prog, write(f"version: 2\nservices:\n  S:\n    http:\n      cors: {cors}\n")).startswith(message)
+
+
+# ---- bento arguments (--arg-file, --arg) ---------------------------------------------------
+
+
+def _args(prog: Prog, file: Path | str, flags: str | None = None) -> dict[str, Any]:
+    return prog.load(file, flags, mode="args")
+
+
+def test_arguments_file_and_flags(prog: Prog, write: Write) -> None:
+    path = write("model_name: m\ngpu: 4\nflags: [a, b]\nratio: 0.5\nquiet: yes\nempty:\n", "args.yaml")
+    out = _args(prog, path)
+    assert out == {"rc": 0, "config": {"model_name": "m", "gpu": 4, "flags": ["a", "b"], "ratio": 0.5,
+                                       "quiet": True, "empty": None}, "warnings": []}
+    # --arg pairs (strings, as BentoML gives them) win over the file
+    out = _args(prog, path, '{"gpu": "8", "new": "x"}')
+    assert out["config"]["gpu"] == "8" and out["config"]["new"] == "x" and out["config"]["model_name"] == "m"
+    assert _args(prog, write('{"a": 1, "b": {"c": [true]}}', "args.json"))["config"] == {"a": 1, "b": {"c": [True]}}
+    assert _args(prog, write("", "empty.yaml"))["config"] == {}
+    assert _args(prog, "-", '{"k": "v"}')["config"] == {"k": "v"}
+    assert _args(prog, write("a: 1\na: 2\n", "dup.yaml"))["warnings"][0].endswith(
+        'duplicate key "a": the later value wins')
+
+
+def test_arguments_errors_are_one_line(prog: Prog, write: Write, tmp_path: Path) -> None:
+    out = _args(prog, write("- a\n- b\n", "list.yaml"))
+    assert out["rc"] == -errno.EINVAL and out["error"].endswith("list.yaml: the top level must be a map, got a list")
+    out = _args(prog, write("a: [1\n", "bad.yaml"))
+    assert re.search(r"bad\.yaml:\d+:\d+: ", out["error"]), out
+    out = _args(prog, tmp_path / "missing.yaml")
+    assert out["rc"] == -errno.ENOENT and out["error"].endswith("missing.yaml: No such file or directory")
+
+
+@pytest.mark.parametrize("with_file, flags", [(True, None), (True, '{"gpu": "8", "x": "y"}'), (False, '{"k": "v"}')])
+def test_arguments_allocation_failures_are_clean(prog: Prog, write: Write, with_file: bool, flags: str | None) -> None:
+    path = write("model: m\ngpu: 4\nlist: [a, {b: c}]\nmodel: n\n", "args.yaml")
+    args = ["oomargs", str(path) if with_file else "-"] + ([flags] if flags else [])
+    r = prog.run(*args)
+    assert r.stdout.splitlines()[-1].startswith("OK after "), r.stdout

@@ -36,6 +36,8 @@ SUITES = [
     "tests/test_config_file.py",
     "tests/test_graph_streams.py",
     "tests/test_tls.py",
+    "tests/test_cors.py",
+    "tests/test_serve_flags.py",
 ]
 
 pytestmark = [

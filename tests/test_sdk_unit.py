@@ -436,7 +436,8 @@ def test_pickle_refused() -> None:
 
 def test_config_json() -> None:
     cfg = json.loads(_config.service_config_json(Demo))
-    assert list(cfg) == ["name", "workers", "threads", "traffic", "resources", "envs", "ssl", "apis"]
+    assert list(cfg) == ["name", "workers", "threads", "traffic", "resources", "envs", "ssl", "apis", "cors"]
+    assert cfg["cors"] is None  # http.cors off
     assert cfg["name"] == "Demo" and cfg["workers"] == 2 and cfg["threads"] == 4
     assert cfg["traffic"] == {"timeout": 10.0, "max_concurrency": 8, "concurrency": None}
     assert cfg["resources"] == {"cpu": "2"}

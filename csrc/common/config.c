@@ -50,6 +50,7 @@ void bh_config_free(bh_service_config_t *cfg) {
   free(cfg->ssl_keyfile_password);
   free(cfg->ssl_ca_certs);
   free(cfg->ssl_ciphers);
+  cJSON_free(cfg->cors);
   memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -119,6 +120,9 @@ static int parse_service(bh_service_config_t *cfg, const cJSON *root) {
     cfg->max_concurrency = 0;
   if (cfg->concurrency < 0)
     cfg->concurrency = 0;
+  const cJSON *cors = cJSON_GetObjectItemCaseSensitive(root, "cors");
+  if (cJSON_IsObject(cors) && (cfg->cors = cJSON_PrintUnformatted(cors)) == NULL)
+    goto nomem;
 
   const cJSON *ssl = cJSON_GetObjectItemCaseSensitive(root, "ssl");
   cfg->ssl_enabled = bool_field(ssl, "enabled");

@@ -38,6 +38,7 @@ typedef struct bh_service_config {
   char *ssl_certfile, *ssl_keyfile, *ssl_keyfile_password, *ssl_ca_certs, *ssl_ciphers;
   int ssl_cert_reqs;  /* -1: unset */
   int ssl_version;    /* -1: unset */
+  char *cors;         /* http.cors as JSON for server/cors.c (bentohost/_cors.py), NULL: off */
   bh_api_t *apis;
   size_t napis;
 } bh_service_config_t;

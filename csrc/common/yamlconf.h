@@ -5,8 +5,10 @@
 
 #include <stddef.h>
 
-#define BH_YAMLCONF_MAX_FILE (16u << 20) /* bytes of YAML, and of overrides JSON */
-#define BH_YAMLCONF_MAX_DEPTH 64         /* nested maps and lists, the top map is 1 */
+#include "common/yaml.h"
+
+#define BH_YAMLCONF_MAX_FILE BH_YAML_MAX_FILE   /* bytes of YAML, and of overrides JSON */
+#define BH_YAMLCONF_MAX_DEPTH BH_YAML_MAX_DEPTH /* nested maps and lists, the top map is 1 */
 
 /* Reads the YAML file at path (NULL or "" for none: only the overrides), then
  * merges overrides_json (NULL or "" for none) over it, and checks the result.
@@ -29,5 +31,13 @@
  * of the wrong type, "BENTOML_CONFIG_OVERRIDES: ..." for bad overrides. */
 int bh_yamlconf_load(const char *path, const char *overrides_json, char **out_json, char **warnings_json,
                      char *err, size_t errlen);
+
+/* The bento arguments (bentohost.use_arguments()): the YAML or JSON map in the
+ * file at path (--arg-file; NULL or "" for none) with args_json (a JSON object of
+ * --arg KEY=VALUE strings; NULL or "" for none) laid over it. 0 and *out_json a
+ * JSON object, *warnings_json an array of strings (duplicate keys), both freed
+ * with cJSON_free(); or a negative errno and one line in err, as above. */
+int bh_yamlconf_arguments(const char *path, const char *args_json, char **out_json, char **warnings_json,
+                          char *err, size_t errlen);
 
 #endif

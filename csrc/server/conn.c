@@ -184,6 +184,7 @@ static void conn_unref(bh_conn_t *c) {
   free(c->url);
   free(c->ctype);
   free(c->hdrs);
+  bh_cors_req_free(&c->cors);
   free(c->pending);
   bh_tls_free(c->tls);
   free(c);

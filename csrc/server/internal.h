@@ -15,6 +15,7 @@
 #include "common/context.h"
 #include "common/request.h"
 #include "python/bridge.h"
+#include "server/cors.h"
 #include "server/multipart.h"
 #include "server/router.h"
 #include "net/tls.h"
@@ -32,7 +33,7 @@ enum {
   BH_REQ_CANCEL_SENT = 1u << 18, /* BH_IN_CANCEL submitted */
 };
 
-enum { BH_HDR_OTHER, BH_HDR_CONTENT_TYPE, BH_HDR_EXPECT, BH_HDR_TRANSFER_ENCODING };
+enum { BH_HDR_OTHER, BH_HDR_CONTENT_TYPE, BH_HDR_EXPECT, BH_HDR_TRANSFER_ENCODING, BH_HDR_CORS };
 
 struct bh_conn;
 
@@ -45,6 +46,7 @@ typedef struct bh_io {
   uv_tcp_t listener;
   uv_signal_t sigterm;
   uv_timer_t drain_timer;
+  bh_cors_t *cors;           /* the service's http.cors, NULL: disabled */
 
   struct bh_conn *conns;     /* every open connection (intrusive list) */
   size_t nconns;
@@ -123,7 +125,7 @@ typedef struct bh_conn {
   int http_minor;
   int force_close;
 
-  char hname[20];
+  char hname[40];    /* long enough for the CORS request headers' names */
   size_t hname_len;
   int hkind;
   char *url;
@@ -134,6 +136,7 @@ typedef struct bh_conn {
   size_t expect_len;
   char *hdrs;       /* the header lines as received, for req->head */
   size_t hdrs_len, hdrs_cap;
+  bh_cors_req_t cors; /* what CORS read of the message, and its lines (server/cors.c) */
 
   bh_tls_t *tls;     /* on a TLS listener: the connection's engine */
 
@@ -221,7 +224,8 @@ int bh_tls_send_pending(bh_conn_t *c);
 int bh_ctype_ok(const char *s);
 int bh_conn_should_close(const bh_conn_t *c);
 const char *bh_conn_header(const bh_conn_t *c, int close);
-char *bh_build_head(char *stack, size_t stack_cap, char **heap, int status,
+/* ... with c's CORS lines after extra. */
+char *bh_build_head(const bh_conn_t *c, char *stack, size_t stack_cap, char **heap, int status,
                     const char *ctype, const char *extra, size_t extra_len,
                     long long clen, const char *tail, const char *conn_hdr,
                     size_t *outlen);

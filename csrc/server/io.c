@@ -302,12 +302,21 @@ int bh_io_start(bh_worker_t *w) {
     return err;
   memset(io, 0, sizeof(*io));
   io->w = w;
+  if (w->config.cors != NULL) {
+    char why[256];
+    if ((err = bh_cors_new(&io->cors, w->config.cors, why, sizeof(why))) != 0) {
+      bh_log("worker %d: http.cors: %s", w->index, why);
+      return err;
+    }
+  }
   pthread_mutex_init(&io->start_lock, NULL);
   pthread_cond_init(&io->start_cond, NULL);
 
   err = pthread_create(&io->thread, NULL, io_thread_main, io);
-  if (err != 0)
+  if (err != 0) {
+    bh_cors_free(io->cors);
     return -err;
+  }
 
   pthread_mutex_lock(&io->start_lock);
   while (!io->start_done)
@@ -316,6 +325,8 @@ int bh_io_start(bh_worker_t *w) {
 
   if (io->start_err != 0) {
     pthread_join(io->thread, NULL);
+    bh_cors_free(io->cors);
+    io->cors = NULL;
     return io->start_err;
   }
   w->io_started = 1;
@@ -329,5 +340,7 @@ int bh_io_join(bh_worker_t *w) {
     return 0;
   err = pthread_join(io_state.thread, NULL);
   w->io_started = 0;
+  bh_cors_free(io_state.cors);
+  io_state.cors = NULL;
   return -err;
 }

@@ -72,6 +72,7 @@ static int on_message_begin(llhttp_t *p) {
   c->err_body[0] = '\0';
   c->reject_status = 0;
   c->hdr_bytes = 0;
+  bh_cors_reset(&c->cors);
   c->url_len = c->ctype_len = c->expect_len = c->hname_len = c->hdrs_len = 0;
   c->hkind = BH_HDR_OTHER;
   c->discard_body = 0;
@@ -126,6 +127,9 @@ static int on_header_field_complete(llhttp_t *p) {
   } else if (c->hname_len == 6 && strncasecmp(c->hname, "expect", 6) == 0) {
     c->hkind = BH_HDR_EXPECT;
     c->expect_len = 0;
+  } else if (c->io->cors != NULL && c->hname_len <= sizeof(c->hname) &&
+             bh_cors_field(&c->cors, c->hname, c->hname_len)) {
+    c->hkind = BH_HDR_CORS;
   }
   c->hname_len = 0;
   return bh_buf_append(&c->hdrs, &c->hdrs_len, &c->hdrs_cap, ": ", 2) ? -1 : 0;
@@ -148,6 +152,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   }
   if (c->hkind == BH_HDR_CONTENT_TYPE)
     return bh_buf_append(&c->ctype, &c->ctype_len, &c->ctype_cap, at, len) ? -1 : 0;
+  if (c->hkind == BH_HDR_CORS)
+    return bh_cors_value(&c->cors, at, len) ? -1 : 0;
   if (c->hkind == BH_HDR_EXPECT) {
     if (c->expect_len + len <= sizeof(c->expect))
       memcpy(c->expect + c->expect_len, at, len);
@@ -232,11 +238,15 @@ static int on_headers_complete(llhttp_t *p) {
                     strncasecmp(c->expect, "100-continue", 12) == 0 &&
                     p->http_major == 1 && p->http_minor >= 1;
 
+  /* From here on every response carries the CORS lines, a 413 included. */
+  if (c->io->cors != NULL && bh_cors_head(c->io->cors, &c->cors, p->method) != 0)
+    return -1;
   if (has_len && p->content_length > w->opts->max_body_size)
     return refuse(c, 413, BH_REJ_BODY_SIZE);
 
   url_path(c->url, c->url_len, &path, &plen);
   bh_router_match(w, p->method, path, plen, &c->route);
+  bh_cors_route(&c->cors, &c->route);
 
   if (c->route.kind != BH_ROUTE_API) {
     c->discard_body = 1;

@@ -183,12 +183,14 @@ const char *bh_conn_header(const bh_conn_t *c, int close) {
 }
 
 /* Builds a response head into stack (or a malloc'd block when it does not
- * fit; *heap is then set). clen < 0: no content-length (a stream). */
-char *bh_build_head(char *stack, size_t stack_cap, char **heap, int status,
+ * fit; *heap is then set). clen < 0: no content-length (a stream). The CORS
+ * lines of c's message (server/cors.c) follow extra, on every response. */
+char *bh_build_head(const bh_conn_t *c, char *stack, size_t stack_cap, char **heap, int status,
                         const char *ctype, const char *extra, size_t extra_len,
                         long long clen, const char *tail, const char *conn_hdr,
                         size_t *outlen) {
-  size_t cap = 200 + strlen(ctype) + extra_len + strlen(tail) + strlen(conn_hdr);
+  const bh_cors_req_t *cors = &c->cors;
+  size_t cap = 200 + strlen(ctype) + extra_len + cors->out_len + strlen(tail) + strlen(conn_hdr);
   char *hdr = stack, *p;
   int n;
 
@@ -205,6 +207,10 @@ char *bh_build_head(char *stack, size_t stack_cap, char **heap, int status,
   if (extra != NULL && extra_len > 0) {
     memcpy(p, extra, extra_len);
     p += extra_len;
+  }
+  if (cors->out_len > 0) {
+    memcpy(p, cors->out, cors->out_len);
+    p += cors->out_len;
   }
   p += sprintf(p, "%s%s\r\n", tail, conn_hdr);
   *outlen = (size_t)(p - hdr);
@@ -226,7 +232,7 @@ void bh_conn_respond(bh_conn_t *c, int status, const char *ctype,
     status = 500;
   if (ctype == NULL || !bh_ctype_ok(ctype))
     ctype = "application/octet-stream";
-  hdr = bh_build_head(stack, sizeof(stack), &heap, status, ctype, extra, extra_len,
+  hdr = bh_build_head(c, stack, sizeof(stack), &heap, status, ctype, extra, extra_len,
                    (long long)len, "", bh_conn_header(c, close), &hlen);
   if (hdr == NULL) {
     free(owned);

@@ -181,6 +181,10 @@ void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
     out->body = r->doc->body ? r->doc->body : "";
     out->body_len = r->doc->body ? r->doc->len : 0;
     return;
+  case BH_ROUTE_PREFLIGHT: /* its Access-Control-* lines go with the head (server/cors.c) */
+    out->status = r->status;
+    out->body = r->text;
+    break;
   case BH_ROUTE_METHOD_NOT_ALLOWED:
     bh_router_error(405, out);
     out->headers = r->allow;

@@ -15,7 +15,8 @@ typedef enum bh_route_kind {
   BH_ROUTE_METRICS,
   BH_ROUTE_DOCUMENT,
   BH_ROUTE_NOT_FOUND,
-  BH_ROUTE_METHOD_NOT_ALLOWED
+  BH_ROUTE_METHOD_NOT_ALLOWED,
+  BH_ROUTE_PREFLIGHT         /* a CORS preflight, answered as server/cors.c decided */
 } bh_route_kind_t;
 
 typedef struct bh_route {
@@ -23,6 +24,8 @@ typedef struct bh_route {
   int api_index;             /* BH_ROUTE_API: index used by Python */
   const char *allow;         /* BH_ROUTE_METHOD_NOT_ALLOWED: "allow: ...\r\n" */
   const bh_document_t *doc;  /* BH_ROUTE_DOCUMENT */
+  int status;                /* BH_ROUTE_PREFLIGHT: 200 or 400, ... */
+  const char *text;          /* ... and its text body */
 } bh_route_t;
 
 /* A response produced by C alone; body points to static memory, or to owned

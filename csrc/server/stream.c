@@ -45,7 +45,7 @@ static void stream_start(bh_conn_t *c, bh_req_t *req, bh_out_t *msg) {
   atomic_fetch_or(&req->flags, BH_REQ_STREAMING);
   if (ctype == NULL || !bh_ctype_ok(ctype))
     ctype = "application/octet-stream";
-  hdr = bh_build_head(stack, sizeof(stack), &heap, c->stream_status, ctype,
+  hdr = bh_build_head(c, stack, sizeof(stack), &heap, c->stream_status, ctype,
                    msg->headers, msg->headers_len, -1,
                    c->stream_raw ? "" : "transfer-encoding: chunked\r\n",
                    c->stream_raw ? "connection: close\r\n" : bh_conn_header(c, c->io->draining),

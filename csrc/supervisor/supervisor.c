@@ -97,6 +97,32 @@ int bh_sup_load_config(void) {
   return 0;
 }
 
+/* The bento arguments: BENTOHOST_ARGUMENT_FILE (--arg-file, YAML or JSON) with
+ * BENTOHOST_ARGUMENTS (--arg pairs, JSON) over it, read here for the same reason
+ * as the configuration; the workers' use_arguments() reads the merged JSON. */
+static int load_arguments(void) {
+  const char *path = getenv("BENTOHOST_ARGUMENT_FILE"), *flags = getenv("BENTOHOST_ARGUMENTS");
+  char err[512], *json = NULL, *warnings = NULL;
+
+  if (path == NULL || *path == '\0')
+    return 0;
+  if (bh_yamlconf_arguments(path, flags, &json, &warnings, err, sizeof(err)) < 0) {
+    bh_log("error: --arg-file %s", err);
+    return -1;
+  }
+  cJSON *list = cJSON_Parse(warnings), *item;
+  cJSON_ArrayForEach(item, list) {
+    if (cJSON_IsString(item))
+      bh_log("warning: --arg-file %s", item->valuestring);
+  }
+  cJSON_Delete(list);
+  setenv("BENTOHOST_ARGUMENTS", json, 1);
+  unsetenv("BENTOHOST_ARGUMENT_FILE");
+  cJSON_free(json);
+  cJSON_free(warnings);
+  return 0;
+}
+
 static const char *signal_name(int sig) {
   const char *s = strsignal(sig);
   return s ? s : "unknown signal";
@@ -579,7 +605,7 @@ int bh_supervisor_run(const bh_options_t *opts) {
   s.pid = getpid();
   s.listen_fd = -1;
 
-  if (bh_sup_load_config() != 0 || bh_sup_tls_check(opts) != 0)
+  if (bh_sup_load_config() != 0 || load_arguments() != 0 || bh_sup_tls_check(opts) != 0)
     return 2;
   if (bind_listener(opts, &s.listen_fd) != 0)
     return 1;

@@ -6,6 +6,8 @@
  *                                         outputs on failure; prints OK or what failed
  *   test_yamlconf oom FILE [OVERRIDES]    every allocation made to fail in turn:
  *                                         -ENOMEM each time, never a leak
+ *   test_yamlconf args FILE [ARGS_JSON]   bh_yamlconf_arguments, printed as `load` does
+ *   test_yamlconf oomargs FILE [ARGS_JSON] `oom` for bh_yamlconf_arguments
  *
  * Linked with -Wl,--wrap=malloc -Wl,--wrap=strdup (tests/test_c_yamlconf.py does). */
 #include "common/yamlconf.h"
@@ -16,9 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int load(const char *file, const char *overrides) {
+static int load(const char *file, const char *overrides, int arguments) {
   char err[512], *json = NULL, *warnings = NULL;
-  int rc = bh_yamlconf_load(strcmp(file, "-") ? file : NULL, overrides, &json, &warnings, err, sizeof(err));
+  int rc = arguments ? bh_yamlconf_arguments(strcmp(file, "-") ? file : NULL, overrides, &json, &warnings, err,
+                                             sizeof(err))
+                     : bh_yamlconf_load(strcmp(file, "-") ? file : NULL, overrides, &json, &warnings, err, sizeof(err));
   cJSON *out = cJSON_CreateObject();
   cJSON_AddNumberToObject(out, "rc", rc);
   if (rc == 0) {
@@ -117,11 +121,18 @@ static void *failing_malloc(size_t n) {
   return should_fail() ? NULL : __real_malloc(n);
 }
 
-static int oom(const char *file, const char *overrides) {
+/* The loader under test: the configuration's, or (args) the bento arguments'. */
+static int run(int args, const char *file, const char *json_in, char **json, char **warnings, char *err,
+               size_t errlen) {
+  return args ? bh_yamlconf_arguments(file, json_in, json, warnings, err, errlen)
+              : bh_yamlconf_load(file, json_in, json, warnings, err, errlen);
+}
+
+static int oom(const char *file, const char *overrides, int args) {
   cJSON_Hooks hooks = {failing_malloc, free};
   file = strcmp(file, "-") ? file : NULL;
   char err[512], *json, *warnings, *expected = NULL;
-  int bad = 0, rc = bh_yamlconf_load(file, overrides, &expected, NULL, err, sizeof(err));
+  int bad = 0, rc = run(args, file, overrides, &expected, NULL, err, sizeof(err));
   long n;
   if (rc != 0) {
     printf("FAIL: the file does not load: %s\n", err);
@@ -131,7 +142,7 @@ static int oom(const char *file, const char *overrides) {
   for (n = 0; n < 1000000; n++) {
     alloc_countdown = n;
     alloc_failed = 0;
-    rc = bh_yamlconf_load(file, overrides, &json, &warnings, err, sizeof(err));
+    rc = run(args, file, overrides, &json, &warnings, err, sizeof(err));
     alloc_countdown = -1;
     if (!alloc_failed) {
       EXPECT(rc == 0 && json != NULL && !strcmp(json, expected));
@@ -146,7 +157,8 @@ static int oom(const char *file, const char *overrides) {
       continue;
     }
     /* cJSON_Parse answers NULL for no memory as for bad JSON: the overrides read as invalid */
-    int parse = rc == -EINVAL && strstr(err, "BENTOML_CONFIG_OVERRIDES: not valid JSON") != NULL;
+    int parse = rc == -EINVAL && (strstr(err, "BENTOML_CONFIG_OVERRIDES: not valid JSON") != NULL ||
+                                  strstr(err, "--arg: expected a JSON object, got invalid JSON") != NULL);
     EXPECT((rc == -ENOMEM && strstr(err, "out of memory") != NULL) || parse);
     EXPECT(json == NULL && warnings == NULL);
     if (rc != -ENOMEM && !parse)
@@ -160,11 +172,15 @@ static int oom(const char *file, const char *overrides) {
 
 int main(int argc, char **argv) {
   if (argc >= 3 && !strcmp(argv[1], "load"))
-    return load(argv[2], argc >= 4 ? argv[3] : NULL);
+    return load(argv[2], argc >= 4 ? argv[3] : NULL, 0);
+  if (argc >= 3 && !strcmp(argv[1], "args"))
+    return load(argv[2], argc >= 4 ? argv[3] : NULL, 1);
   if (argc == 4 && !strcmp(argv[1], "api"))
     return api(argv[2], argv[3]);
   if (argc >= 3 && !strcmp(argv[1], "oom"))
-    return oom(argv[2], argc >= 4 ? argv[3] : NULL);
-  fprintf(stderr, "usage: test_yamlconf load FILE [OVERRIDES] | api FILE BADFILE | oom FILE [OVERRIDES]\n");
+    return oom(argv[2], argc >= 4 ? argv[3] : NULL, 0);
+  if (argc >= 3 && !strcmp(argv[1], "oomargs"))
+    return oom(argv[2], argc >= 4 ? argv[3] : NULL, 1);
+  fprintf(stderr, "usage: test_yamlconf load FILE [OVERRIDES] | api FILE BADFILE | oom FILE [OVERRIDES] | args FILE [ARGS] | oomargs FILE [ARGS]\n");
   return 2;
 }

@@ -335,6 +335,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   worker.config.workers = 1;
   /* one slot: the driver takes it for some inputs to make the server refuse */
   worker.config.max_concurrency = 1;
+  /* CORS on, so that its header capture, preflights and lines are fuzzed too */
+  worker.config.cors = (char *)"{\"allow_origins\":[\"https://a.test\"],\"allow_origin_regex\":"
+                               "\"^(https://[a-z]*\\\\.b\\\\.test)$\",\"allow_methods\":[\"GET\",\"POST\"],"
+                               "\"allow_headers\":[\"X-A\"],\"allow_credentials\":true,"
+                               "\"expose_headers\":[\"X-E\"],\"max_age\":5}";
   worker.shm = bh_shm_create();
   if (worker.shm == NULL) {
     perror("bh_shm_create");
