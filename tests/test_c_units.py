@@ -70,7 +70,7 @@ def _build(out, main, extra_flags=(), with_http=True):
         srcs = [str(CSRC / s) for s in HOST_SOURCES] + [str(TESTS_C / s) for s in STUB_SOURCES]
     else:
         srcs = [str(CSRC / s) for s in CORE_SOURCES + ["server/multipart.c"]]
-    _run(["gcc", *CFLAGS, "-O2", *extra_flags, *inc, str(main), *srcs, *objs, "-luv", "-lssl", "-lcrypto", "-lm",
+    _run(["gcc", *CFLAGS, "-O2", *extra_flags, *inc, str(main), *srcs, *objs, "-luv", "-lssl", "-lcrypto", "-lcjson", "-lm",
           "-o", str(out)])
     return out
 
