@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from ._build_cli import register as _register_build_commands
 
 __all__ = ["main", "parse_size", "build_host_argv", "host_binary", "pythonpath_for_workers"]
 
@@ -232,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="directory to change into before resolving TARGET (default: the current directory)",
     )
+    _register_build_commands(sub)  # build, containerize: bentohost/_build_cli.py
     return parser
 
 
@@ -428,6 +430,9 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is not None:  # a subcommand registered with its own handler
+        return int(handler(args))
     if args.command != "serve":
         parser.print_help()
         return 2
