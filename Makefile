@@ -9,7 +9,11 @@ APT_PACKAGES := build-essential libuv1-dev libcjson-dev libyaml-dev libssl-dev n
 # targets (tests/test_fuzz.py) need clang with libFuzzer (-fsanitize=fuzzer)
 APT_FUZZ_PACKAGES := clang libclang-rt-dev
 # the multi-host test (tests/test_graph_netns.py) makes network namespaces with iproute2
-APT_TEST_PACKAGES := chromium iproute2 $(APT_FUZZ_PACKAGES)
+# the image test (tests/test_image.py) builds and runs the Dockerfile's image without a
+# daemon or a registry: podman (runc as its runtime), buildah, a base made by mmdebstrap;
+# its podman settings are the test's own (tests/oci.py), never written to /etc
+APT_IMAGE_PACKAGES := podman buildah mmdebstrap runc
+APT_TEST_PACKAGES := chromium iproute2 $(APT_FUZZ_PACKAGES) $(APT_IMAGE_PACKAGES)
 FUZZ_SECONDS ?= 600
 PORT ?= 3000
 
@@ -35,7 +39,9 @@ $(PY):
 	@mkdir -p .deps && touch $@
 
 .deps/apt-test: .deps/apt
-	@if ! command -v chromium >/dev/null || ! command -v clang >/dev/null || ! command -v ip >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v clang >/dev/null || ! command -v ip >/dev/null \
+	    || ! command -v podman >/dev/null || ! command -v buildah >/dev/null || ! command -v mmdebstrap >/dev/null \
+	    || ! command -v runc >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES) \
 	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES); }; \
 	fi

@@ -182,7 +182,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["bentohost", "bentohost.*"]),
     package_data={"bentohost": ["ui/*.html", "py.typed"]},
-    install_requires=["pydantic>=2.5", "typing_extensions>=4.6", "httpx>=0.24"],
+    # PyYAML: `python -m bentohost build` reads BentoML's bentofile.yaml (BentoML requires it too)
+    install_requires=["pydantic>=2.5", "typing_extensions>=4.6", "httpx>=0.24", "PyYAML>=5.4"],
     extras_require={"test": ["pytest>=7", "requests"], "quickstart": ["scikit-learn"]},
     cmdclass={"build_host": BuildHost, "build_py": BuildPyWithHost},
     distclass=BinaryDistribution,

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__, _k8s_cli
+from ._build_cli import register as _register_build_commands
 
 __all__ = ["main", "parse_size", "build_host_argv", "host_binary", "pythonpath_for_workers"]
 
@@ -252,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_bentoml_options(serve)
     _k8s_cli.add_parser(sub)
+    _register_build_commands(sub)  # build, containerize: bentohost/_build_cli.py
     return parser
 
 
@@ -620,6 +622,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "k8s":
         return _k8s_cli.run(args)
+    handler = getattr(args, "handler", None)
+    if handler is not None:  # a subcommand registered with its own handler
+        return int(handler(args))
     if args.command != "serve":
         parser.print_help()
         return 2

@@ -53,7 +53,7 @@ def generate(tmp_path: Path, *args: str, target: str = f"{CALLS}:Front", env: di
              ) -> dict[str, list[dict[str, Any]]]:
     """{file name: documents} written by ``k8s TARGET --image ... -o DIR ARGS``."""
     out = tmp_path / "manifests"
-    r = k8s(target, "--image", "registry.example/bh:1", "-o", str(out), *args, env=env)
+    r = k8s(target, "--image", "my-graph/bh:1", "-o", str(out), *args, env=env)
     assert r.returncode == 0, r.stderr
     return {p.name: list(yaml.safe_load_all(p.read_text())) for p in sorted(out.glob("*.yaml"))}
 

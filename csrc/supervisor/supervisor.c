@@ -505,6 +505,9 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
   w->respawn_at = bh_sup_now_s() + delay;
 }
 
+/* Every child, not only workers: as a container's PID 1 the supervisor inherits the
+ * orphans of the service's code (a daemonised subprocess), and on_worker_exit() ignores
+ * the pids that are no worker's, so none of them stays a zombie. */
 static void reap(sup_t *s) {
   int status;
   pid_t pid;

@@ -1,0 +1,1 @@
+"""Excluded by bentofile.yaml (exclude: scratch_*.py): never in the image."""
