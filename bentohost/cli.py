@@ -225,6 +225,21 @@ def _parser() -> argparse.ArgumentParser:
         help="the graph's dependency pools listen on 127.0.0.1 ports instead of Unix sockets (env "
         "BENTOML_NO_UDS); pickle on them must be signed with a random key of the run",
     )
+    # Logs: access lines are written by the I/O threads in C, never by Python.
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one line per request on stdout, written by C when its response ends (default on, as "
+        "BentoML's bentoml.access logger; --no-access-log turns it off)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object per line for the access log, the host's and "
+        "Python's logging",
+    )
     serve.add_argument(
         "--working-dir",
         default=None,
@@ -385,6 +400,8 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
         _fmt_seconds(args.watchdog_factor),
         *limits,
         *(["--no-uds"] if getattr(args, "no_uds", False) else []),
+        *(["--no-access-log"] if not getattr(args, "access_log", True) else []),
+        *(["--log-format", args.log_format] if getattr(args, "log_format", "text") != "text" else []),
     ]
 
 

@@ -2,6 +2,7 @@
  * The Python launcher (bentohost/cli.py) validates user input and execs this
  * binary; here the options are parsed and the supervisor takes over. */
 #include "bh.h"
+#include "common/log.h"
 #include "common/options.h"
 #include "supervisor/supervisor.h"
 
@@ -28,5 +29,6 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  bh_log_set_json(opts.log_json);
   return bh_supervisor_run(&opts);
 }

@@ -34,6 +34,7 @@ SUITES = [
     "tests/test_graph_calls.py",
     "tests/test_graph_metrics.py",
     "tests/test_config_file.py",
+    "tests/test_access_log.py",
 ]
 
 pytestmark = [

@@ -34,6 +34,7 @@ enum {
   OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT, OPT_MIN_BODY_RATE, OPT_MAX_CONNECTIONS, OPT_MAX_HEADERS,
   OPT_MAX_CONN_REQUESTS, OPT_MAX_PARTS, OPT_MAX_PART_HEADERS, OPT_MAX_REQUESTS, OPT_MAX_RSS,
   OPT_NO_UDS,
+  OPT_ACCESS_LOG, OPT_NO_ACCESS_LOG, OPT_LOG_FORMAT,
 };
 
 void bh_options_defaults(bh_options_t *opts) {
@@ -54,6 +55,7 @@ void bh_options_defaults(bh_options_t *opts) {
   opts->max_conn_requests = 1000;
   opts->max_parts = 1000;
   opts->max_part_headers = 1u << 20;
+  opts->access_log = 1;
 }
 
 int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
@@ -81,6 +83,9 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
       {"max-worker-rss", required_argument, NULL, OPT_MAX_RSS},
       {"no-uds", no_argument, NULL, OPT_NO_UDS},
+      {"access-log", no_argument, NULL, OPT_ACCESS_LOG},
+      {"no-access-log", no_argument, NULL, OPT_NO_ACCESS_LOG},
+      {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
       {NULL, 0, NULL, 0},
   };
   bh_options_defaults(opts);
@@ -175,6 +180,13 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       bad = parse_u64(optarg, &opts->max_worker_rss) != 0;
       break;
     case OPT_NO_UDS: opts->no_uds = 1; break;
+    case OPT_ACCESS_LOG: opts->access_log = 1; break;
+    case OPT_NO_ACCESS_LOG: opts->access_log = 0; break;
+    case OPT_LOG_FORMAT:
+      name = "--log-format";
+      bad = strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0;
+      opts->log_json = strcmp(optarg, "json") == 0;
+      break;
     default:
       return -EINVAL;
     }

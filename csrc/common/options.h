@@ -36,6 +36,10 @@ typedef struct bh_options {
   uint64_t max_worker_rss;   /* --max-worker-rss, bytes */
 
   int no_uds;                /* --no-uds (BENTOML_NO_UDS): dependency pools on 127.0.0.1 ports */
+
+  /* Logs (common/log.c, server/access_log.c). */
+  int access_log;            /* --access-log / --no-access-log: one line per request, default on */
+  int log_json;              /* --log-format json: JSON lines instead of text */
 } bh_options_t;
 
 /* Every option at its default (what the launcher passes when not told otherwise). */

@@ -10,6 +10,7 @@
 #include "server/io.h"
 #include "server/internal.h"
 #include "server/calls.h"
+#include "server/access_log.h"
 #include "common/log.h"
 #include "traffic/batch.h"
 
@@ -45,6 +46,7 @@ void bh_io_maybe_finish(bh_io_t *io) {
     bh_batcher_close(io->w->batcher);
     io->w->batcher = NULL;
   }
+  bh_access_log_stop(io);
   bh_calls_close(io);
   bh_bridge_signal_shutdown(&io->bridge);
   io_close_handle((uv_handle_t *)&io->listener);
@@ -191,6 +193,10 @@ static void *io_thread_main(void *arg) {
     io_start_done(io, err);
     return NULL;
   }
+
+  err = bh_access_log_start(io);
+  if (err != 0)
+    bh_log("warning: worker %d: no access log: %s", w->index, strerror(-err));
 
   w->bridge = &io->bridge;
   atomic_store(&w->io_ready, 1);
