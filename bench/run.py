@@ -410,7 +410,7 @@ def server_command(server: str, args, port: int) -> tuple[list[str], Path, dict]
     if server == "bentohost":
         # The current interpreter, its real path (a pyenv shim adds ~240 ms to start-up).
         cmd = [sys.executable, "-m", "bentohost", "serve", TARGET_FILE, "--workers", "1",
-               "--port", str(port), "--host", "127.0.0.1"]
+               "--port", str(port), "--host", "127.0.0.1", *getattr(args, "bentohost_arg", [])]
         cwd = ROOT
         env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     else:
@@ -878,6 +878,8 @@ def parse_args(argv=None):
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder (bench/results)")
     ap.add_argument("--no-save", action="store_true", help="do not write the results files")
+    ap.add_argument("--bentohost-arg", action="append", default=[], metavar="ARG",
+                    help="one more argument for bentohost serve, repeatable (e.g. --bentohost-arg=--no-access-log)")
     args = ap.parse_args(argv)
     sel = []
     for item in args.only or ["bentohost,bentoml"]:

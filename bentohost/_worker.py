@@ -34,6 +34,7 @@ from ._context import server_context
 from ._dispatch import Endpoint, build_endpoints, concat_batch, handle_request, handle_request_async, split_batch
 from ._io import Response, error_response
 from ._loader import TargetError, guess_service_name, load_service
+from ._logs import flush_line_writers, install_line_writers, log_to_root, setup_logging
 from ._hooks import run_hooks
 from ._links import graph_links
 from ._remote import (
@@ -447,13 +448,10 @@ class WorkerRuntime(StreamsMixin):
         return 0
 
 
-def _setup_logging() -> None:
-    """Tracebacks of failed requests go to stderr unless the user configured logging."""
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+def _setup_logging(host: Any) -> None:
+    """Whole lines on stdout/stderr; tracebacks of failed requests in the host's format."""
+    install_line_writers()
+    setup_logging(logger, getattr(host, "log_format", "text"))
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -549,8 +547,15 @@ def main() -> int:
     """Entry point called by the C worker. Exit codes: 0 ok, 3 import error, 4 startup error."""
     import _bentohost as host  # type: ignore[import-not-found]  # built into the C host
 
-    _setup_logging()
+    _setup_logging(host)
     _setup_faulthandler()
+    try:
+        return _main(host)
+    finally:
+        flush_line_writers()
+
+
+def _main(host: Any) -> int:
     _setup_context(host)
     try:
         entry = load_service(host.target)
@@ -575,6 +580,7 @@ def main() -> int:
         return EXIT_IMPORT_ERROR
     server_context.service_name = svc.name
     server_context.bento_name = svc.name
+    log_to_root(logger, getattr(host, "log_format", "text"))
     server_context.service_routes = [a["route"] for a in config["apis"]]
     _register_documents(host, svc, endpoints)
     transport = connect_dependencies(host, svc, graph, links)

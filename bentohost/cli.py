@@ -245,6 +245,21 @@ def _parser() -> argparse.ArgumentParser:
                        "is honoured); a change that breaks the import keeps the old workers serving (default: off)")
     serve.add_argument("--reload-dir", action="append", default=None, metavar="DIR",
                        help="also watch DIR with --reload (repeatable; default: only the service's directory)")
+    # Logs: access lines are written by the I/O threads in C, never by Python.
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one line per request on stdout, written by C when its response ends (default on, as "
+        "BentoML's bentoml.access logger; --no-access-log turns it off)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object per line for the access log, the host's and "
+        "Python's logging",
+    )
     serve.add_argument(
         "--working-dir",
         default=None,
@@ -614,6 +629,8 @@ def build_host_argv(binary: str, args: argparse.Namespace) -> list[str]:
         *(["--no-uds"] if getattr(args, "no_uds", False) else []),
         *_tls_host_args(args),
         *_restart_argv(args),
+        *(["--no-access-log"] if not getattr(args, "access_log", True) else []),
+        *(["--log-format", args.log_format] if getattr(args, "log_format", "text") != "text" else []),
     ]
 
 

@@ -3,6 +3,7 @@
  * binary; here the options are parsed and the supervisor takes over.
  * `bentohost-host config` prints the configuration file as serve reads it. */
 #include "bh.h"
+#include "common/log.h"
 #include "common/options.h"
 #include "common/yamlconf.h"
 #include "supervisor/supervisor.h"
@@ -50,5 +51,6 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  bh_log_set_json(opts.log_json);
   return bh_supervisor_run(&opts);
 }

@@ -38,6 +38,7 @@ SUITES = [
     "tests/test_tls.py",
     "tests/test_cors.py",
     "tests/test_serve_flags.py",
+    "tests/test_access_log.py",
 ]
 
 pytestmark = [

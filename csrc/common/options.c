@@ -37,6 +37,7 @@ enum {
   OPT_SSL_CERTFILE, OPT_SSL_KEYFILE, OPT_SSL_CA_CERTS, OPT_SSL_CIPHERS, OPT_SSL_CERT_REQS,
   OPT_SSL_VERSION,
   OPT_SHUTDOWN_DELAY, OPT_RELOAD, OPT_RELOAD_DIR,
+  OPT_ACCESS_LOG, OPT_NO_ACCESS_LOG, OPT_LOG_FORMAT,
 };
 
 void bh_options_defaults(bh_options_t *opts) {
@@ -59,6 +60,7 @@ void bh_options_defaults(bh_options_t *opts) {
   opts->max_part_headers = 1u << 20;
   opts->ssl_cert_reqs = -1;
   opts->ssl_version = -1;
+  opts->access_log = 1;
 }
 
 int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
@@ -95,6 +97,9 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       {"shutdown-delay", required_argument, NULL, OPT_SHUTDOWN_DELAY},
       {"reload", no_argument, NULL, OPT_RELOAD},
       {"reload-dir", required_argument, NULL, OPT_RELOAD_DIR},
+      {"access-log", no_argument, NULL, OPT_ACCESS_LOG},
+      {"no-access-log", no_argument, NULL, OPT_NO_ACCESS_LOG},
+      {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
       {NULL, 0, NULL, 0},
   };
   bh_options_defaults(opts);
@@ -213,6 +218,13 @@ int bh_options_parse(bh_options_t *opts, int argc, char **argv) {
       bad = opts->nreload_dirs >= BH_MAX_RELOAD_DIRS || *optarg == '\0';
       if (!bad)
         opts->reload_dirs[opts->nreload_dirs++] = optarg;
+      break;
+    case OPT_ACCESS_LOG: opts->access_log = 1; break;
+    case OPT_NO_ACCESS_LOG: opts->access_log = 0; break;
+    case OPT_LOG_FORMAT:
+      name = "--log-format";
+      bad = strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0;
+      opts->log_json = strcmp(optarg, "json") == 0;
       break;
     default:
       return -EINVAL;

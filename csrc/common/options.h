@@ -51,6 +51,9 @@ typedef struct bh_options {
   int reload;                /* --reload: a rolling restart when a watched file changes */
   const char *reload_dirs[BH_MAX_RELOAD_DIRS]; /* --reload-dir (the launcher adds the service's) */
   int nreload_dirs;
+  /* Logs (common/log.c, server/access_log.c). */
+  int access_log;            /* --access-log / --no-access-log: one line per request, default on */
+  int log_json;              /* --log-format json: JSON lines instead of text */
 } bh_options_t;
 
 /* Every option at its default (what the launcher passes when not told otherwise). */

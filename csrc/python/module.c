@@ -46,6 +46,7 @@ static PyObject *py_publish(PyObject *self, PyObject *arg) {
     PyErr_SetString(PyExc_ValueError, "invalid service configuration JSON");
     return NULL;
   }
+  bh_log_set_origin(w->config.name, w->index);
   int rc;
   Py_BEGIN_ALLOW_THREADS
   rc = w->start_serving(w);
@@ -631,6 +632,7 @@ PyObject *bh_module_init(void) {
       PyModule_AddStringConstant(m, "target", g_worker->opts->target) != 0 ||
       PyModule_AddObjectRef(m, "reporter", g_worker->reporter ? Py_True : Py_False) != 0 ||
       PyModule_AddStringConstant(m, "version", BH_VERSION) != 0 ||
+      PyModule_AddStringConstant(m, "log_format", bh_log_json() ? "json" : "text") != 0 ||
       PyModule_AddStringConstant(m, "service_name",
                                  g_worker->service_name ? g_worker->service_name : "") != 0) {
     Py_DECREF(m);

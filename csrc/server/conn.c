@@ -209,6 +209,7 @@ void bh_conn_close(bh_conn_t *c) {
 
   if (c->closing)
     return;
+  bh_access_end(c);
   bh_conn_not_fresh(c);
   c->closing = 1;
   c->busy = 1;
@@ -440,6 +441,7 @@ static void conn_process(bh_conn_t *c) {
 void bh_conn_after_response(bh_conn_t *c, int close) {
   if (c->closing)
     return;
+  bh_access_end(c);
   if (close) {
     conn_linger(c);
     return;

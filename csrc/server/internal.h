@@ -16,6 +16,7 @@
 #include "common/request.h"
 #include "python/bridge.h"
 #include "server/cors.h"
+#include "server/access_log.h"
 #include "server/multipart.h"
 #include "server/router.h"
 #include "net/tls.h"
@@ -33,7 +34,8 @@ enum {
   BH_REQ_CANCEL_SENT = 1u << 18, /* BH_IN_CANCEL submitted */
 };
 
-enum { BH_HDR_OTHER, BH_HDR_CONTENT_TYPE, BH_HDR_EXPECT, BH_HDR_TRANSFER_ENCODING, BH_HDR_CORS };
+enum { BH_HDR_OTHER, BH_HDR_CONTENT_TYPE, BH_HDR_EXPECT, BH_HDR_TRANSFER_ENCODING, BH_HDR_CORS,
+       BH_HDR_REQUEST_ID };
 
 struct bh_conn;
 
@@ -139,6 +141,7 @@ typedef struct bh_conn {
   bh_cors_req_t cors; /* what CORS read of the message, and its lines (server/cors.c) */
 
   bh_tls_t *tls;     /* on a TLS listener: the connection's engine */
+  bh_access_t acc;   /* the current message's access line and request id */
 
   /* unparsed input kept while a request is in flight */
   char *pending;
@@ -224,11 +227,11 @@ int bh_tls_send_pending(bh_conn_t *c);
 int bh_ctype_ok(const char *s);
 int bh_conn_should_close(const bh_conn_t *c);
 const char *bh_conn_header(const bh_conn_t *c, int close);
-/* ... with c's CORS lines after extra. */
+/* ... with c's CORS lines after extra; rid: the x-request-id line's value, or NULL for none */
 char *bh_build_head(const bh_conn_t *c, char *stack, size_t stack_cap, char **heap, int status,
                     const char *ctype, const char *extra, size_t extra_len,
                     long long clen, const char *tail, const char *conn_hdr,
-                    size_t *outlen);
+                    const char *rid, size_t *outlen);
 void bh_conn_respond(bh_conn_t *c, int status, const char *ctype,
                      const char *extra, size_t extra_len, const char *body,
                      size_t len, void *owned);

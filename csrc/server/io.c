@@ -17,6 +17,7 @@
 #include "server/io.h"
 #include "server/internal.h"
 #include "server/calls.h"
+#include "server/access_log.h"
 #include "common/log.h"
 #include "traffic/batch.h"
 #include "traffic/shm.h"
@@ -67,6 +68,7 @@ void bh_io_maybe_finish(bh_io_t *io) {
     bh_batcher_close(io->w->batcher);
     io->w->batcher = NULL;
   }
+  bh_access_log_stop(io);
   bh_calls_close(io);
   bh_bridge_signal_shutdown(&io->bridge);
   io_close_handle((uv_handle_t *)&io->listener);
@@ -249,6 +251,10 @@ static void *io_thread_main(void *arg) {
     io_start_done(io, err);
     return NULL;
   }
+
+  err = bh_access_log_start(io);
+  if (err != 0)
+    bh_log("warning: worker %d: no access log: %s", w->index, strerror(-err));
 
   w->bridge = &io->bridge;
   if (w->defer_listen)

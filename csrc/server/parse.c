@@ -80,8 +80,17 @@ static int on_message_begin(llhttp_t *p) {
   c->head = 0;
   c->force_close = 0;
   c->route.kind = BH_ROUTE_NOT_FOUND; /* until the headers are complete */
+  /* the access line says "-" for a version this message has not shown yet */
+  p->http_major = p->http_minor = 0;
+  bh_access_message(c);
   c->msg_start_ns = bh_now_ns();
   bh_conn_arm_deadline(c);
+  return 0;
+}
+
+/* The access line names the method of a message refused before its target. */
+static int on_method_complete(llhttp_t *p) {
+  ((bh_conn_t *)p->data)->acc.method_known = 1;
   return 0;
 }
 
@@ -130,6 +139,9 @@ static int on_header_field_complete(llhttp_t *p) {
   } else if (c->io->cors != NULL && c->hname_len <= sizeof(c->hname) &&
              bh_cors_field(&c->cors, c->hname, c->hname_len)) {
     c->hkind = BH_HDR_CORS;
+  } else if (c->hname_len == 12 && strncasecmp(c->hname, "x-request-id", 12) == 0) {
+    c->hkind = BH_HDR_REQUEST_ID;
+    bh_access_rid_piece(c, NULL, 0, 1);
   }
   c->hname_len = 0;
   return bh_buf_append(&c->hdrs, &c->hdrs_len, &c->hdrs_cap, ": ", 2) ? -1 : 0;
@@ -154,6 +166,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     return bh_buf_append(&c->ctype, &c->ctype_len, &c->ctype_cap, at, len) ? -1 : 0;
   if (c->hkind == BH_HDR_CORS)
     return bh_cors_value(&c->cors, at, len) ? -1 : 0;
+  if (c->hkind == BH_HDR_REQUEST_ID)
+    bh_access_rid_piece(c, at, len, 0);
   if (c->hkind == BH_HDR_EXPECT) {
     if (c->expect_len + len <= sizeof(c->expect))
       memcpy(c->expect + c->expect_len, at, len);
@@ -195,10 +209,13 @@ static void url_path(const char *url, size_t len, const char **path,
   }
 }
 
-/* req->head: "METHOD url HTTP/x.y\r\n" + the header lines. */
+/* req->head: "METHOD url HTTP/x.y\r\n" + the header lines. An id the client
+ * did not give comes first, so that Python's headers["x-request-id"] is the
+ * one the response and the access line carry. */
 static int keep_head(bh_conn_t *c, llhttp_t *p, bh_req_t *req) {
   const char *method = llhttp_method_name((llhttp_method_t)p->method);
-  size_t cap = strlen(method) + c->url_len + c->hdrs_len + 32;
+  const char *made = bh_request_id_made(c);
+  size_t cap = strlen(method) + c->url_len + c->hdrs_len + 32 + (made ? 16 + strlen(made) : 0);
   int n;
 
   req->head = malloc(cap);
@@ -206,6 +223,8 @@ static int keep_head(bh_conn_t *c, llhttp_t *p, bh_req_t *req) {
     return -1;
   n = snprintf(req->head, cap, "%s %.*s HTTP/%d.%d\r\n", method, (int)c->url_len,
                c->url ? c->url : "", p->http_major, p->http_minor);
+  if (made != NULL)
+    n += snprintf(req->head + n, cap - (size_t)n, "x-request-id: %s\r\n", made);
   if (c->hdrs_len > 0)
     memcpy(req->head + n, c->hdrs, c->hdrs_len);
   req->head_len = (size_t)n + c->hdrs_len;
@@ -398,6 +417,7 @@ const llhttp_settings_t bh_parser_settings = {
   .on_message_begin = on_message_begin,
   .on_url = on_url,
   .on_method = on_span_counted,
+  .on_method_complete = on_method_complete,
   .on_version = on_span_counted,
   .on_header_field = on_header_field,
   .on_header_value = on_header_value,

@@ -188,9 +188,10 @@ const char *bh_conn_header(const bh_conn_t *c, int close) {
 char *bh_build_head(const bh_conn_t *c, char *stack, size_t stack_cap, char **heap, int status,
                         const char *ctype, const char *extra, size_t extra_len,
                         long long clen, const char *tail, const char *conn_hdr,
-                        size_t *outlen) {
+                        const char *rid, size_t *outlen) {
   const bh_cors_req_t *cors = &c->cors;
-  size_t cap = 200 + strlen(ctype) + extra_len + cors->out_len + strlen(tail) + strlen(conn_hdr);
+  size_t rid_len = rid != NULL ? strlen(rid) : 0;
+  size_t cap = 200 + strlen(ctype) + extra_len + cors->out_len + strlen(tail) + strlen(conn_hdr) + rid_len;
   char *hdr = stack, *p;
   int n;
 
@@ -211,6 +212,12 @@ char *bh_build_head(const bh_conn_t *c, char *stack, size_t stack_cap, char **he
   if (cors->out_len > 0) {
     memcpy(p, cors->out, cors->out_len);
     p += cors->out_len;
+  }
+  if (rid != NULL) {
+    memcpy(p, "x-request-id: ", 14);
+    memcpy(p + 14, rid, rid_len);
+    memcpy(p + 14 + rid_len, "\r\n", 2);
+    p += 16 + rid_len;
   }
   p += sprintf(p, "%s%s\r\n", tail, conn_hdr);
   *outlen = (size_t)(p - hdr);
@@ -233,7 +240,8 @@ void bh_conn_respond(bh_conn_t *c, int status, const char *ctype,
   if (ctype == NULL || !bh_ctype_ok(ctype))
     ctype = "application/octet-stream";
   hdr = bh_build_head(c, stack, sizeof(stack), &heap, status, ctype, extra, extra_len,
-                   (long long)len, "", bh_conn_header(c, close), &hlen);
+                   (long long)len, "", bh_conn_header(c, close),
+                   bh_request_id_for_head(c, extra, extra_len), &hlen);
   if (hdr == NULL) {
     free(owned);
     bh_conn_close(c);
@@ -242,6 +250,7 @@ void bh_conn_respond(bh_conn_t *c, int status, const char *ctype,
   bufs[0] = uv_buf_init(hdr, (unsigned)hlen);
   bufs[1] = uv_buf_init((char *)body, (unsigned)len);
 
+  bh_access_begin(c, status, c->head ? 0 : len);
   r = bh_conn_write(c, bufs, (len > 0 && !c->head) ? 2 : 1, 1, owned, NULL, 0,
                  close, 1);
   free(heap);

@@ -49,13 +49,14 @@ static void stream_start(bh_conn_t *c, bh_req_t *req, bh_out_t *msg) {
                    msg->headers, msg->headers_len, -1,
                    c->stream_raw ? "" : "transfer-encoding: chunked\r\n",
                    c->stream_raw ? "connection: close\r\n" : bh_conn_header(c, c->io->draining),
-                   &hlen);
+                   bh_request_id_for_head(c, msg->headers, msg->headers_len), &hlen);
   free(msg);
   if (hdr == NULL) {
     bh_conn_close(c);
     return;
   }
   buf = uv_buf_init(hdr, (unsigned)hlen);
+  bh_access_begin(c, c->stream_status, 0);
   bh_conn_write(c, &buf, 1, 1, NULL, NULL, 0, 0, 0);
   free(heap);
 }
@@ -71,6 +72,7 @@ static void stream_chunk(bh_conn_t *c, bh_req_t *req, bh_out_t *msg) {
     free(msg);
     return;
   }
+  bh_access_bytes(&c->acc, len);
   if (c->stream_raw) {
     bufs[0] = uv_buf_init((char *)msg->data, (unsigned)len);
     bh_conn_write(c, bufs, 1, 0, msg, req, len, 0, 0);

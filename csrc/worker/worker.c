@@ -1,13 +1,28 @@
 /* A worker process, right after fork(): prepares signals for the two-thread
  * model, runs the Python host on this (the main) thread and exits with its code. */
 #include "worker/worker.h"
+#include "common/log.h"
 #include "python/pyhost.h"
 #include "server/io.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
+
+/* The entry's name before Python has imported it: the class in "...:Class", as
+ * bentohost._loader.guess_service_name() reads it; NULL when the target has none. */
+static const char *guess_service(const char *target) {
+  static char name[64];
+  const char *colon = strrchr(target, ':'), *dot;
+
+  if (colon == NULL || colon[1] == '\0')
+    return NULL;
+  dot = strrchr(colon + 1, '.');
+  snprintf(name, sizeof(name), "%s", dot != NULL ? dot + 1 : colon + 1);
+  return name;
+}
 
 int bh_worker_main(bh_worker_t *w) {
   sigset_t mask;
@@ -22,6 +37,8 @@ int bh_worker_main(bh_worker_t *w) {
   signal(SIGINT, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
   atomic_store(&w->alive, 1);
+  /* The worker's own lines say whose they are; publish() names the entry. */
+  bh_log_set_origin(w->service_name ? w->service_name : guess_service(w->opts->target), w->index);
   w->start_serving = bh_io_start;
 
   int code = bh_pyhost_run(w);

@@ -37,15 +37,6 @@
 #include <time.h>
 #include <unistd.h>
 
-void bh_log(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "[harness] ");
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
-
 static bh_worker_t worker;
 static int bound_port;
 
