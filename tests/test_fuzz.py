@@ -42,7 +42,7 @@ SECONDS = int(os.environ.get("BENTOHOST_FUZZ_SECONDS", "60"))
 SANITIZE = ["-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined", "-g", "-O1"]
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-pthread", "-DLLHTTP_STRICT_MODE=1",
           "-I%s" % CSRC, "-I%s" % LLHTTP_INC]
-LIBS = ["-luv", "-lcjson", "-lm"]
+LIBS = ["-luv", "-lcjson", "-lssl", "-lcrypto", "-lm"]
 # Each target: its source and link flags, against an archive of the host's objects
 # (a target pulls only the objects it needs). fuzz_request counts the limiter's
 # acquire/release calls on their way to the real ones.

@@ -350,8 +350,11 @@ const char *bh_request_id_made(bh_conn_t *c) {
 }
 
 const char *bh_request_id_for_head(bh_conn_t *c, const char *extra, size_t extra_len) {
-  const char *p = extra, *end = extra + extra_len, *nl;
+  const char *p = extra, *end, *nl;
 
+  if (extra == NULL || extra_len == 0) /* no extra lines (NULL + 0 is undefined behaviour) */
+    return bh_request_id(c);
+  end = extra + extra_len;
   /* one turn per header line: bounded by extra_len */
   while (p != NULL && end - p >= 13) {
     if (strncasecmp(p, "x-request-id:", 13) == 0)
