@@ -13,7 +13,10 @@ APT_FUZZ_PACKAGES := clang libclang-rt-dev
 # daemon or a registry: podman (runc as its runtime), buildah, a base made by mmdebstrap;
 # its podman settings are the test's own (tests/oci.py), never written to /etc
 APT_IMAGE_PACKAGES := podman buildah mmdebstrap runc
-APT_TEST_PACKAGES := chromium iproute2 $(APT_FUZZ_PACKAGES) $(APT_IMAGE_PACKAGES)
+# the TLS tests (tests/test_tls.py) make their certificate authority with the openssl
+# tool and also check the server with curl and `openssl s_client`
+APT_TLS_PACKAGES := openssl curl
+APT_TEST_PACKAGES := chromium iproute2 $(APT_FUZZ_PACKAGES) $(APT_IMAGE_PACKAGES) $(APT_TLS_PACKAGES)
 FUZZ_SECONDS ?= 600
 PORT ?= 3000
 
@@ -41,7 +44,7 @@ $(PY):
 .deps/apt-test: .deps/apt
 	@if ! command -v chromium >/dev/null || ! command -v clang >/dev/null || ! command -v ip >/dev/null \
 	    || ! command -v podman >/dev/null || ! command -v buildah >/dev/null || ! command -v mmdebstrap >/dev/null \
-	    || ! command -v runc >/dev/null; then \
+	    || ! command -v runc >/dev/null || ! command -v openssl >/dev/null || ! command -v curl >/dev/null; then \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES) \
 	  || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_TEST_PACKAGES); }; \
 	fi
