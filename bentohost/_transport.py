@@ -52,9 +52,10 @@ class CallTransport:
         timeout: float | None,
     ) -> concurrent.futures.Future[TransportResult]:
         future: concurrent.futures.Future[TransportResult] = concurrent.futures.Future()
-        dep = self._deps.get(dependency)
-        if dep is None:
-            future.set_exception(ConnectionError(f"{dependency!r} is not a dependency of this service"))
+        try:
+            dep = self._index(dependency)
+        except ConnectionError as exc:
+            future.set_exception(exc)
             return future
         call_id = next(self._ids)
         with self._lock:
@@ -71,6 +72,13 @@ class CallTransport:
         future.add_done_callback(lambda f, call_id=call_id: self._abandoned(f, call_id))
         return future
 
+    def _index(self, dependency: str) -> int:
+        """The I/O thread's index of a dependency; ConnectionError for an unknown one."""
+        dep = self._deps.get(dependency)
+        if dep is None:
+            raise ConnectionError(f"{dependency!r} is not a dependency of this service")
+        return dep
+
     def call_blocking(
         self,
         dependency: str,
@@ -82,9 +90,7 @@ class CallTransport:
     ) -> TransportResult:
         """``call()`` for a thread that blocks on the answer: the I/O thread wakes this
         thread itself, without the worker's event loop in between."""
-        dep = self._deps.get(dependency)
-        if dep is None:
-            raise ConnectionError(f"{dependency!r} is not a dependency of this service")
+        dep = self._index(dependency)
         # C's timer ends the call at `timeout`; the wait's own bound is only a backstop
         wait = 0.0 if not timeout else timeout + _BACKSTOP_S
         status, head, data = self._host.call_wait(
@@ -110,9 +116,7 @@ class CallTransport:
     ) -> StreamCall:
         """A call whose response is read as it arrives; ``timeout`` bounds each wait for
         more of it (the head, then every run of bytes), ``deadline`` the whole."""
-        dep = self._deps.get(dependency)
-        if dep is None:
-            raise ConnectionError(f"{dependency!r} is not a dependency of this service")
+        dep = self._index(dependency)
         call_id = next(self._ids)
         stream = StreamCall(self._host, call_id, deadline)
         with self._lock:
