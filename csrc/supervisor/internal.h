@@ -1,5 +1,6 @@
-/* Private to the supervisor's files (supervisor.c, pools.c, loopback.c,
- * watch.c, restart.c, reload.c): its state and that of each worker index. */
+/* Private to the supervisor's files (supervisor.c, settings.c, pools.c,
+ * loopback.c, watch.c, restart.c, reload.c, gpu.c, placement.c): its state and
+ * that of each worker index. */
 #ifndef BH_SUPERVISOR_INTERNAL_H
 #define BH_SUPERVISOR_INTERNAL_H
 
@@ -128,12 +129,15 @@ int bh_sup_key_create(void);
 int bh_sup_loopback_bind(sup_service_t *svc, const struct cJSON *desc, int backlog);
 int bh_sup_loopback_publish(const sup_t *s);
 
+/* settings.c: BENTOML_CONFIG and the bento arguments (--arg-file, --arg), read
+ * and checked into the workers' environment before any fork: 0 or -1 (logged). */
+int bh_sup_load_config(void);
+int bh_sup_load_arguments(void);
+
 /* supervisor.c, for restart.c: forks a worker of `slot` writing `shm_slot`
- * (defer_listen: it accepts only once ready); its pid or -errno. BENTOML_CONFIG
- * read and checked into the workers' environment: 0 or -1 (logged). Why a
+ * (defer_listen: it accepts only once ready); its pid or -errno. Why a
  * worker stopped, from waitpid's status. */
 pid_t bh_sup_fork_worker(sup_t *s, int slot, int shm_slot, int defer_listen);
-int bh_sup_load_config(void);
 void bh_sup_exit_reason(int status, char *out, size_t cap);
 
 /* restart.c. A pass replaces every worker (dependencies first): a new worker

@@ -12,7 +12,6 @@
 #include "common/config.h"
 #include "common/context.h"
 #include "common/log.h"
-#include "common/yamlconf.h"
 #include "common/status.h"
 #include "traffic/shm.h"
 #include "worker/worker.h"
@@ -68,58 +67,6 @@ static int bind_listener(const bh_options_t *opts, int *out_fd) {
     return err ? err : -EADDRNOTAVAIL;
   }
   *out_fd = fd;
-  return 0;
-}
-
-/* BENTOML_CONFIG (a v2 YAML file) and BENTOML_CONFIG_OVERRIDES (JSON), checked
- * here so that a broken file is one line and an exit before any worker starts;
- * the workers get the merged result, applied over each service's decorator. */
-int bh_sup_load_config(void) {
-  const char *path = getenv("BENTOML_CONFIG"), *overrides = getenv("BENTOML_CONFIG_OVERRIDES");
-  char err[512], *json = NULL, *warnings = NULL;
-
-  if ((path == NULL || *path == '\0') && (overrides == NULL || *overrides == '\0'))
-    return 0;
-  if (bh_yamlconf_load(path, overrides, &json, &warnings, err, sizeof(err)) < 0) {
-    bh_log("error: %s", err);
-    return -1;
-  }
-  cJSON *list = warnings != NULL ? cJSON_Parse(warnings) : NULL, *item;
-  cJSON_ArrayForEach(item, list) {
-    if (cJSON_IsString(item))
-      bh_log("warning: %s: %s", path != NULL && *path ? path : "BENTOML_CONFIG_OVERRIDES",
-             item->valuestring);
-  }
-  cJSON_Delete(list);
-  setenv("BENTOHOST_CONFIG_JSON", json, 1);
-  cJSON_free(json);
-  cJSON_free(warnings);
-  return 0;
-}
-
-/* The bento arguments: BENTOHOST_ARGUMENT_FILE (--arg-file, YAML or JSON) with
- * BENTOHOST_ARGUMENTS (--arg pairs, JSON) over it, read here for the same reason
- * as the configuration; the workers' use_arguments() reads the merged JSON. */
-static int load_arguments(void) {
-  const char *path = getenv("BENTOHOST_ARGUMENT_FILE"), *flags = getenv("BENTOHOST_ARGUMENTS");
-  char err[512], *json = NULL, *warnings = NULL;
-
-  if (path == NULL || *path == '\0')
-    return 0;
-  if (bh_yamlconf_arguments(path, flags, &json, &warnings, err, sizeof(err)) < 0) {
-    bh_log("error: --arg-file %s", err);
-    return -1;
-  }
-  cJSON *list = cJSON_Parse(warnings), *item;
-  cJSON_ArrayForEach(item, list) {
-    if (cJSON_IsString(item))
-      bh_log("warning: --arg-file %s", item->valuestring);
-  }
-  cJSON_Delete(list);
-  setenv("BENTOHOST_ARGUMENTS", json, 1);
-  unsetenv("BENTOHOST_ARGUMENT_FILE");
-  cJSON_free(json);
-  cJSON_free(warnings);
   return 0;
 }
 
@@ -608,7 +555,7 @@ int bh_supervisor_run(const bh_options_t *opts) {
   s.pid = getpid();
   s.listen_fd = -1;
 
-  if (bh_sup_load_config() != 0 || load_arguments() != 0 || bh_sup_tls_check(opts) != 0)
+  if (bh_sup_load_config() != 0 || bh_sup_load_arguments() != 0 || bh_sup_tls_check(opts) != 0)
     return 2;
   if (bind_listener(opts, &s.listen_fd) != 0)
     return 1;
