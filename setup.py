@@ -131,7 +131,7 @@ def build_host(output: Path, *, sanitize: bool = False, verbose: bool = False) -
         objects = list(pool.map(compile_one, jobs))
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [cc, *CFLAGS, *extra, "-o", str(output), *map(str, objects), "-luv", "-lcjson", "-lyaml", "-lssl", "-lcrypto", *py_ldflags]
+    cmd = [cc, *CFLAGS, *extra, "-o", str(output), *map(str, objects), "-luv", "-lcjson", "-lyaml", "-lssl", "-lcrypto", "-ldl", *py_ldflags]
     if verbose:
         print(" ".join(cmd))
     result = subprocess.run(cmd, capture_output=True, text=True)

@@ -9,6 +9,8 @@ from typing import Any
 
 from ._cors import cors_for_host
 from ._overrides import apply as apply_overrides
+from ._placement import (CPU_AFFINITY_ENV, GPU_PER_WORKER_ENV, WORKERS_OVERRIDE_ENV, ServicePlan,
+                         allocation_order, cpu_amount, placement_warnings, plan_placement, probed_gpus)
 from ._service import Service
 from ._tasks import task_routes
 
@@ -92,13 +94,20 @@ def cpu_count(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgrou
     return max(1, available)
 
 
+def usable_cpus(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> list[int]:
+    """The CPUs workers are pinned to: the affinity mask's first :func:`cpu_count`."""
+    return sorted(os.sched_getaffinity(0))[: cpu_count(root, proc_cgroup)]
+
+
 def resolve_workers(value: Any) -> int:
     if value is None:
         return 1
     if value == "cpu_count":
         return cpu_count()
+    if value == "gpu_count":  # one worker per GPU the supervisor found (at least one)
+        return max(1, len(probed_gpus()))
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"workers must be a positive int or 'cpu_count', got {value!r}")
+        raise ValueError(f"workers must be a positive int, 'cpu_count' or 'gpu_count', got {value!r}")
     return value
 
 
@@ -231,16 +240,60 @@ def drain_order(graph: list[Service[Any]]) -> list[Service[Any]]:
     return post[::-1]
 
 
+def service_plan(svc: Service[Any], cfg: dict[str, Any], entry: bool) -> ServicePlan:
+    """What the service asks of the hardware, from its effective config."""
+    raw = effective_config(svc)
+    workers = cfg["workers"]
+    override = os.environ.get(WORKERS_OVERRIDE_ENV)
+    if entry and override:
+        workers = int(override)  # --workers: the supervisor runs that many of the entry
+    gpu_count = raw.get("workers") == "gpu_count"
+    gpu = (cfg.get("resources") or {}).get("gpu")
+    if gpu_count and gpu is None:
+        gpu = workers if probed_gpus() else None
+    return ServicePlan(
+        name=svc.name,
+        workers=workers,
+        gpu=float(gpu) if gpu else None,
+        cpu=cpu_amount((cfg.get("resources") or {}).get("cpu")),
+        cpu_count_workers=raw.get("workers") == "cpu_count",
+        gpu_per_worker=gpu_count or bool(raw.get("gpu_per_worker")) or os.environ.get(GPU_PER_WORKER_ENV) == "1",
+        cpu_affinity=bool(raw.get("cpu_affinity")) or os.environ.get(CPU_AFFINITY_ENV) == "1",
+    )
+
+
+def add_placement(entry: Service[Any], graph: list[Service[Any]], descs: dict[str, dict[str, Any]]) -> list[str]:
+    """Each description's ``placement`` (one per worker, only where there is
+    something to place); returns the warnings to print. Raises PlacementError."""
+    order = allocation_order(entry, graph)
+    plans = [service_plan(s, descs[s.name], s is entry) for s in order]
+    gpus, cpus = probed_gpus(), usable_cpus()
+    placed = plan_placement(plans, gpus, cpus)
+    for name, workers in placed.items():
+        if any(w["env"] or w["cpus"] for w in workers):
+            descs[name]["placement"] = workers
+    return placement_warnings(plans, gpus, len(cpus))
+
+
 def service_config_json(
-    svc: Service[Any], graph: list[Service[Any]] | None = None, ports: dict[str, list[int]] | None = None
+    svc: Service[Any],
+    graph: list[Service[Any]] | None = None,
+    ports: dict[str, list[int]] | None = None,
+    warnings: list[str] | None = None,
 ) -> str:
     """Compact JSON for the C host: name, workers, threads, traffic, resources, envs, apis;
     for the entry of a graph also ``graph``: every other service's description, callers first
-    (with ``ports``, the loopback ports each dependency's workers listen on: ``--no-uds``)."""
+    (with ``ports``, the loopback ports each dependency's workers listen on: ``--no-uds``).
+    With ``warnings`` (a list to fill: the reporting worker's), also where each worker runs
+    (``placement``, :mod:`bentohost._placement`)."""
     cfg = service_config(svc)
-    if graph and len(graph) > 1:
-        cfg["graph"] = [service_config(dep) for dep in drain_order(graph)[1:]]
+    services = graph if graph else [svc]
+    if len(services) > 1:
+        cfg["graph"] = [service_config(dep) for dep in drain_order(services)[1:]]
         for dep in cfg["graph"]:
             if ports and dep["name"] in ports:
                 dep["ports"] = ports[dep["name"]]
+    if warnings is not None:
+        descs = {cfg["name"]: cfg, **{d["name"]: d for d in cfg.get("graph", [])}}
+        warnings += add_placement(services[0], services, descs)
     return json.dumps(cfg, separators=(",", ":"))

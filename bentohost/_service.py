@@ -53,6 +53,8 @@ CONFIG_KEYS = frozenset(
         "envs",
         "api_server",
         "tasks",
+        "gpu_per_worker",
+        "cpu_affinity",
     }
 )
 

@@ -18,6 +18,7 @@ import asyncio
 import faulthandler
 import functools
 import inspect
+import json
 import logging
 import os
 import re
@@ -43,6 +44,7 @@ from ._remote import (
     reset_request_deadline,
     set_request_deadline,
 )
+from ._placement import PlacementError
 from ._pool import Job, ThreadPool
 from ._service import Service, service_graph
 from ._transport import RESPONSE, CallTransport
@@ -55,6 +57,7 @@ logger = logging.getLogger("bentohost")
 
 EXIT_IMPORT_ERROR = 3
 EXIT_STARTUP_ERROR = 4
+EXIT_PLACE = 75  # csrc/common/status.h BH_EXIT_PLACE
 HEALTH_POLL_S = 1.0
 HEARTBEAT_S = 0.5
 
@@ -75,6 +78,7 @@ class Host(Protocol):
     reporter: bool
 
     def publish(self, config_json: str) -> None: ...
+    def report(self, config_json: str) -> None: ...
     def set_ready(self, flag: bool) -> None: ...
     def set_alive(self, flag: bool) -> None: ...
     def eventfd(self) -> int: ...
@@ -519,6 +523,13 @@ def _service_graph(entry: Service[Any]) -> list[Service[Any]]:
         raise TargetError(str(exc)) from None
 
 
+def _placed_elsewhere(config_json: str) -> bool:
+    """Whether worker 1 has a placement (its GPUs, CPUs, thread counts): the reporter
+    was forked before anyone knew it, so it is started again, placed."""
+    first = (json.loads(config_json).get("placement") or [{}])[0]
+    return bool(first.get("env") or first.get("cpus"))
+
+
 def _served_service(graph: list[Service[Any]], name: str) -> Service[Any]:
     """The service this worker serves: the entry, or the dependency the supervisor named."""
     if not name:
@@ -571,13 +582,19 @@ def _main(host: Any) -> int:
         links = graph_links(host, graph)
         # The entry's description carries the whole graph: the supervisor starts
         # one pool per service from it (on the ports reserved here, with --no-uds).
-        config_json = service_config_json(svc, graph if svc is entry else None, links.ports)
-    except (TargetError, ArgumentsError) as exc:  # a CorsError is a TargetError
+        warnings: list[str] | None = [] if host.reporter else None
+        config_json = service_config_json(svc, graph if svc is entry else None, links.ports, warnings)
+    except (TargetError, ArgumentsError, PlacementError) as exc:  # a CorsError is a TargetError
         print(f"bentohost: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_IMPORT_ERROR
     except BaseException:
         _print_user_traceback()
         return EXIT_IMPORT_ERROR
+    for warning in warnings or ():
+        print(f"bentohost: warning: {warning}", file=sys.stderr, flush=True)
+    if host.reporter and _placed_elsewhere(config_json):
+        host.report(config_json)
+        return EXIT_PLACE
     server_context.service_name = svc.name
     server_context.bento_name = svc.name
     log_to_root(logger, getattr(host, "log_format", "text"))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__, _k8s_cli
 from ._build_cli import register as _register_build_commands
+from ._placement import CPU_AFFINITY_ENV, GPU_OVERSUBSCRIBE_ENV, GPU_PER_WORKER_ENV
 
 __all__ = ["main", "parse_size", "build_host_argv", "host_binary", "pythonpath_for_workers"]
 
@@ -245,6 +246,17 @@ def _parser() -> argparse.ArgumentParser:
                        "is honoured); a change that breaks the import keeps the old workers serving (default: off)")
     serve.add_argument("--reload-dir", action="append", default=None, metavar="DIR",
                        help="also watch DIR with --reload (repeatable; default: only the service's directory)")
+    # Placement (bentohost/_placement.py, applied by csrc/supervisor/placement.c).
+    serve.add_argument("--gpu-per-worker", action="store_true",
+                       help="worker i of a service sees only its own share of the service's GPUs (cuda:0 is "
+                       "its own), not all of them as in BentoML (config key gpu_per_worker; default: off)")
+    serve.add_argument("--gpu-oversubscribe", action="store_true",
+                       help="services asking for more GPUs than are left share the least used ones; without "
+                       "it the run stops with the reason (default: off)")
+    serve.add_argument("--cpu-affinity", action="store_true",
+                       help="pin each worker to its own CPUs (the usable ones, cgroup quota included), the I/O "
+                       "thread on one of them, and set OMP/OpenBLAS/MKL threads to its share unless set "
+                       "(config key cpu_affinity; default: off)")
     # Logs: access lines are written by the I/O threads in C, never by Python.
     serve.add_argument(
         "--access-log",
@@ -685,6 +697,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _fail(f"--reload-dir {d!r} is not a directory")
         if len(args.reload_dir or []) > 15:
             return _fail("--reload-dir: at most 15 directories")
+    for flag, name in ((args.gpu_per_worker, GPU_PER_WORKER_ENV), (args.gpu_oversubscribe, GPU_OVERSUBSCRIBE_ENV),
+                       (args.cpu_affinity, CPU_AFFINITY_ENV)):
+        if flag:
+            env[name] = "1"
     if args.development:
         env["BENTOHOST_DEVELOPMENT"] = "1"
     if args.service:

@@ -225,7 +225,7 @@ def test_overrides_without_a_file(prog: Prog) -> None:
 
 def test_overrides_are_checked_like_the_file(prog: Prog, write: Write) -> None:
     assert error(prog, write(SAMPLE), '{"services.Preprocessing.workers": "many"}') == (
-        'services.Preprocessing.workers: expected an integer >= 1 or "cpu_count", got "many"'
+        'services.Preprocessing.workers: expected an integer >= 1, "cpu_count" or "gpu_count", got "many"'
     )
     _, warnings = ok(prog, write(SAMPLE), '{"services.Preprocessing.turbo": true, "api_server": {}}')
     assert "services.Preprocessing.turbo: unknown key, ignored" in warnings
@@ -267,7 +267,7 @@ def _service(body: str) -> str:
 
 
 INT1 = 'expected an integer >= 1'
-WORKERS = 'expected an integer >= 1 or "cpu_count"'
+WORKERS = 'expected an integer >= 1, "cpu_count" or "gpu_count"'
 
 TYPE_ERRORS = [
     ("workers: [1]", f"services.M.workers: {WORKERS}, got a list"),

@@ -51,6 +51,7 @@ void bh_config_free(bh_service_config_t *cfg) {
   free(cfg->ssl_ca_certs);
   free(cfg->ssl_ciphers);
   cJSON_free(cfg->cors);
+  cJSON_free(cfg->placement);
   memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -122,6 +123,9 @@ static int parse_service(bh_service_config_t *cfg, const cJSON *root) {
     cfg->concurrency = 0;
   const cJSON *cors = cJSON_GetObjectItemCaseSensitive(root, "cors");
   if (cJSON_IsObject(cors) && (cfg->cors = cJSON_PrintUnformatted(cors)) == NULL)
+    goto nomem;
+  const cJSON *placement = cJSON_GetObjectItemCaseSensitive(root, "placement");
+  if (cJSON_IsArray(placement) && (cfg->placement = cJSON_PrintUnformatted(placement)) == NULL)
     goto nomem;
 
   const cJSON *ssl = cJSON_GetObjectItemCaseSensitive(root, "ssl");

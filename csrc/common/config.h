@@ -39,6 +39,9 @@ typedef struct bh_service_config {
   int ssl_cert_reqs;  /* -1: unset */
   int ssl_version;    /* -1: unset */
   char *cors;         /* http.cors as JSON for server/cors.c (bentohost/_cors.py), NULL: off */
+  char *placement;    /* where each worker runs, JSON, one entry per worker index
+                         (bentohost/_placement.py; supervisor/placement.c applies it);
+                         NULL: nothing to place */
   bh_api_t *apis;
   size_t napis;
 } bh_service_config_t;

@@ -49,6 +49,8 @@ struct bh_worker {
   const bh_options_t *opts;
   struct bh_shm *shm;        /* created by the supervisor, inherited */
   struct bh_tls_ctx *tls;    /* the entry's TLS context (net/tls.h), made before the fork; NULL: plain */
+  int io_cpu;                /* --cpu-affinity: 1 + the CPU the I/O thread runs on; 0: anywhere
+                                (so that a zeroed worker is unpinned) */
 
   /* set by worker/worker.c: starts the I/O thread once Python has published
    * the configuration (the Python host reaches the server only through it) */

@@ -13,5 +13,8 @@ int bh_status_send(int fd, const char *kind, int index, const char *payload, siz
 #define BH_EXIT_LOAD_FAILED 3   /* the service could not be imported: fatal before the
                                    config is known, a start-up failure after */
 #define BH_EXIT_START_FAILED 4  /* instance or on_startup failed: respawn with backoff */
+#define BH_EXIT_PLACE 75        /* the reporting worker described the graph and must run
+                                   elsewhere (its GPUs, its CPUs: bentohost/_placement.py):
+                                   start it again at once, placed, not a failure */
 
 #endif

@@ -117,7 +117,7 @@ static int merge_overrides(report_t *r, cJSON *doc, const char *json) {
 
 enum { /* what a value may be, then what else a rule says */
   K_NULL = 1, K_BOOL = 2, K_INT = 4, K_NUM = 8, K_STR = 16, K_MAP = 32, K_LIST = 64,
-  K_CPU_COUNT = 128 /* "cpu_count" */, K_ABOVE = 256 /* numbers > min */, K_FILLED = 512 /* no "" */,
+  K_CPU_COUNT = 128 /* "cpu_count" or "gpu_count" */, K_ABOVE = 256 /* numbers > min */, K_FILLED = 512 /* no "" */,
   K_REQUIRED = 1024 /* a map's key that must be there */,
   K_GLOBAL = 2048 /* also a default for all services, written directly under services: */
 };
@@ -191,8 +191,11 @@ static const rule_t ENV = {"", K_MAP, 0, "a map with a name and a value", ENV_KE
 /* A service's keys (BentoML's configuration/v2 schema); K_GLOBAL marks those that
  * its finalize_config treats as defaults for all services. */
 static const rule_t SERVICE_KEYS[] = {
-    R("workers", K_INT | K_CPU_COUNT | K_GLOBAL, 1, "an integer >= 1 or \"cpu_count\""),
+    R("workers", K_INT | K_CPU_COUNT | K_GLOBAL, 1, "an integer >= 1, \"cpu_count\" or \"gpu_count\""),
     R("threads", K_INT, 1, "an integer >= 1"),
+    /* bentohost's placement (bentohost/_placement.py) */
+    R("gpu_per_worker", K_BOOL | K_NULL | K_GLOBAL, 0, "true or false"),
+    R("cpu_affinity", K_BOOL | K_NULL | K_GLOBAL, 0, "true or false"),
     {"traffic", K_MAP | K_NULL | K_GLOBAL, 0, "a map", TRAFFIC_KEYS, NULL},
     {"resources", K_MAP | K_NULL | K_GLOBAL, 0, "a map", RESOURCE_KEYS, NULL},
     {"envs", K_LIST, 0, "a list of {name, value} maps", NULL, &ENV},
@@ -248,7 +251,8 @@ static int check(report_t *r, const char *path, cJSON *v, const rule_t *rule) {
   int number = cJSON_IsNumber(v) && (k & (K_INT | K_NUM)) && d >= rule->min && (!(k & K_ABOVE) || d > rule->min) &&
                (!(k & K_INT) || (k & K_NUM) || (d == floor(d) && d <= INT_MAX));
   int string = cJSON_IsString(v) && (((k & K_STR) && (!(k & K_FILLED) || v->valuestring[0] != '\0')) ||
-                                     ((k & K_CPU_COUNT) && !strcmp(v->valuestring, "cpu_count")));
+                                     ((k & K_CPU_COUNT) && (!strcmp(v->valuestring, "cpu_count") ||
+                                                            !strcmp(v->valuestring, "gpu_count"))));
   int ok = number || string || ((k & K_NULL) && cJSON_IsNull(v)) || ((k & K_BOOL) && cJSON_IsBool(v)) ||
            ((k & K_MAP) && cJSON_IsObject(v)) || ((k & K_LIST) && cJSON_IsArray(v));
   if (!ok)

@@ -63,6 +63,26 @@ static PyObject *py_publish(PyObject *self, PyObject *arg) {
   Py_RETURN_NONE;
 }
 
+/* The reporter's description alone, without serving: it is started again where
+ * the description places it (BH_EXIT_PLACE). */
+static PyObject *py_report(PyObject *self, PyObject *arg) {
+  (void)self;
+  Py_ssize_t len;
+  const char *json = PyUnicode_AsUTF8AndSize(arg, &len);
+  if (json == NULL)
+    return NULL;
+  bh_worker_t *w = g_worker;
+  if (!w->reporter || w->io_started) {
+    PyErr_SetString(PyExc_RuntimeError, "report() is the reporting worker's, before publish()");
+    return NULL;
+  }
+  if (bh_status_send(w->status_fd, "config", w->slot, json, (size_t)len) != 0) {
+    PyErr_SetString(PyExc_OSError, "cannot report the configuration to the supervisor");
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
 static PyObject *py_set_ready(PyObject *self, PyObject *arg) {
   (void)self;
   int flag = PyObject_IsTrue(arg);
@@ -590,6 +610,7 @@ static PyObject *py_sync_busy(PyObject *self, PyObject *arg) {
 
 static PyMethodDef module_methods[] = {
     {"publish", py_publish, METH_O, "Register the service configuration and start serving."},
+    {"report", py_report, METH_O, "Report the service configuration only (the reporter, to be placed)."},
     {"set_ready", py_set_ready, METH_O, "Set the /readyz flag."},
     {"set_alive", py_set_alive, METH_O, "Set the /livez flag."},
     {"eventfd", py_eventfd, METH_NOARGS, "The fd that becomes readable when requests wait."},

@@ -22,6 +22,8 @@
 #include "traffic/batch.h"
 #include "traffic/shm.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 
 /* One I/O thread per worker process. */
@@ -172,6 +174,14 @@ static void *io_thread_main(void *arg) {
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
+  /* --cpu-affinity: the worker's Python threads keep the rest of its CPUs, so the
+   * sockets are served beside them without the two moving between caches. */
+  if (w->io_cpu > 0) {
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(w->io_cpu - 1, &cpus);
+    pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+  }
 
   err = uv_loop_init(loop);
   if (err != 0) {

@@ -160,6 +160,16 @@ void bh_sup_reload_read(sup_t *s);                         /* its fd is readable
 double bh_sup_reload_due(const sup_t *s);                  /* 0: nothing pending */
 void bh_sup_reload_tick(sup_t *s);                         /* quiet period over: restart */
 
+/* gpu.c: the machine's GPUs into BENTOHOST_GPUS (JSON) for the workers, learnt in
+ * a child process before any worker is forked; none found is not an error. 0 or -errno. */
+int bh_sup_gpu_probe(void);
+
+/* placement.c: a worker's placement from its service's description. In the forked
+ * child: its environment and CPUs set, *io_cpu the I/O thread's (1 + CPU, 0: any);
+ * 0, or -1 when some of it could not be applied. In words, for the log ("" when none). */
+int bh_sup_placement_apply(const sup_t *s, int slot, int *io_cpu);
+void bh_sup_placement_describe(const sup_t *s, int slot, char *out, size_t cap);
+
 /* watch.c: the periodic checks of live workers, once a second. */
 void bh_sup_watchdog(sup_t *s);
 void bh_sup_recycle(sup_t *s);

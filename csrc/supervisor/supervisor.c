@@ -113,6 +113,8 @@ pid_t bh_sup_fork_worker(sup_t *s, int index, int shm_slot, int defer_listen) {
       _exit(1);
     bh_worker_t worker;
     memset(&worker, 0, sizeof(worker));
+    if (bh_sup_placement_apply(s, index, &worker.io_cpu) != 0)
+      bh_log("warning: worker %s: could not apply all of its placement: %s", w->name, strerror(errno));
     worker.index = w->index;
     worker.slot = shm_slot;
     worker.defer_listen = defer_listen;
@@ -146,6 +148,10 @@ static void spawn_worker(sup_t *s, int index) {
   w->state = W_LOADING;
   w->started_at = bh_sup_now_s();
   bh_log("worker %s (pid %d) loading %s", w->name, (int)pid, s->opts->target);
+  char where[256];
+  bh_sup_placement_describe(s, index, where, sizeof(where));
+  if (where[0] != '\0')
+    bh_log("worker %s: %s", w->name, where);
 }
 
 /* service -1: every pool */
@@ -420,6 +426,14 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
            reason, running, (int)w->next.pid);
     return;
   }
+  if (s->have_config && WIFEXITED(status) && WEXITSTATUS(status) == BH_EXIT_PLACE) {
+    /* The reporter described the graph: it runs again where it was placed. */
+    bh_log("worker %s (pid %d) described the service; starting it again where it is placed", w->name,
+           (int)pid);
+    w->state = W_WAITING;
+    w->respawn_at = bh_sup_now_s();
+    return;
+  }
   if (!s->have_config) {
     /* The first worker could not even import the service: its traceback is
      * above, and restarting it would only print it again. */
@@ -600,6 +614,14 @@ int bh_supervisor_run(const bh_options_t *opts) {
   }
   if (grow_workers(&s, 1) != 0)
     return 1;
+  if (opts->workers_override > 0) { /* the reporter places the entry's workers */
+    char n[16];
+    snprintf(n, sizeof(n), "%d", opts->workers_override);
+    setenv("BENTOHOST_WORKERS_OVERRIDE", n, 1);
+  }
+  int gerr = bh_sup_gpu_probe();
+  if (gerr != 0)
+    bh_log("warning: cannot look for GPUs: %s", strerror(-gerr));
   bh_log("bentohost %s: supervisor pid %d", BH_VERSION, (int)s.pid);
   if (opts->reload && bh_sup_reload_start(&s) != 0)
     return 1;
