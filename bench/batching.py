@@ -97,8 +97,8 @@ def hist_delta(a: dict, b: dict) -> dict:
     return out
 
 
-def bench(server: str, args) -> dict:
-    proc, port, logfile = C.start(server, TARGET, args)
+def bench(server: str, args, extra_env: dict | None = None) -> dict:
+    proc, port, logfile = C.start(server, TARGET, args, extra_env=extra_env)
     res = {"server": server}
     try:
         body = open(BODIES).readline().strip().encode()
@@ -143,6 +143,9 @@ def main(argv=None) -> int:
     ap.add_argument("--slo-ms", type=float, default=50.0)
     ap.add_argument("--ceiling-seconds", type=float, default=1.0)
     ap.add_argument("--ceiling-worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--python-rows", action="store_true",
+                    help="also bentohost with BENTOHOST_PYTHON_ROWS=1 (Python decodes each row, as before "
+                    "csrc/traffic/rows.c): the C decoder's share of the goodput")
     args = ap.parse_args(argv)
     if args.ceiling_worker:
         ceiling_worker([int(s) for s in args.ceiling_worker.split(",")], args.ceiling_seconds)
@@ -153,6 +156,8 @@ def main(argv=None) -> int:
     try:
         for s in args.servers:
             results[s] = bench(s, args)
+            if s == "bentohost" and args.python_rows:
+                results["bentohost, Python rows"] = bench(s, args, {"BENTOHOST_PYTHON_ROWS": "1"})
     except KeyboardInterrupt:
         return 130
     finally:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ._cors import cors_for_host
 from ._overrides import apply as apply_overrides
+from ._rows import rows_spec
 from ._placement import (CPU_AFFINITY_ENV, GPU_PER_WORKER_ENV, WORKERS_OVERRIDE_ENV, ServicePlan,
                          allocation_order, cpu_amount, placement_warnings, plan_placement, probed_gpus)
 from ._service import Service
@@ -189,6 +190,7 @@ def service_config(svc: Service[Any]) -> dict[str, Any]:
                 "batch_root": root,
                 "max_batch_size": m.max_batch_size,
                 "max_latency_ms": m.max_latency_ms,
+                "rows": rows_spec(m),
             }
         )
     for tr in task_routes(svc):

@@ -37,6 +37,7 @@ from ._io import (
     make_item_encoder,
     stream_content_type,
 )
+from ._rows import rows_spec
 from ._service import Service
 from .exceptions import BadInput
 
@@ -145,6 +146,7 @@ class Endpoint:
         "return_annotation",
         "batch_field",
         "batch_dim",
+        "rows_dtype",
     )
 
     def __init__(self, method: APIMethod, index: int) -> None:
@@ -165,6 +167,8 @@ class Endpoint:
         self.input: InputSpec = build_input(method.func, method.input_spec, method.ctx_param)
         self.batch_field: str | None = None
         self.batch_dim = method.batch_dim
+        spec = rows_spec(method)
+        self.rows_dtype: str | None = spec["dtype"] if spec else None  # C decodes the batch input
         if method.batchable and self.input.kind != "none":
             if self.input.kind == "object":
                 names = list(self.input.model.model_fields)  # type: ignore[union-attr]

@@ -46,6 +46,7 @@ from ._remote import (
 )
 from ._placement import PlacementError
 from ._pool import Job, ThreadPool
+from ._rows import rows_array
 from ._service import Service, service_graph
 from ._transport import RESPONSE, CallTransport
 from ._wiring import connect_dependencies
@@ -336,6 +337,25 @@ class WorkerRuntime(StreamsMixin):
         else:
             self.pool.submit((self._batch_job, head, ep, bodies, ctypes, handles))
 
+    def _batch_input(self, ep: Endpoint, bodies: list[bytes], ctypes: Any, handles: list[int]) -> Any:
+        """(batch, counts, the handles it answers), or None when every member is answered.
+        ``ctypes`` is a tuple when C decoded the whole batch (bentohost/_rows.py)."""
+        ok = handles
+        try:
+            if ctypes.__class__ is tuple:
+                batch, counts = rows_array(ctypes, ep.rows_dtype)
+                return batch, counts, handles
+            values, ok = self._batch_decode(ep, bodies, ctypes, handles)
+            if not ok:
+                return None
+            batch, counts = concat_batch(values, ep.batch_dim[0])
+            return batch, counts, ok
+        except Exception as exc:
+            resp = error_response(exc)
+            for h in ok:
+                self._complete(h, resp)
+            return None
+
     def _batch_decode(
         self, ep: Endpoint, bodies: list[bytes], ctypes: list[Any], handles: list[int]
     ) -> tuple[list[Any], list[int]]:
@@ -366,11 +386,11 @@ class WorkerRuntime(StreamsMixin):
                 self._complete(h, error_response(exc))
 
     def _batch_job(self, head: int, ep: Endpoint, bodies: Any, ctypes: Any, handles: Any) -> None:
-        values, ok = self._batch_decode(ep, bodies, ctypes, handles)
-        if not ok:
+        prepared = self._batch_input(ep, bodies, ctypes, handles)
+        if prepared is None:
             return
+        batch, counts, ok = prepared
         try:
-            batch, counts = concat_batch(values, ep.batch_dim[0])
             output = ep.call_batch(batch)
         except Exception as exc:
             resp = error_response(exc)
@@ -380,11 +400,11 @@ class WorkerRuntime(StreamsMixin):
         self._batch_answer(ep, output, counts, ok)
 
     async def _run_batch_async(self, ep: Endpoint, bodies: Any, ctypes: Any, handles: Any) -> None:
-        values, ok = self._batch_decode(ep, bodies, ctypes, handles)
-        if not ok:
+        prepared = self._batch_input(ep, bodies, ctypes, handles)
+        if prepared is None:
             return
+        batch, counts, ok = prepared
         try:
-            batch, counts = concat_batch(values, ep.batch_dim[0])
             output = await ep.call_batch(batch)
         except Exception as exc:
             resp = error_response(exc)

@@ -99,6 +99,34 @@ int bh_config_parse_graph(const char *json, size_t len, bh_service_config_t **de
   return err;
 }
 
+/* "rows": {"dtype": "float32", "shape": [-1, 256] | null} (bentohost/_rows.py). */
+static void parse_rows(bh_api_t *api, const cJSON *rows) {
+  static const struct { const char *name; char kind; int size; } dtypes[] = {
+      {"float32", 'f', 4}, {"float64", 'f', 8}, {"int8", 'i', 1},   {"int16", 'i', 2},  {"int32", 'i', 4},
+      {"int64", 'i', 8},   {"uint8", 'u', 1},   {"uint16", 'u', 2}, {"uint32", 'u', 4}, {"uint64", 'u', 8},
+  };
+  const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(rows, "dtype");
+  const cJSON *shape = cJSON_GetObjectItemCaseSensitive(rows, "shape"), *d;
+  if (!cJSON_IsString(dtype))
+    return;
+  if (cJSON_IsArray(shape)) {
+    if (cJSON_GetArraySize(shape) > BH_API_MAX_SHAPE)
+      return;
+    cJSON_ArrayForEach(d, shape) {
+      if (!cJSON_IsNumber(d))
+        return;
+      api->rows_shape[api->rows_nshape++] = (long long)d->valuedouble;
+    }
+  }
+  for (size_t i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++)
+    if (!strcmp(dtypes[i].name, dtype->valuestring)) {
+      api->rows_kind = dtypes[i].kind;
+      api->rows_size = dtypes[i].size;
+    }
+  if (api->rows_kind == 0)
+    api->rows_nshape = 0;
+}
+
 /* One service's description from its JSON object; 0, -ENOMEM or -EINVAL. */
 static int parse_service(bh_service_config_t *cfg, const cJSON *root) {
   memset(cfg, 0, sizeof(*cfg));
@@ -173,6 +201,7 @@ static int parse_service(bh_service_config_t *cfg, const cJSON *root) {
     api->max_batch_size = int_field(item, "max_batch_size", 100);
     if (api->max_batch_size < 1)
       api->max_batch_size = 1;
+    parse_rows(api, cJSON_GetObjectItemCaseSensitive(item, "rows"));
     api->max_latency_s = number_field(item, "max_latency_ms", 60000.0) / 1000.0;
     if (api->max_latency_s <= 0)
       api->max_latency_s = 60.0;

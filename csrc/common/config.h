@@ -9,6 +9,8 @@
  * are also GET (status, result; HEAD too) and PUT (cancel). */
 enum { BH_METHOD_POST = 0, BH_METHOD_GET = 1, BH_METHOD_PUT = 2 };
 
+#define BH_API_MAX_SHAPE 8
+
 typedef struct bh_api {
   char *name;
   char *route;        /* "/classify" */
@@ -24,6 +26,13 @@ typedef struct bh_api {
   char *batch_field;  /* batchable input's field name in the JSON object, or NULL */
   int max_batch_size;
   double max_latency_s;
+  /* the batch input decoded in C into one array (traffic/rows.c): its numpy dtype's
+   * kind ('f', 'i', 'u'; 0: Python decodes every member) and size, and the declared
+   * Shape (rows_nshape 0: none; its first dimension may be -1) */
+  char rows_kind;
+  int rows_size;
+  int rows_nshape;
+  long long rows_shape[BH_API_MAX_SHAPE];
 } bh_api_t;
 
 typedef struct bh_service_config {

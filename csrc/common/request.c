@@ -24,6 +24,11 @@ void bh_req_free(bh_req_t *req) {
     free(p->data);
   }
   free(req->parts);
+  if (req->rows != NULL) {
+    free(req->rows->data);
+    free(req->rows->counts);
+    free(req->rows);
+  }
   /* Recursively: Python may have added files of its own. */
   if (req->temp_dir != NULL) {
     bh_rmtree(req->temp_dir);

@@ -26,6 +26,18 @@ enum {
   BH_REQ_WANT_WRITABLE = 1 << 3, /* Python waits for a BH_IN_WRITABLE event */
 };
 
+/* A batch's input decoded by C into one array (traffic/rows.c), held by the
+ * batch's head request until Python takes it. */
+#define BH_ROWS_MAX_DIMS 32
+typedef struct bh_rows {
+  char *data;               /* malloc'd, the shape's product × itemsize bytes */
+  size_t len;
+  int ndim;
+  int64_t shape[BH_ROWS_MAX_DIMS]; /* the members' rows together, then the trailing dims */
+  uint32_t *counts;         /* rows of each member, in batch order */
+  size_t nmembers;
+} bh_rows_t;
+
 /* One HTTP request on its way to Python and back. Allocated by the I/O thread and
  * freed by it, only after Python's final message for it (complete or stream_end)
  * has been processed: a handle Python holds is always valid. */
@@ -49,6 +61,7 @@ typedef struct bh_req {
   struct bh_req *batch_next;
   struct bh_req *split_parent;
   uint32_t items;
+  bh_rows_t *rows;       /* the head's: the batch's input decoded by C, or NULL */
 
   uint64_t start_ns;     /* arrival, CLOCK_MONOTONIC */
 

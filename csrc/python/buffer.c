@@ -1,4 +1,5 @@
-/* Big bodies handed to Python without a copy: a small object that owns the
+/* Big bodies handed to Python without a copy (and a batch's input that C
+ * decoded into one buffer, traffic/rows.c): a small object that owns the
  * malloc'd block C read the body into, seen from Python as a memoryview. A
  * 4 MiB array in a pickle is unpickled straight from the bytes the socket
  * delivered (its out-of-band buffer is a view of them), where a bytes object
@@ -59,4 +60,32 @@ PyObject *bh_body_take(char **data, size_t len, size_t min) {
   view = PyMemoryView_FromObject((PyObject *)b);
   Py_DECREF(b);
   return view;
+}
+
+/* The batch's input that C decoded (traffic/rows.c): (buffer, shape, counts), the
+ * buffer taken over without a copy. */
+PyObject *bh_rows_tuple(bh_rows_t *rows) {
+  PyObject *data = NULL, *shape = NULL, *counts = NULL, *tuple = NULL;
+  if ((shape = PyTuple_New(rows->ndim)) == NULL || (counts = PyList_New((Py_ssize_t)rows->nmembers)) == NULL)
+    goto fail;
+  for (int k = 0; k < rows->ndim; k++) {
+    PyObject *d = PyLong_FromLongLong((long long)rows->shape[k]);
+    if (d == NULL)
+      goto fail;
+    PyTuple_SET_ITEM(shape, k, d);
+  }
+  for (size_t k = 0; k < rows->nmembers; k++) {
+    PyObject *c = PyLong_FromUnsignedLong(rows->counts[k]);
+    if (c == NULL)
+      goto fail;
+    PyList_SET_ITEM(counts, (Py_ssize_t)k, c);
+  }
+  if ((data = bh_body_take(&rows->data, rows->len, 0)) == NULL)
+    goto fail;
+  tuple = PyTuple_Pack(3, data, shape, counts);
+fail:
+  Py_XDECREF(data);
+  Py_XDECREF(shape);
+  Py_XDECREF(counts);
+  return tuple;
 }

@@ -247,8 +247,22 @@ static PyObject *batch_tuple(bh_req_t *head) {
   for (bh_req_t *m = head; m != NULL; m = m->batch_next)
     n++;
   if ((handle = PyLong_FromVoidPtr(head)) == NULL || (index = PyLong_FromLong(head->api_index)) == NULL ||
-      (bodies = PyList_New(n)) == NULL || (ctypes = PyList_New(n)) == NULL ||
       (handles = PyList_New(n)) == NULL)
+    goto fail;
+  if (head->rows != NULL) { /* no bodies: the input is one array already */
+    Py_ssize_t i = 0;
+    for (bh_req_t *m = head; m != NULL; m = m->batch_next, i++) {
+      PyObject *h = PyLong_FromVoidPtr(m);
+      if (h == NULL)
+        goto fail;
+      PyList_SET_ITEM(handles, i, h);
+    }
+    if ((bodies = PyList_New(0)) == NULL || (ctypes = bh_rows_tuple(head->rows)) == NULL)
+      goto fail;
+    tuple = PyTuple_Pack(5, handle, index, bodies, ctypes, handles);
+    goto fail;
+  }
+  if ((bodies = PyList_New(n)) == NULL || (ctypes = PyList_New(n)) == NULL)
     goto fail;
   Py_ssize_t i = 0;
   for (bh_req_t *m = head; m != NULL; m = m->batch_next, i++) {

@@ -37,6 +37,9 @@ PyObject *bh_response_tuple(bh_req_t *carrier, int code);
  * takes the block over (*data becomes NULL) when it is at least min bytes,
  * else a bytes copy (*data stays the caller's). NULL with a Python error set. */
 PyObject *bh_body_take(char **data, size_t len, size_t min);
+/* A batch's input decoded by C (traffic/rows.c) as (buffer, shape, counts), the
+ * buffer taken over from rows without a copy; NULL with a Python error set. */
+PyObject *bh_rows_tuple(bh_rows_t *rows);
 PyObject *bh_py_add_dependency(PyObject *self, PyObject *args);
 PyObject *bh_py_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *bh_py_cancel_call(PyObject *self, PyObject *arg);

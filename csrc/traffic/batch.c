@@ -22,6 +22,7 @@
  * whose body is the parent's JSON with the array sliced; their outputs are
  * joined back into one message for the parent. */
 #include "traffic/internal.h"
+#include "traffic/rows.h"
 
 #include <errno.h>
 #include <math.h>
@@ -40,6 +41,7 @@ typedef struct bq {
   double lat;           /* max_latency_s */
   int root;
   const char *field;
+  const bh_api_t *spec;  /* the API's description (rows.c reads its dtype) */
 
   bh_req_t *head, *tail; /* linked through batch_next while queued */
   uint32_t items;        /* items queued (the head's cut parts excluded) */
@@ -249,6 +251,20 @@ static bh_req_t *make_part(bq_t *q, bh_req_t *r, uint32_t from, uint32_t to) {
   return c;
 }
 
+/* The batch's input as one array, where the API's input is one (rows.h); on
+ * failure Python decodes each member as before. */
+static void decode_rows(bq_t *q, bh_req_t *first) {
+  const bh_api_t *api = q->spec;
+  bh_rows_t *rows;
+  if (api->rows_kind == 0 || (rows = malloc(sizeof(*rows))) == NULL)
+    return;
+  if (bh_rows_build(api, first, rows) != 0) {
+    free(rows);
+    return;
+  }
+  first->rows = rows;
+}
+
 /* Cut up to n items off the head of the queue into a batch and send it. */
 static void dispatch(bq_t *q, uint32_t n, uint64_t now) {
   bh_batcher_t *b = q->b;
@@ -308,6 +324,7 @@ static void dispatch(bq_t *q, uint32_t n, uint64_t now) {
   if (first == NULL)
     return;
 
+  decode_rows(q, first);
   int err = b->ops.submit(b->ops.arg, first);
   if (err != 0) {
     /* The ring is full: Python is far behind, so shedding is the honest answer. */
@@ -434,9 +451,10 @@ void bh_batcher_enqueue_at(bh_batcher_t *b, bh_req_t *req, uint64_t now) {
     reject(b, req, 500); /* not batchable: a caller bug, answer rather than hang */
     return;
   }
-  req->items = req->body != NULL
-                   ? bh_json_count_items(req->body, req->body_len, q->root, q->field)
-                   : 1;
+  uint32_t binary = bh_rows_count_binary(q->spec, req);
+  req->items = binary > 0            ? binary
+               : req->body != NULL ? bh_json_count_items(req->body, req->body_len, q->root, q->field)
+                                   : 1;
   req->batch_next = NULL;
   req->split_parent = NULL;
 
@@ -591,6 +609,7 @@ int bh_batcher_create(bh_batcher_t **out, bh_worker_t *w, uv_loop_t *loop,
     b->q[i] = q;
     q->b = b;
     q->api = (int)i;
+    q->spec = api;
     q->max = api->max_batch_size > 0 ? (uint32_t)api->max_batch_size : 1;
     q->lat = api->max_latency_s > 0 ? api->max_latency_s : 60.0;
     q->root = api->batch_root;

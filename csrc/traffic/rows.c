@@ -1,0 +1,432 @@
+/* A batch's numeric input as one array, decoded on the I/O thread (see rows.h).
+ * Every loop here walks a member's body once, forwards only, so a hostile body
+ * costs its length and no more. */
+#include "traffic/rows.h"
+#include "traffic/internal.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_TOKEN 64      /* longer numbers are Python's (none of ours need it) */
+#define MAX_INT_DIGITS 18 /* beyond: Python's int, converted by numpy, is the reference */
+#define MAX_NPY_HEADER 4096 /* np.save writes ~128 bytes; a longer one is Python's to read */
+
+/* ---------------------------------------------------------------- numbers */
+
+/* JSON's number grammar over the whole of s[0..len); *integral: no fraction, no exponent. */
+static int json_number(const char *s, size_t len, int *integral) {
+  size_t i = 0, digits;
+  if (i < len && s[i] == '-')
+    i++;
+  if (i >= len)
+    return 0;
+  if (s[i] == '0') {
+    i++;
+  } else if (s[i] >= '1' && s[i] <= '9') {
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+      i++;
+  } else {
+    return 0;
+  }
+  *integral = 1;
+  if (i < len && s[i] == '.') {
+    *integral = 0;
+    for (i++, digits = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+      digits++;
+    if (digits == 0)
+      return 0;
+  }
+  if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+    *integral = 0;
+    i++;
+    if (i < len && (s[i] == '+' || s[i] == '-'))
+      i++;
+    for (digits = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+      digits++;
+    if (digits == 0)
+      return 0;
+  }
+  return i == len;
+}
+
+static locale_t c_locale(void) {
+  static locale_t loc;
+  if (loc == (locale_t)0)
+    loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+  return loc;
+}
+
+static int store_integer(const bh_api_t *api, const char *s, size_t len, void *out) {
+  int neg = s[0] == '-';
+  size_t i = (size_t)neg;
+  if (len - i > MAX_INT_DIGITS)
+    return -EINVAL;
+  uint64_t v = 0;
+  for (; i < len; i++)
+    v = v * 10 + (uint64_t)(s[i] - '0');
+  if (api->rows_kind == 'u') {
+    if (neg && v != 0)
+      return -EINVAL; /* numpy refuses a negative Python int for an unsigned dtype */
+    uint64_t max = api->rows_size == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * api->rows_size)) - 1;
+    if (v > max)
+      return -EINVAL;
+    switch (api->rows_size) {
+    case 1: *(uint8_t *)out = (uint8_t)v; return 0;
+    case 2: *(uint16_t *)out = (uint16_t)v; return 0;
+    case 4: *(uint32_t *)out = (uint32_t)v; return 0;
+    default: *(uint64_t *)out = v; return 0;
+    }
+  }
+  int64_t max = api->rows_size == 8 ? INT64_MAX : (INT64_C(1) << (8 * api->rows_size - 1)) - 1;
+  if (v > (uint64_t)max + (uint64_t)neg)
+    return -EINVAL;
+  int64_t x = neg ? (int64_t)(0 - v) : (int64_t)v;
+  switch (api->rows_size) {
+  case 1: *(int8_t *)out = (int8_t)x; return 0;
+  case 2: *(int16_t *)out = (int16_t)x; return 0;
+  case 4: *(int32_t *)out = (int32_t)x; return 0;
+  default: *(int64_t *)out = x; return 0;
+  }
+}
+
+int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
+  int integral = 0;
+  char tok[MAX_TOKEN + 1];
+  if (len == 0 || len > MAX_TOKEN || !json_number(s, len, &integral))
+    return -EINVAL;
+  if (api->rows_kind != 'f')
+    return integral ? store_integer(api, s, len, out) : -EINVAL;
+  /* Python's float() of the text, then numpy's cast: strtod is correctly rounded
+   * the same way, overflow to infinity and underflow to zero included. */
+  if (integral && len - (s[0] == '-') > MAX_INT_DIGITS)
+    return -EINVAL; /* a long integer: Python converts its exact int */
+  memcpy(tok, s, len);
+  tok[len] = '\0';
+  double d = strtod_l(tok, NULL, c_locale());
+  if (integral && d == 0)
+    d = 0.0; /* json reads "-0" as the int 0, which has no sign */
+  if (api->rows_size == 4)
+    *(float *)out = (float)d;
+  else
+    *(double *)out = d;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- members */
+
+typedef struct acc {
+  const bh_api_t *api;
+  char *data;
+  size_t len, cap;
+  int ndim;                        /* -1: no member yet */
+  int64_t trailing[BH_ROWS_MAX_DIMS];
+} acc_t;
+
+static int reserve(acc_t *a, size_t more) {
+  if (a->cap - a->len >= more)
+    return 0;
+  size_t cap = a->cap ? a->cap : 4096;
+  while (cap - a->len < more)
+    cap *= 2;
+  char *d = realloc(a->data, cap);
+  if (d == NULL)
+    return -ENOMEM;
+  a->data = d;
+  a->cap = cap;
+  return 0;
+}
+
+/* A member of `elems` values now at the end of a->data, whose own shape is dims[0..ndim):
+ * under a declared Shape it is reshaped as numpy would; its rows in *rows. */
+static int add_member(acc_t *a, const int64_t *dims, int ndim, size_t elems, uint32_t *rows) {
+  const bh_api_t *api = a->api;
+  int64_t own[BH_ROWS_MAX_DIMS];
+  if (api->rows_nshape > 0) {
+    int64_t per = 1;
+    for (int k = 1; k < api->rows_nshape; k++)
+      per *= api->rows_shape[k];
+    if (per <= 0 || elems % (size_t)per != 0)
+      return -EINVAL;
+    int64_t n = (int64_t)(elems / (size_t)per);
+    if (api->rows_shape[0] >= 0 && n != api->rows_shape[0])
+      return -EINVAL;
+    own[0] = n;
+    for (int k = 1; k < api->rows_nshape; k++)
+      own[k] = api->rows_shape[k];
+    ndim = api->rows_nshape;
+  } else {
+    if (ndim < 1)
+      return -EINVAL;
+    memcpy(own, dims, sizeof(int64_t) * (size_t)ndim);
+  }
+  if (own[0] > UINT32_MAX)
+    return -EINVAL;
+  if (a->ndim < 0) {
+    a->ndim = ndim;
+    memcpy(a->trailing, own + 1, sizeof(int64_t) * (size_t)(ndim - 1));
+  } else if (a->ndim != ndim || memcmp(a->trailing, own + 1, sizeof(int64_t) * (size_t)(ndim - 1)) != 0) {
+    return -EINVAL; /* np.concatenate would refuse it: Python says so */
+  }
+  *rows = (uint32_t)own[0];
+  return 0;
+}
+
+static size_t skip_ws(const char *s, size_t i, size_t n) {
+  return bh_json_skip_ws(s, i, n);
+}
+
+/* A rectangular nested JSON array of numbers at s[i] == '['; *end past it. */
+static int parse_array(acc_t *a, const char *s, size_t i, size_t n, size_t *end, int64_t *dims, int *ndim,
+                       size_t *elems) {
+  int64_t count[BH_ROWS_MAX_DIMS];
+  int known[BH_ROWS_MAX_DIMS] = {0}, depth = 0, leaf = -1;
+  size_t size = (size_t)a->api->rows_size;
+
+  *elems = 0;
+  for (;;) { /* at an opening bracket */
+    if (depth == BH_ROWS_MAX_DIMS || (leaf >= 0 && depth >= leaf))
+      return -EINVAL;
+    count[depth++] = 0;
+    i = skip_ws(s, i + 1, n);
+    for (;;) { /* at a value */
+      if (i >= n)
+        return -EINVAL;
+      if (s[i] == '[')
+        break;
+      if (s[i] == ']')
+        return -EINVAL; /* empty, or a trailing comma: numpy's shapes are Python's call */
+      size_t t = i;
+      while (t < n && s[t] != ',' && s[t] != ']' && s[t] != ' ' && s[t] != '\t' && s[t] != '\n' && s[t] != '\r')
+        t++;
+      if (leaf < 0)
+        leaf = depth;
+      if (depth != leaf || reserve(a, size) != 0)
+        return -EINVAL;
+      if (bh_rows_number(a->api, s + i, t - i, a->data + a->len) != 0)
+        return -EINVAL;
+      a->len += size;
+      (*elems)++;
+      count[depth - 1]++;
+      i = skip_ws(s, t, n);
+      /* after a value: more of this array, or the end of one or more arrays */
+      while (i < n && s[i] == ']') {
+        int d = depth - 1;
+        if (known[d] && dims[d] != count[d])
+          return -EINVAL;
+        dims[d] = count[d];
+        known[d] = 1;
+        if (--depth == 0) {
+          *end = i + 1;
+          *ndim = leaf;
+          return 0;
+        }
+        count[depth - 1]++;
+        i = skip_ws(s, i + 1, n);
+      }
+      if (i >= n || s[i] != ',')
+        return -EINVAL;
+      i = skip_ws(s, i + 1, n);
+    }
+  }
+}
+
+/* {"field": [...]} (nothing else) or the bare array: the member's array. */
+static int json_member(acc_t *a, const bh_req_t *m, uint32_t *rows) {
+  const char *s = m->body;
+  size_t n = m->body_len, i = skip_ws(s, 0, n), end = 0, elems = 0;
+  const bh_api_t *api = a->api;
+  int64_t dims[BH_ROWS_MAX_DIMS];
+  int ndim = 0;
+
+  if (!api->batch_root) {
+    size_t flen = api->batch_field ? strlen(api->batch_field) : 0;
+    if (flen == 0 || i >= n || s[i] != '{')
+      return -EINVAL;
+    i = skip_ws(s, i + 1, n);
+    if (n - i < flen + 2 || s[i] != '"' || memcmp(s + i + 1, api->batch_field, flen) != 0 || s[i + 1 + flen] != '"')
+      return -EINVAL;
+    i = skip_ws(s, i + flen + 2, n);
+    if (i >= n || s[i] != ':')
+      return -EINVAL;
+    i = skip_ws(s, i + 1, n);
+  }
+  if (i >= n || s[i] != '[')
+    return -EINVAL;
+  size_t before = a->len;
+  int err = parse_array(a, s, i, n, &end, dims, &ndim, &elems);
+  if (err != 0) {
+    a->len = before;
+    return err;
+  }
+  i = skip_ws(s, end, n);
+  if (!api->batch_root) {
+    if (i >= n || s[i] != '}')
+      return -EINVAL;
+    i = skip_ws(s, i + 1, n);
+  }
+  if (i != n)
+    return -EINVAL;
+  return add_member(a, dims, ndim, elems, rows);
+}
+
+static int ctype_is(const char *ctype, const char *want) {
+  size_t n = strlen(want);
+  return ctype != NULL && strncasecmp(ctype, want, n) == 0 && (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+}
+
+static int is_npy(const bh_req_t *m) {
+  return ctype_is(m->content_type, "application/x-npy") ||
+         (m->body_len >= 6 && memcmp(m->body, "\x93NUMPY", 6) == 0);
+}
+
+/* The dtype's .npy descr: "<f4", "|u1". */
+static void descr_of(const bh_api_t *api, char out[8]) {
+  out[0] = api->rows_size == 1 ? '|' : '<';
+  out[1] = api->rows_kind;
+  out[2] = (char)('0' + api->rows_size);
+  out[3] = '\0';
+}
+
+/* np.save's header: its data offset and its shape; -EINVAL for anything else
+ * (another dtype, Fortran order, a header this scanner does not read). */
+static int npy_header(const bh_api_t *api, const char *s, size_t n, size_t *data, int64_t *dims, int *ndim) {
+  size_t hlen, at;
+  if (n < 10 || memcmp(s, "\x93NUMPY", 6) != 0)
+    return -EINVAL;
+  if (s[6] == 1) {
+    hlen = (unsigned char)s[8] | (size_t)(unsigned char)s[9] << 8;
+    at = 10;
+  } else if ((s[6] == 2 || s[6] == 3) && n >= 12) {
+    hlen = (unsigned char)s[8] | (size_t)(unsigned char)s[9] << 8 | (size_t)(unsigned char)s[10] << 16 |
+           (size_t)(unsigned char)s[11] << 24;
+    at = 12;
+  } else {
+    return -EINVAL;
+  }
+  if (hlen > n - at || hlen > MAX_NPY_HEADER)
+    return -EINVAL;
+  char h[MAX_NPY_HEADER + 1], want[8], descr[32];
+  memcpy(h, s + at, hlen);
+  h[hlen] = '\0';
+  descr_of(api, want);
+  snprintf(descr, sizeof(descr), "'descr': '%s'", want);
+  const char *shape = strstr(h, "'shape': (");
+  if (strstr(h, descr) == NULL || strstr(h, "'fortran_order': False") == NULL || shape == NULL)
+    return -EINVAL;
+  const char *p = shape + strlen("'shape': (");
+  *ndim = 0;
+  while (*p != ')') {
+    char *next;
+    while (*p == ' ' || *p == ',')
+      p++;
+    if (*p == ')')
+      break;
+    long long d = strtoll(p, &next, 10);
+    if (next == p || d < 0 || *ndim == BH_ROWS_MAX_DIMS)
+      return -EINVAL;
+    dims[(*ndim)++] = d;
+    p = next;
+  }
+  *data = at + hlen;
+  return 0;
+}
+
+static int binary_member(acc_t *a, const bh_req_t *m, uint32_t *rows) {
+  size_t size = (size_t)a->api->rows_size, off = 0, elems;
+  int64_t dims[BH_ROWS_MAX_DIMS];
+  int ndim = 1;
+  if (is_npy(m)) {
+    if (npy_header(a->api, m->body, m->body_len, &off, dims, &ndim) != 0)
+      return -EINVAL;
+    elems = 1;
+    for (int k = 0; k < ndim; k++) {
+      if (dims[k] != 0 && elems > SIZE_MAX / size / (size_t)dims[k])
+        return -EINVAL;
+      elems *= (size_t)dims[k];
+    }
+    if (elems * size > m->body_len - off) /* numpy's frombuffer refuses a short one */
+      return -EINVAL;
+  } else {
+    if (m->body_len % size != 0)
+      return -EINVAL;
+    elems = m->body_len / size;
+    dims[0] = (int64_t)elems;
+  }
+  if (reserve(a, elems * size) != 0)
+    return -ENOMEM;
+  memcpy(a->data + a->len, m->body + off, elems * size);
+  a->len += elems * size;
+  return add_member(a, dims, ndim, elems, rows);
+}
+
+uint32_t bh_rows_count_binary(const bh_api_t *api, const bh_req_t *req) {
+  if (api->rows_kind == 0 || req->body == NULL ||
+      !(is_npy(req) || ctype_is(req->content_type, "application/octet-stream")))
+    return 0;
+  size_t size = (size_t)api->rows_size, off = 0, elems;
+  int64_t dims[BH_ROWS_MAX_DIMS];
+  int ndim = 1;
+  if (is_npy(req)) {
+    if (npy_header(api, req->body, req->body_len, &off, dims, &ndim) != 0 || ndim < 1)
+      return 0;
+    elems = 1;
+    for (int k = 0; k < ndim; k++)
+      elems *= (size_t)dims[k];
+  } else {
+    elems = req->body_len / size;
+    dims[0] = (int64_t)elems;
+  }
+  if (api->rows_nshape > 0) {
+    int64_t per = 1;
+    for (int k = 1; k < api->rows_nshape; k++)
+      per *= api->rows_shape[k];
+    return per > 0 && elems / (size_t)per <= UINT32_MAX ? (uint32_t)(elems / (size_t)per) : 0;
+  }
+  return dims[0] > 0 && dims[0] <= UINT32_MAX ? (uint32_t)dims[0] : 0;
+}
+
+/* ---------------------------------------------------------------- the batch */
+
+int bh_rows_build(const bh_api_t *api, bh_req_t *first, bh_rows_t *out) {
+  acc_t a = {.api = api, .ndim = -1};
+  size_t n = 0;
+  int err = 0;
+
+  memset(out, 0, sizeof(*out));
+  if (api->rows_kind == 0)
+    return -EINVAL;
+  for (bh_req_t *m = first; m != NULL; m = m->batch_next)
+    n++;
+  if ((out->counts = malloc(n * sizeof(uint32_t))) == NULL)
+    return -ENOMEM;
+  uint64_t total = 0;
+  size_t k = 0;
+  for (bh_req_t *m = first; m != NULL && err == 0; m = m->batch_next, k++) {
+    if (m->body == NULL || m->nparts > 0)
+      err = -EINVAL;
+    else if (m->content_type == NULL || ctype_is(m->content_type, "application/json"))
+      err = json_member(&a, m, &out->counts[k]);
+    else if (is_npy(m) || ctype_is(m->content_type, "application/octet-stream"))
+      err = binary_member(&a, m, &out->counts[k]);
+    else
+      err = -EINVAL;
+    if (err == 0)
+      total += out->counts[k];
+  }
+  if (err != 0 || a.ndim < 1) {
+    free(a.data);
+    free(out->counts);
+    memset(out, 0, sizeof(*out));
+    return err != 0 ? err : -EINVAL;
+  }
+  out->data = a.data;
+  out->len = a.len;
+  out->ndim = a.ndim;
+  out->shape[0] = (int64_t)total;
+  memcpy(out->shape + 1, a.trailing, sizeof(int64_t) * (size_t)(a.ndim - 1));
+  out->nmembers = n;
+  return 0;
+}

@@ -1,0 +1,184 @@
+"""Batch inputs decoded in C (csrc/traffic/rows.c, bentohost/_rows.py): numeric JSON
+rows, application/octet-stream and .npy members written into one array on the I/O
+thread. The numbers must be exactly what Python's json and numpy make of them, and
+whatever C declines must reach Python and be answered exactly as before."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CSRC = ROOT / "csrc"
+CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-I%s" % CSRC]
+SOURCES = [CSRC / "traffic/rows.c", CSRC / "traffic/json_items.c"]
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not found")
+
+
+def build(out: Path, extra: list[str]) -> Path:
+    cmd = ["gcc", *CFLAGS, *extra, str(ROOT / "tests/c/test_rows.c"), *map(str, SOURCES), "-o", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def rows_bin(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("rows") / "test_rows", ["-O2"])
+
+
+@pytest.mark.parametrize("flavour", ["O2", "asan"])
+def test_c_checks(tmp_path, flavour):
+    extra = ["-O2"] if flavour == "O2" else ["-O1", "-g", "-fsanitize=address,undefined",
+                                               "-fno-sanitize-recover=undefined"]
+    exe = build(tmp_path / f"test_rows_{flavour}", extra)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60,
+                       env={"ASAN_OPTIONS": "detect_leaks=1", "PATH": "/usr/bin:/bin"})
+    if "LeakSanitizer does not work under ptrace" in r.stderr:
+        pytest.skip("LeakSanitizer unavailable here")
+    assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stdout + r.stderr
+    assert "runtime error" not in r.stderr, r.stderr
+
+
+# JSON numbers C must read, each exactly as json.loads then np.asarray(dtype) does
+DECODED = [
+    "0", "-0", "1", "-1", "0.5", "-0.0", "3.141592653589793", "1e5", "1E5", "1e+5", "1e-5", "-2.5E-3",
+    "123456789012345678", "0.1", "0.30000000000000004", "1.7976931348623157e308", "1e308", "1e309",
+    "-1e400", "1e-400", "4.9e-324", "2.2250738585072014e-308", "3.4028235e38", "3.5e38", "1.4e-45",
+    "1e-46", "16777217", "9007199254740993", "0.000001", "100000000000000000000e-5",
+]
+# tokens C leaves to Python (json reads some, rejects others: Python's answer either way)
+DECLINED = ["NaN", "Infinity", "-Infinity", "01", "1.", ".5", "+1", "0x10", "1e", "-", "1e+", "--1", "1.5.5",
+            "12345678901234567890123"]
+INTEGER_DECODED = ["0", "-0", "7", "-7", "127", "255", "2147483647", "-2147483648", "922337203685477580"]
+INTEGER_DECLINED = ["1.0", "1e3", "NaN", "-0.0"]
+
+
+def c_numbers(exe: Path, dtype: str, tokens: list[str]) -> list[str]:
+    out = subprocess.run([str(exe), "number", dtype, *tokens], capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def python_bytes(token: str, dtype: str) -> str | None:
+    try:
+        with np.errstate(over="ignore"):
+            return np.asarray([json.loads(token)], dtype=dtype).tobytes().hex()
+    except (ValueError, OverflowError, TypeError):
+        return None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_float_numbers_match_python(rows_bin, dtype):
+    for token, got in zip(DECODED, c_numbers(rows_bin, dtype, DECODED)):
+        assert got == python_bytes(token, dtype), (token, got)
+    assert c_numbers(rows_bin, dtype, DECLINED) == ["ERR"] * len(DECLINED)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int32", "int64", "uint64"])
+def test_integer_numbers_match_python(rows_bin, dtype):
+    for token, got in zip(INTEGER_DECODED, c_numbers(rows_bin, dtype, INTEGER_DECODED)):
+        expected = python_bytes(token, dtype)
+        assert got == (expected if expected is not None else "ERR"), (token, dtype, got)
+    assert c_numbers(rows_bin, dtype, INTEGER_DECLINED) == ["ERR"] * len(INTEGER_DECLINED)
+
+
+# ----------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def rows_server(module_server_factory):
+    return module_server_factory("batch_rows.py:Rows")
+
+
+def seen(srv) -> dict:
+    return srv.post("/seen", json_body={}).json()
+
+
+def post_many(srv, path: str, bodies: list[tuple[bytes, str]]) -> list:
+    def one(item):
+        body, ctype = item
+        return srv.post(path, data=body, headers={"Content-Type": ctype})
+
+    with ThreadPoolExecutor(len(bodies)) as ex:
+        return list(ex.map(one, bodies))
+
+
+def npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def test_json_rows_reach_python_as_one_array(rows_server):
+    before = seen(rows_server)
+    rng = np.random.default_rng(3)
+    rows = [rng.standard_normal((1 + i % 3, 5)).round(6) for i in range(24)]
+    bodies = [(json.dumps({"x": r.tolist()}).encode(), "application/json") for r in rows]
+    for r, resp in zip(rows, post_many(rows_server, "/double", bodies)):
+        assert resp.status_code == 200, resp.text
+        assert np.array_equal(np.asarray(resp.json(), dtype=np.float32), r.astype(np.float32) * 2)
+    after = seen(rows_server)
+    assert after["c"] > before["c"] and after["python"] == before["python"], (before, after)
+
+
+def test_binary_rows_raw_and_npy(rows_server):
+    before = seen(rows_server)
+    rng = np.random.default_rng(4)
+    rows = [rng.standard_normal((1 + i % 2, 3)) for i in range(16)]
+    bodies = [(r.tobytes(), "application/octet-stream") if i % 2 else (npy(r), "application/x-npy")
+              for i, r in enumerate(rows)]
+    for r, resp in zip(rows, post_many(rows_server, "/triples", bodies)):
+        assert resp.status_code == 200, resp.text
+        assert np.allclose(resp.json(), r.sum(axis=1))
+    assert seen(rows_server)["c"] > before["c"]
+
+
+def test_integer_rows(rows_server):
+    resp = post_many(rows_server, "/counts", [(b'{"x": [1, 2, 3]}', "application/json")] * 4)
+    assert all(r.status_code == 200 and r.json() == [2, 3, 4] for r in resp)
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        (b'{"x": [[1, NaN]]}', 200),       # Python's json reads NaN: as before
+        (b'{"x": [[1, 2], [3]]}', 400),    # ragged
+        (b'{"x": [["a"]]}', 400),          # not numbers
+        (b'{"x": [[1, 2]], "y": 3}', 200), # another key: Python decides (pydantic ignores it)
+        (b'{"y": [[1]]}', 400),            # the field is missing
+    ],
+)
+def test_what_c_declines_is_answered_as_before(rows_server, body, status):
+    before = seen(rows_server)
+    r = rows_server.post("/double", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    if status == 200:
+        assert seen(rows_server)["python"] > before["python"]
+
+
+def test_a_bad_member_does_not_fail_its_batch_mates(rows_server):
+    good = (b'{"x": [[1, 2]]}', "application/json")
+    bad = (b'{"x": [[1, "two"]]}', "application/json")
+    answers = post_many(rows_server, "/double", [good, bad] * 6)
+    assert [a.status_code for a in answers] == [200, 400] * 6
+    assert all(a.json() == [[2.0, 4.0]] for a in answers[::2])
+
+
+def test_float32_values_are_numpys(rows_server):
+    tokens = ["0.1", "1e-46", "3.5e38", "-0.0", "16777217"]
+    body = ('{"x": [' + ", ".join(tokens) + "]}").encode()
+    r = rows_server.post("/double", data=body, headers={"Content-Type": "application/json"})
+    with np.errstate(over="ignore"):
+        want = np.asarray([json.loads(t) for t in tokens], dtype=np.float32) * 2
+    got = r.json()
+    assert got[:3] == [float(v) for v in want[:3]] and got[4] == float(want[4])
+    assert struct.pack("<f", got[3]) == struct.pack("<f", -0.0)
