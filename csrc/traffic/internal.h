@@ -92,6 +92,25 @@ typedef struct bh_service_block {
   _Atomic int32_t ready;           /* its workers that are ready, kept by the supervisor */
 } bh_service_block_t;
 
+/* One GPU's last sample, written by the supervisor's GPU monitor only (its
+ * single writer) under a sequence count: odd while a sample is being written,
+ * so that a reader never pairs one second's memory with another's. Plain
+ * atomics would let a render mix `used` of one sample with `total` of the
+ * next; a lock could be left held by a monitor killed mid-write. */
+typedef struct bh_gpu_stat {
+  _Atomic uint32_t seq;
+  _Atomic uint32_t util_ppm;       /* utilisation, millionths; BH_GPU_UTIL_NONE: unknown */
+  _Atomic uint64_t used, total;    /* memory, bytes */
+  _Atomic uint64_t at_ns;          /* CLOCK_MONOTONIC of the sample; 0: none yet */
+} bh_gpu_stat_t;
+
+#define BH_GPU_UTIL_NONE UINT32_MAX
+
+typedef struct bh_gpu_block {
+  _Atomic int32_t count;           /* GPUs the monitor watches (<= BH_SHM_MAX_GPUS) */
+  bh_gpu_stat_t gpus[BH_SHM_MAX_GPUS];
+} bh_gpu_block_t;
+
 struct bh_shm {
   _Atomic int32_t nservices;       /* services of the graph (1 without dependencies) */
   _Atomic int32_t withdrawn;       /* --shutdown-delay: /readyz says 503 */
@@ -99,6 +118,8 @@ struct bh_shm {
   char pad[4096 - 8 - sizeof(bh_service_block_t) * BH_MAX_SERVICES];
   /* [0] unused: slots are 1-based; 1..BH_MAX_WORKERS and their twins after */
   bh_slot_t slots[2 * BH_MAX_WORKERS + 1];
+  /* last, so that adding it moved no slot; its own page, away from the workers' */
+  bh_gpu_block_t gpu __attribute__((aligned(4096)));
 };
 
 static inline bh_service_block_t *bh_shm_service(bh_shm_t *shm, int service) {

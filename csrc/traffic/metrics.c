@@ -324,6 +324,49 @@ static void view_free(view_t *v) {
   free(v->ncodes);
 }
 
+/* A sample older than this is a monitor that stopped (or a GPU that stopped
+ * answering): its last numbers would be a lie, so its series go. */
+#define GPU_STALE_S 5.0
+
+/* The GPUs the supervisor's monitor sampled (shm.h). Machine-wide, so once
+ * per page whatever the services; no family at all without a fresh sample,
+ * so that a host without NVML shows no empty GPU families. */
+static void gpu_put(bh_mbuf_t *b, bh_shm_t *shm) {
+  static const struct {
+    const char *name, *help;
+  } fam[3] = {
+      {"bentohost_gpu_memory_used_bytes", "GPU memory in use, bytes (NVML)"},
+      {"bentohost_gpu_memory_total_bytes", "GPU memory in total, bytes (NVML)"},
+      {"bentohost_gpu_utilization_ratio", "Share of NVML's last sample period in which a kernel ran on the GPU, 0..1"},
+  };
+  struct {
+    uint64_t used, total;
+    double util;
+  } g[BH_SHM_MAX_GPUS];
+  int ok[BH_SHM_MAX_GPUS] = {0}, any = 0, n = bh_shm_gpus(shm);
+  for (int i = 0; i < n && i < BH_SHM_MAX_GPUS; i++) {
+    double age;
+    ok[i] = bh_shm_gpu_read(shm, i, &g[i].used, &g[i].total, &g[i].util, &age) == 0 &&
+            age < GPU_STALE_S;
+    any |= ok[i];
+  }
+  if (!any)
+    return;
+  for (int f = 0; f < 3; f++) {
+    bh_mbuf_put(b, "# HELP %s %s\n# TYPE %s gauge\n", fam[f].name, fam[f].help, fam[f].name);
+    for (int i = 0; i < n && i < BH_SHM_MAX_GPUS; i++) {
+      char v[64];
+      if (!ok[i] || (f == 2 && g[i].util < 0))
+        continue;
+      if (f == 2)
+        fmt_float(v, sizeof(v), g[i].util);
+      else
+        snprintf(v, sizeof(v), "%llu.0", (unsigned long long)(f == 0 ? g[i].used : g[i].total));
+      bh_mbuf_put(b, "%s{gpu=\"%d\"} %s\n", fam[f].name, i, v);
+    }
+  }
+}
+
 char *bh_metrics_render(bh_shm_t *shm, const bh_service_config_t *cfg, int service, size_t *len) {
   bh_metrics_view_t one = {cfg, service};
   return bh_metrics_render_graph(shm, &one, 1, len);
@@ -522,6 +565,8 @@ char *bh_metrics_render_graph(bh_shm_t *shm, const bh_metrics_view_t *in, size_t
   int dep_head = 0;
   for (size_t v = 0; v < nviews && !b.failed; v++)
     bh_dep_metrics_put(&b, shm, views[v].svc, views[v].first, views[v].hi, &dep_head);
+  if (!b.failed)
+    gpu_put(&b, shm);
 
   for (size_t v = 0; v < nviews; v++)
     view_free(&views[v]);

@@ -4,11 +4,13 @@
  *
  * Writers never share a word: the global block is only touched with atomic
  * read-modify-write operations (the max_concurrency count), each slot only by
- * its worker, or by the supervisor after that worker was reaped. No locks, so a
- * worker killed at any instruction can never leave one held. */
+ * its worker, or by the supervisor after that worker was reaped, and the GPU
+ * block only by the supervisor's GPU monitor. No locks, so a worker killed at
+ * any instruction can never leave one held. */
 #include "traffic/internal.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -214,4 +216,78 @@ int bh_shm_busy_apis(bh_shm_t *shm, int index, int *apis, int max) {
 
 double bh_shm_stall_s(bh_shm_t *shm, int index) {
   return bh_shm_stall_at(shm, index, bh_now_ns());
+}
+
+/* ---------------------------------------------------------------- GPU samples */
+
+static bh_gpu_stat_t *gpu_stat(bh_shm_t *shm, int gpu) {
+  if (shm == NULL || gpu < 0 || gpu >= BH_SHM_MAX_GPUS)
+    return NULL;
+  return &shm->gpu.gpus[gpu];
+}
+
+void bh_shm_gpu_count(bh_shm_t *shm, int n) {
+  if (shm != NULL)
+    atomic_store(&shm->gpu.count, n < 0 ? 0 : n > BH_SHM_MAX_GPUS ? BH_SHM_MAX_GPUS : n);
+}
+
+int bh_shm_gpus(bh_shm_t *shm) {
+  return shm != NULL ? atomic_load(&shm->gpu.count) : 0;
+}
+
+int bh_shm_gpu_set(bh_shm_t *shm, int gpu, uint64_t used, uint64_t total, double util_ratio) {
+  bh_gpu_stat_t *g = gpu_stat(shm, gpu);
+  if (g == NULL)
+    return -EINVAL;
+  uint32_t ppm = BH_GPU_UTIL_NONE;
+  if (util_ratio >= 0) /* NaN is unknown too */
+    ppm = util_ratio >= 1 ? 1000000u : (uint32_t)(util_ratio * 1e6 + 0.5);
+  /* Seqlock writer (one writer: no read-modify-write needed). The release
+   * fence keeps the odd count ahead of the fields, the release store keeps
+   * the fields ahead of the even one. */
+  uint32_t seq = atomic_load_explicit(&g->seq, memory_order_relaxed);
+  atomic_store_explicit(&g->seq, seq + 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  atomic_store_explicit(&g->used, used, memory_order_relaxed);
+  atomic_store_explicit(&g->total, total, memory_order_relaxed);
+  atomic_store_explicit(&g->util_ppm, ppm, memory_order_relaxed);
+  atomic_store_explicit(&g->at_ns, bh_now_ns(), memory_order_relaxed);
+  atomic_store_explicit(&g->seq, seq + 2, memory_order_release);
+  return 0;
+}
+
+int bh_shm_gpu_read(bh_shm_t *shm, int gpu, uint64_t *used, uint64_t *total, double *util,
+                    double *age_s) {
+  bh_gpu_stat_t *g = gpu_stat(shm, gpu);
+  if (g == NULL)
+    return -EINVAL;
+  /* Bounded: a monitor killed between its two counts leaves the count odd
+   * for good, and a scrape must not spin on it. */
+  for (int tries = 0; tries < 1000; tries++) {
+    uint32_t s1 = atomic_load_explicit(&g->seq, memory_order_acquire);
+    if (s1 & 1) {
+      sched_yield();
+      continue;
+    }
+    uint64_t u = atomic_load_explicit(&g->used, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&g->total, memory_order_relaxed);
+    uint32_t ppm = atomic_load_explicit(&g->util_ppm, memory_order_relaxed);
+    uint64_t at = atomic_load_explicit(&g->at_ns, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&g->seq, memory_order_relaxed) != s1)
+      continue;
+    if (at == 0)
+      return -ENODATA;
+    uint64_t now = bh_now_ns();
+    if (used)
+      *used = u;
+    if (total)
+      *total = t;
+    if (util)
+      *util = ppm == BH_GPU_UTIL_NONE ? -1.0 : (double)ppm / 1e6;
+    if (age_s)
+      *age_s = now > at ? (double)(now - at) / 1e9 : 0.0;
+    return 0;
+  }
+  return -EAGAIN;
 }

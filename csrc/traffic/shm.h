@@ -5,6 +5,8 @@
 #ifndef BH_TRAFFIC_SHM_H
 #define BH_TRAFFIC_SHM_H
 
+#include <stdint.h>
+
 /* Workers of all services together, each with a slot (1-based); services of
  * one graph (the entry is service 0). */
 #define BH_MAX_WORKERS 256
@@ -60,5 +62,20 @@ int bh_shm_busy_apis(bh_shm_t *shm, int index, int *apis, int max);
 /* worker, Python thread: Python work pending (+n when it takes n REQUEST/BATCH
  * member handles from the ring, -1 as it posts each one's final message) */
 void bh_shm_work(bh_shm_t *shm, int index, int delta);
+
+/* GPUs: the supervisor's GPU monitor (supervisor/gpu_monitor.c) samples NVML
+ * once a second into the segment, /metrics reads it. One writer, any readers. */
+#define BH_SHM_MAX_GPUS 16
+/* monitor: it watches n GPUs, indices 0..n-1 (clamped to BH_SHM_MAX_GPUS) */
+void bh_shm_gpu_count(bh_shm_t *shm, int n);
+int bh_shm_gpus(bh_shm_t *shm);
+/* monitor: one GPU's sample, stamped now; util_ratio in 0..1 (clamped), or
+ * negative when the device does not report it. -EINVAL for a bad index. */
+int bh_shm_gpu_set(bh_shm_t *shm, int gpu, uint64_t used, uint64_t total, double util_ratio);
+/* the GPU's last sample and its age in seconds; *util is negative when unknown.
+ * -EINVAL: bad index; -ENODATA: no sample yet; -EAGAIN: caught mid-write too
+ * often (a monitor killed while writing leaves it so). */
+int bh_shm_gpu_read(bh_shm_t *shm, int gpu, uint64_t *used, uint64_t *total, double *util,
+                    double *age_s);
 
 #endif

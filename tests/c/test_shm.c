@@ -168,6 +168,87 @@ static void test_may_accept_and_stall(void) {
   munmap(shm, bh_shm_size());
 }
 
+/* The GPU block: one writer (the supervisor's monitor), readers that never
+ * see half of a sample, stale samples left out of /metrics. */
+static void test_gpu_block(void) {
+  bh_shm_t *shm = bh_shm_create();
+  uint64_t used, total;
+  double util, age;
+  CHECK(bh_shm_gpus(shm) == 0);
+  CHECK(bh_shm_gpu_read(shm, 0, &used, &total, &util, &age) == -ENODATA);
+  CHECK(bh_shm_gpu_read(shm, BH_SHM_MAX_GPUS, &used, &total, &util, &age) == -EINVAL);
+  CHECK(bh_shm_gpu_set(shm, -1, 1, 2, 0.5) == -EINVAL);
+  bh_shm_gpu_count(shm, 99);
+  CHECK(bh_shm_gpus(shm) == BH_SHM_MAX_GPUS);
+  bh_shm_gpu_count(shm, 2);
+  CHECK(bh_shm_gpus(shm) == 2);
+
+  /* nothing sampled yet: no GPU family on the page */
+  bh_worker_t w;
+  worker_init(&w, shm, 1, 0, 0);
+  char *text = bh_metrics_render(shm, &w.config, 0, NULL);
+  CHECK(text != NULL && strstr(text, "bentohost_gpu_") == NULL);
+  free(text);
+
+  CHECK(bh_shm_gpu_set(shm, 0, 1073741824ull, 150000000000ull, 0.37) == 0);
+  CHECK(bh_shm_gpu_set(shm, 1, 5, 10, -1) == 0); /* no utilisation reported */
+  CHECK(bh_shm_gpu_read(shm, 0, &used, &total, &util, &age) == 0);
+  CHECK(used == 1073741824ull && total == 150000000000ull && util == 0.37 && age < 1);
+  CHECK(bh_shm_gpu_read(shm, 1, &used, &total, &util, &age) == 0);
+  CHECK(used == 5 && total == 10 && util < 0);
+  CHECK(bh_shm_gpu_set(shm, 1, 5, 10, 7.0) == 0 && bh_shm_gpu_read(shm, 1, NULL, NULL, &util, NULL) == 0);
+  CHECK(util == 1.0); /* clamped */
+  CHECK(bh_shm_gpu_set(shm, 1, 5, 10, -1) == 0);
+
+  text = bh_metrics_render(shm, &w.config, 0, NULL);
+  CHECK(text != NULL);
+  CHECK(strstr(text, "# TYPE bentohost_gpu_memory_used_bytes gauge\n") != NULL);
+  CHECK(strstr(text, "bentohost_gpu_memory_used_bytes{gpu=\"0\"} 1073741824.0\n") != NULL);
+  CHECK(strstr(text, "bentohost_gpu_memory_total_bytes{gpu=\"1\"} 10.0\n") != NULL);
+  CHECK(strstr(text, "bentohost_gpu_utilization_ratio{gpu=\"0\"} 0.37\n") != NULL);
+  CHECK(strstr(text, "bentohost_gpu_utilization_ratio{gpu=\"1\"}") == NULL);
+  free(text);
+
+  /* a sample older than ~5 s is a monitor gone quiet: left out */
+  atomic_store(&shm->gpu.gpus[0].at_ns, bh_now_ns() - 6000000000ull);
+  text = bh_metrics_render(shm, &w.config, 0, NULL);
+  CHECK(text != NULL && strstr(text, "{gpu=\"0\"}") == NULL && strstr(text, "{gpu=\"1\"}") != NULL);
+  free(text);
+
+  /* a writer killed mid-sample (odd count) makes reads give up, not spin */
+  atomic_fetch_add(&shm->gpu.gpus[1].seq, 1);
+  CHECK(bh_shm_gpu_read(shm, 1, &used, &total, &util, &age) == -EAGAIN);
+  text = bh_metrics_render(shm, &w.config, 0, NULL);
+  CHECK(text != NULL && strstr(text, "bentohost_gpu_") == NULL);
+  free(text);
+  atomic_fetch_add(&shm->gpu.gpus[1].seq, 1);
+
+  /* another process writing as fast as it can: every read is one whole sample */
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    for (uint64_t i = 1; i <= 2000000; i++)
+      bh_shm_gpu_set(shm, 1, i, 2 * i, (double)(i % 100) / 100);
+    _exit(0);
+  }
+  long reads = 0;
+  for (;;) {
+    int st;
+    int done = waitpid(pid, &st, WNOHANG) == pid;
+    if (bh_shm_gpu_read(shm, 1, &used, &total, &util, &age) == 0) {
+      CHECK(total == 2 * used);
+      reads++;
+    }
+    if (done) {
+      CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+      break;
+    }
+  }
+  CHECK(bh_shm_gpu_read(shm, 1, &used, &total, &util, &age) == 0 && used == 2000000);
+  printf("gpu block: %ld consistent reads\n", reads);
+  munmap(shm, bh_shm_size());
+}
+
 static void render(void) {
   bh_shm_t *shm = bh_shm_create();
   bh_shm_set_workers(shm, 0, 1, 2);
@@ -211,6 +292,7 @@ int main(int argc, char **argv) {
   test_limiter_contention();
   test_worker_death();
   test_may_accept_and_stall();
+  test_gpu_block();
   printf("OK\n");
   return 0;
 }
