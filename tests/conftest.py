@@ -71,8 +71,13 @@ def metric(srv, name: str, **labels) -> float:
     )
 
 
-def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid`` (live or zombie), from /proc."""
+# The supervisor's GPU monitor (csrc/supervisor/gpu_monitor.c) names itself so;
+# it runs where NVML loads and is no worker.
+GPU_MONITOR_COMM = "bentohost-gpu"
+
+
+def processes_under(pid: int) -> list[tuple[int, str, str]]:
+    """(pid, comm, state) of every direct child of ``pid``, zombies included, from /proc."""
     kids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -83,10 +88,16 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue
         # pid (comm) state ppid ...; comm may contain spaces/parens
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
         rest = stat[stat.rfind(")") + 2 :].split()
-        if len(rest) >= 2 and int(rest[1]) == pid and rest[0] != "Z":
-            kids.append(int(entry))
+        if len(rest) >= 2 and int(rest[1]) == pid:
+            kids.append((int(entry), comm, rest[0]))
     return sorted(kids)
+
+
+def children_of(pid: int) -> list[int]:
+    """Live direct children of ``pid`` (zombies and the GPU monitor left out), from /proc."""
+    return [k for k, comm, state in processes_under(pid) if state != "Z" and comm != GPU_MONITOR_COMM]
 
 
 def pid_state(pid: int) -> str | None:
