@@ -8,6 +8,7 @@
  * supervisor runs a small poll() loop over a signalfd and the status pipe. */
 #include "supervisor/supervisor.h"
 #include "supervisor/internal.h"
+#include "supervisor/gpu_monitor.h"
 #include "bh.h"
 #include "common/config.h"
 #include "common/context.h"
@@ -579,6 +580,8 @@ int bh_supervisor_run(const bh_options_t *opts) {
     bh_log("error: cannot create the shared-memory segment: %s", strerror(errno));
     return 1;
   }
+  /* /metrics' GPU gauges, where NVML is present (none and no process otherwise) */
+  bh_sup_gpu_monitor_start(s.shm);
 
   sigset_t mask;
   sigemptyset(&mask);
