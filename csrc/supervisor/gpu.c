@@ -42,12 +42,11 @@ static int add_gpu(cJSON *list, const char *name, double memory) {
 }
 
 /* The runtime's view: 1 when it answered (list filled), 0 when absent or failing. */
-static int probe_runtime(cJSON *list) {
-  const char *own = getenv("BENTOHOST_CUDA_RUNTIME");
-  const char *names[] = {own && *own ? own : "libcudart.so", "libcudart.so.13", "libcudart.so.12",
-                         "libcudart.so.11.0", "/usr/local/cuda/lib64/libcudart.so"};
-  void *lib = NULL;
-  for (size_t i = 0; lib == NULL && i < sizeof(names) / sizeof(names[0]); i++)
+static int probe_runtime(cJSON *list, const char *own) {
+  const char *names[] = {"libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0",
+                         "/usr/local/cuda/lib64/libcudart.so"};
+  void *lib = own != NULL ? dlopen(own, RTLD_NOW | RTLD_LOCAL) : NULL;
+  for (size_t i = 0; own == NULL && lib == NULL && i < sizeof(names) / sizeof(names[0]); i++)
     lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
   if (lib == NULL)
     return 0;
@@ -104,9 +103,13 @@ static void probe_child(int fd) {
   cJSON *list = cJSON_CreateArray();
   if (list == NULL)
     _exit(1);
-  if (!probe_runtime(list)) {
+  /* BENTOHOST_CUDA_RUNTIME names the one library to ask (no other is tried) */
+  const char *own = getenv("BENTOHOST_CUDA_RUNTIME");
+  if (own != NULL && *own == '\0')
+    own = NULL;
+  if (!probe_runtime(list, own)) {
     cJSON_Delete(list);
-    if ((list = cJSON_CreateArray()) == NULL || !probe_driver(list))
+    if (own != NULL || (list = cJSON_CreateArray()) == NULL || !probe_driver(list))
       _exit(0); /* no CUDA: nothing written, no GPUs */
   }
   char *text = cJSON_PrintUnformatted(list);
