@@ -250,7 +250,7 @@ def measure(args, proc, port, path, method, body, connections: int) -> dict:
     rejected = []
     for attempt in range(args.retries + 1):
         wait_quiet(args)
-        args.connections = connections
+        args.connections = connections  # run_wrk reads it; the list stays in args.conns
         before = tree_cpu(proc.pid)
         st0 = cpu_stat()
         with ClientCpu() as cc:
@@ -503,6 +503,9 @@ def render(args, s: dict) -> str:
         (f"{f(ce[c]['livez_rps'])} → {f(ce[c]['t_http_us'], '{:.2f}')}" + (" (wrk-bound)" if ce[c]["livez_wrk_bound"]
                                                                           else "")) if c in ce else "–"
         for c in cs) + " |")
+    lines.append("| bentohost server CPU per GET /livez (µs, does not depend on wrk) | " + " | ".join(
+        f(s["servers"]["bentohost"]["livez"][c]["cpu_ms_per_1k"], "{:.2f}")
+        if c in s["servers"].get("bentohost", {}).get("livez", {}) else "–" for c in cs) + " |")
     lines.append("| composite limit 1/(t_python + t_http) (req/s) | " + " | ".join(
         f(ce[c]["limit_rps"]) if c in ce else "–" for c in cs) + " |")
     return "\n".join(lines)
@@ -541,6 +544,8 @@ def parse_args(argv=None):
     ap.add_argument("--wrk", default="/usr/bin/wrk")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument("--rerender", type=Path, metavar="JSON",
+                    help="measure nothing: recompute the summary and rewrite peers.json/.md from a saved peers.json")
     ap.add_argument("--bentohost-arg", action="append", default=None, metavar="ARG",
                     help="arguments for bentohost serve (default: --no-access-log, as the peers)")
     args = ap.parse_args(argv)
@@ -569,6 +574,13 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGHUP, _on_signal)
     if args.client_cpu is not None:
         os.sched_setaffinity(0, {int(c) for c in str(args.client_cpu).split(",")})
+    if args.rerender:
+        doc = json.loads(args.rerender.read_text())
+        for k in ("duration", "rounds", "warmup", "server_cpu", "client_cpu"):
+            setattr(args, k, doc["settings"][k])
+        args.conns = doc["settings"]["conns"]
+        args.saved_settings = dict(doc["settings"], connections=",".join(map(str, args.conns)))
+        return report(args, doc["machine"], doc["envs"], doc["rounds"], doc["t_python_runs"], doc["wall_s"])
     info = machine_info(args)
     log(f"peers: {info['cpu']} ({info['ncpu']} CPUs), Python {info['python']}, {info['wrk']}; "
         f"servers {', '.join(args.servers)}; {args.rounds} round(s) x {args.duration:g} s at c={args.connections}")
@@ -611,13 +623,17 @@ def main(argv=None) -> int:
         return 2
     finally:
         stop_all()
+    return report(args, info, envs, results, tpy, time.monotonic() - t_start)
+
+
+def report(args, info, envs, results, tpy, wall) -> int:
+    """Summary, table, targets; writes peers.json and peers.md (unless --no-save)."""
     s = summarize(args, results, tpy)
     table = render(args, s)
     targets = render_targets(args, s)
     log("\n" + table + "\n")
     for t in targets:
         log(t)
-    wall = time.monotonic() - t_start
     failed = any(not r.get("ok") for rounds in results.values() for r in rounds)
     if not args.no_save:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -625,9 +641,10 @@ def main(argv=None) -> int:
                  f"wrk -t1 on CPU {args.client_cpu}, keep-alive, POST /predict with a {len(BODY)}-byte nested "
                  f"JSON body (bench/services/peers_work.py); {args.rounds} rounds, server order reversed every "
                  f"other round, {args.warmup:g} s checked warm-up then {args.duration:g} s per connection count "
-                 f"({args.connections}); each server's best round (highest req/s) is reported")
-        doc = {"machine": info, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "setup": setup, "envs": envs, "wall_s": round(wall), "summary": s, "t_python_runs": tpy,
+                 f"({','.join(map(str, args.conns))}); each server's best round (highest req/s) is reported")
+        settings = getattr(args, "saved_settings", None) or {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        doc = {"machine": info, "settings": settings, "setup": setup, "envs": envs, "wall_s": round(wall), "summary": s, "t_python_runs": tpy,
                "rounds": results}
         (args.out / "peers.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
         vers = "; ".join(f"{k}: {v.get('versions', '')}" for k, v in envs.items())
