@@ -457,8 +457,10 @@ def test_config_json() -> None:
         "batch_root",
         "max_batch_size",
         "max_latency_ms",
+        "rows",
     }
     by_name = {a["name"]: a for a in cfg["apis"]}
+    assert by_name["batch"]["rows"] is None  # a list input: Python decodes each member
     assert by_name["batch"]["batchable"] and by_name["batch"]["max_batch_size"] == 8
     assert by_name["batch"]["batch_field"] == "xs" and by_name["batch"]["batch_root"] is False
     assert by_name["with_ctx"]["needs_request"] is True and by_name["echo"]["needs_request"] is False
