@@ -36,7 +36,6 @@ class PlacementError(ValueError):
 
 @dataclass(frozen=True)
 class Gpu:
-    index: int
     name: str
     memory: int  # bytes
 
@@ -48,7 +47,7 @@ def probed_gpus(environ: dict[str, str] | None = None) -> list[Gpu]:
         found = json.loads(env.get(GPUS_ENV) or "[]")
     except ValueError:
         return []
-    return [Gpu(i, str(g.get("name") or "GPU"), int(g.get("memory") or 0)) for i, g in enumerate(found)]
+    return [Gpu(str(g.get("name") or "GPU"), int(g.get("memory") or 0)) for g in found]
 
 
 @dataclass
@@ -62,8 +61,8 @@ class GpuAllocator:
 
     count: int
     oversubscribe: bool = False
-    slots: list[tuple[float, float]] = field(default_factory=list)
-    users: list[int] = field(default_factory=list)  # services on each device
+    slots: list[tuple[float, float]] = field(init=False)  # (remaining, unit) per device
+    users: list[int] = field(init=False)  # services on each device
 
     def __post_init__(self) -> None:
         self.slots = [(1.0, 1.0)] * self.count
@@ -110,7 +109,7 @@ class GpuAllocator:
                 "and CUDA_VISIBLE_DEVICES yourself"
             )
         rest = sorted((i for i in range(self.count) if i not in taken), key=lambda i: (self.users[i], i))
-        return taken + rest[: n - len(taken)] if len(taken) + len(rest) >= n else taken + rest
+        return taken + rest[: n - len(taken)]
 
 
 def allocation_order(entry: Any, graph: list[Any]) -> list[Any]:

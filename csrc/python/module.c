@@ -30,6 +30,15 @@ bh_worker_t *bh_module_worker(void) {
 
 #define TAKE_BATCH 256
 
+/* The service description on the status pipe (the reporter's only): 0, or -1
+ * with a Python error set. */
+static int send_config(bh_worker_t *w, const char *json, Py_ssize_t len) {
+  if (bh_status_send(w->status_fd, "config", w->slot, json, (size_t)len) == 0)
+    return 0;
+  PyErr_SetString(PyExc_OSError, "cannot report the configuration to the supervisor");
+  return -1;
+}
+
 static PyObject *py_publish(PyObject *self, PyObject *arg) {
   (void)self;
   Py_ssize_t len;
@@ -56,10 +65,8 @@ static PyObject *py_publish(PyObject *self, PyObject *arg) {
     return NULL;
   }
   w->io_started = 1;
-  if (w->reporter && bh_status_send(w->status_fd, "config", w->slot, json, (size_t)len) != 0) {
-    PyErr_SetString(PyExc_OSError, "cannot report the configuration to the supervisor");
+  if (w->reporter && send_config(w, json, len) != 0)
     return NULL;
-  }
   Py_RETURN_NONE;
 }
 
@@ -76,10 +83,8 @@ static PyObject *py_report(PyObject *self, PyObject *arg) {
     PyErr_SetString(PyExc_RuntimeError, "report() is the reporting worker's, before publish()");
     return NULL;
   }
-  if (bh_status_send(w->status_fd, "config", w->slot, json, (size_t)len) != 0) {
-    PyErr_SetString(PyExc_OSError, "cannot report the configuration to the supervisor");
+  if (send_config(w, json, len) != 0)
     return NULL;
-  }
   Py_RETURN_NONE;
 }
 

@@ -105,7 +105,9 @@ int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
     return -EINVAL; /* a long integer: Python converts its exact int */
   memcpy(tok, s, len);
   tok[len] = '\0';
-  double d = strtod_l(tok, NULL, c_locale());
+  locale_t c = c_locale();
+  /* without a C locale object (out of memory), the process's: Python never sets LC_NUMERIC */
+  double d = c != (locale_t)0 ? strtod_l(tok, NULL, c) : strtod(tok, NULL);
   if (integral && d == 0)
     d = 0.0; /* json reads "-0" as the int 0, which has no sign */
   if (api->rows_size == 4)
@@ -334,27 +336,38 @@ static int npy_header(const bh_api_t *api, const char *s, size_t n, size_t *data
   return 0;
 }
 
-static int binary_member(acc_t *a, const bh_req_t *m, uint32_t *rows) {
-  size_t size = (size_t)a->api->rows_size, off = 0, elems;
-  int64_t dims[BH_ROWS_MAX_DIMS];
-  int ndim = 1;
-  if (is_npy(m)) {
-    if (npy_header(a->api, m->body, m->body_len, &off, dims, &ndim) != 0)
-      return -EINVAL;
-    elems = 1;
-    for (int k = 0; k < ndim; k++) {
-      if (dims[k] != 0 && elems > SIZE_MAX / size / (size_t)dims[k])
-        return -EINVAL;
-      elems *= (size_t)dims[k];
-    }
-    if (elems * size > m->body_len - off) /* numpy's frombuffer refuses a short one */
-      return -EINVAL;
-  } else {
+/* A binary member's data offset, element count and own shape: 0, or -EINVAL
+ * when it is not one the API's dtype reads. */
+static int binary_layout(const bh_api_t *api, const bh_req_t *m, size_t *off, size_t *elems, int64_t *dims,
+                         int *ndim) {
+  size_t size = (size_t)api->rows_size;
+  *off = 0;
+  *ndim = 1;
+  if (!is_npy(m)) {
     if (m->body_len % size != 0)
       return -EINVAL;
-    elems = m->body_len / size;
-    dims[0] = (int64_t)elems;
+    *elems = m->body_len / size;
+    dims[0] = (int64_t)*elems;
+    return 0;
   }
+  if (npy_header(api, m->body, m->body_len, off, dims, ndim) != 0)
+    return -EINVAL;
+  *elems = 1;
+  for (int k = 0; k < *ndim; k++) {
+    if (dims[k] != 0 && *elems > SIZE_MAX / size / (size_t)dims[k])
+      return -EINVAL;
+    *elems *= (size_t)dims[k];
+  }
+  /* numpy's frombuffer refuses a short one */
+  return *elems * size <= m->body_len - *off ? 0 : -EINVAL;
+}
+
+static int binary_member(acc_t *a, const bh_req_t *m, uint32_t *rows) {
+  size_t size = (size_t)a->api->rows_size, off, elems;
+  int64_t dims[BH_ROWS_MAX_DIMS];
+  int ndim;
+  if (binary_layout(a->api, m, &off, &elems, dims, &ndim) != 0)
+    return -EINVAL;
   if (reserve(a, elems * size) != 0)
     return -ENOMEM;
   memcpy(a->data + a->len, m->body + off, elems * size);
@@ -363,22 +376,13 @@ static int binary_member(acc_t *a, const bh_req_t *m, uint32_t *rows) {
 }
 
 uint32_t bh_rows_count_binary(const bh_api_t *api, const bh_req_t *req) {
-  if (api->rows_kind == 0 || req->body == NULL ||
-      !(is_npy(req) || ctype_is(req->content_type, "application/octet-stream")))
-    return 0;
-  size_t size = (size_t)api->rows_size, off = 0, elems;
+  size_t off, elems;
   int64_t dims[BH_ROWS_MAX_DIMS];
-  int ndim = 1;
-  if (is_npy(req)) {
-    if (npy_header(api, req->body, req->body_len, &off, dims, &ndim) != 0 || ndim < 1)
-      return 0;
-    elems = 1;
-    for (int k = 0; k < ndim; k++)
-      elems *= (size_t)dims[k];
-  } else {
-    elems = req->body_len / size;
-    dims[0] = (int64_t)elems;
-  }
+  int ndim;
+  if (api->rows_kind == 0 || req->body == NULL ||
+      !(is_npy(req) || ctype_is(req->content_type, "application/octet-stream")) ||
+      binary_layout(api, req, &off, &elems, dims, &ndim) != 0 || ndim < 1)
+    return 0;
   if (api->rows_nshape > 0) {
     int64_t per = 1;
     for (int k = 1; k < api->rows_nshape; k++)
