@@ -1,6 +1,7 @@
 """Start-up, readiness, hooks, graceful shutdown and start-up failures (behaviour §1.1, §5, §7)."""
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -194,6 +195,49 @@ def test_readyz_answers_503_while_init_is_loading(server_factory):
     # the liveness probe is not the readiness probe
     assert requests.get(srv.url + "/livez", timeout=5).status_code == 200
     assert srv.post("/ping", {}).text == "pong"
+
+
+def _answers_while_worker_loads(srv, seconds: float) -> tuple[list, list, float]:
+    """/readyz and /whoami on fresh connections for ``seconds``: statuses, indices, slowest."""
+    statuses, indices, slowest = [], [], 0.0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        t0 = time.monotonic()
+        statuses.append(requests.get(srv.url + "/readyz", timeout=10).status_code)
+        r = requests.post(srv.url + "/whoami", json={}, timeout=10)
+        slowest = max(slowest, time.monotonic() - t0)
+        statuses.append(r.status_code)
+        if r.status_code == 200:
+            indices.append(r.json()["worker_index"])
+        time.sleep(0.02)
+    return statuses, indices, slowest
+
+
+def test_a_worker_still_loading_takes_no_request_from_its_ready_sibling(server_factory):
+    """Worker 2 loads for 8 s after worker 1 is ready, and later worker 1 is killed
+    and loads again: meanwhile /readyz stays 200 and no request waits for the
+    loading worker (it accepts only once ready, like a rolling restart's)."""
+    srv = server_factory("slow_init.py:SlowInit", "--workers", "2",
+                         env={"SLOW_INIT_SECONDS": "8", "SLOW_INIT_ONLY_WORKER": "2"})
+    statuses, indices, slowest = _answers_while_worker_loads(srv, 3)
+    assert set(statuses) == {200}, (statuses, srv.log())
+    assert set(indices) == {1}, indices
+    assert slowest < 4, f"a request waited {slowest:.1f}s: it went to the loading worker\n{srv.log()}"
+    # and once loaded, worker 2 serves too
+    assert set(srv.wait_all_workers(2, timeout=30)) == {1, 2}
+
+    srv2 = server_factory("slow_init.py:SlowInit", "--workers", "2",
+                          env={"SLOW_INIT_SECONDS": "8", "SLOW_INIT_ONLY_WORKER": "1"},
+                          wait_ready=False)
+    srv2.wait_ready(timeout=60)
+    first = srv2.wait_all_workers(2, timeout=30)
+    os.kill(first[1], signal.SIGKILL)
+    wait_for(lambda: re.search(rf"worker 1 \(pid (?!{first[1]})\d+\) loading", srv2.log()), 20,
+             what="worker 1 to be respawned")
+    statuses, indices, slowest = _answers_while_worker_loads(srv2, 3)
+    assert set(statuses) == {200}, (statuses, srv2.log())
+    assert set(indices) == {2}, indices
+    assert slowest < 4, f"a request waited {slowest:.1f}s on the respawned worker\n{srv2.log()}"
 
 
 def test_readyz_waits_for_slow_async_on_startup_hook(server_factory, tmp_path):

@@ -44,8 +44,9 @@ struct bh_worker {
   int listen_fd;             /* inherited listening socket */
   int status_fd;             /* pipe to the supervisor */
   int reporter;              /* this worker reports the service config */
-  int defer_listen;          /* a rolling restart's new worker: accept only once ready,
-                                so a worker still loading takes no request (restart.c) */
+  int defer_listen;          /* a rolling restart's new worker, or one starting beside
+                                live siblings: accept only once ready, so a worker still
+                                loading takes no request (restart.c, supervisor.c) */
   const bh_options_t *opts;
   struct bh_shm *shm;        /* created by the supervisor, inherited */
   struct bh_tls_ctx *tls;    /* the entry's TLS context (net/tls.h), made before the fork; NULL: plain */

@@ -106,6 +106,9 @@ static PyObject *py_set_ready(PyObject *self, PyObject *arg) {
       Py_BEGIN_ALLOW_THREADS
       rc = w->start_listening(w);
       Py_END_ALLOW_THREADS
+      /* Stopped before it was ready: it drains and runs its shutdown hooks. */
+      if (rc == -ECANCELED)
+        Py_RETURN_NONE;
       if (rc != 0) {
         PyErr_Format(PyExc_OSError, "cannot start accepting connections: %s", strerror(-rc));
         return NULL;

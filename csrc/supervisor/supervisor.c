@@ -133,9 +133,22 @@ pid_t bh_sup_fork_worker(sup_t *s, int index, int shm_slot, int defer_listen) {
   return pid;
 }
 
+/* Whether another worker of index's pool is loading or serving. */
+static int pool_has_other(const sup_t *s, int index) {
+  for (int i = 1; i <= s->nworkers; i++)
+    if (i != index && s->workers[i].service == s->workers[index].service &&
+        (s->workers[i].state == W_LOADING || s->workers[i].state == W_READY))
+      return 1;
+  return 0;
+}
+
 static void spawn_worker(sup_t *s, int index) {
   sup_worker_t *w = &s->workers[index];
-  pid_t pid = bh_sup_fork_worker(s, index, w->shm_slot, 0);
+  /* Only a pool's first worker accepts while it loads (its /readyz says 503
+   * meanwhile); the others, and a respawn beside live siblings, accept once
+   * ready, so that no request or probe waits on a worker still importing
+   * while a sibling could answer it. */
+  pid_t pid = bh_sup_fork_worker(s, index, w->shm_slot, pool_has_other(s, index));
   if (pid < 0) {
     bh_log("error: fork failed for worker %s: %s; retrying", w->name, strerror((int)-pid));
     w->state = W_WAITING;
