@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -84,6 +85,7 @@ class Host(Protocol):
     def set_alive(self, flag: bool) -> None: ...
     def eventfd(self) -> int: ...
     def take(self) -> list[tuple[int, int, Any, Any, Any]] | None: ...
+    def take_wait(self) -> list[tuple[int, int, Any, Any, Any]] | None: ...
     def complete(self, handle: int, status: int, content_type: str, body: bytes, headers: str | None = None) -> None: ...
     def stream_start(self, handle: int, status: int, content_type: str, headers: str | None = None) -> None: ...
     def stream_write(self, handle: int, data: bytes | str) -> int: ...
@@ -243,6 +245,56 @@ class WorkerRuntime(StreamsMixin):
                     self._writable(handle)
             if sync_jobs:
                 self.pool.submit_many(sync_jobs)
+
+    def _runs_sync_in_place(self) -> bool:
+        """One sync thread and nothing but plain ``def`` APIs (no batches, streams, tasks or
+        dependencies): then that thread reads the ring itself and the loop stays out of the
+        request path (BENTOHOST_SYNC_HANDOFF=1 keeps the hand-off through the loop)."""
+        if os.environ.get("BENTOHOST_SYNC_HANDOFF") == "1" or not hasattr(self.host, "take_wait"):
+            return False
+        if self.pool.size != 1 or self.tasks is not None or self.transport is not None:
+            return False
+        sync_job = self._sync_job
+        return bool(self._routes) and all(
+            fn == sync_job and not ep.method.batchable for ep, fn, _ in self._routes
+        )
+
+    def _take_and_run(self) -> None:
+        """The sync thread of a worker that ``_runs_sync_in_place``: each request runs as
+        soon as it is taken, on this thread, with no wake-up of the loop and no GIL hand-off
+        between two threads per request."""
+        take_wait = self.host.take_wait
+        routes = self._routes
+        n_eps = len(routes)
+        mark = getattr(self.host, "sync_busy", None)
+        run = self._sync_job
+        while True:
+            try:
+                batch = take_wait()
+            except BaseException:  # noqa: BLE001 - stop serving rather than lose the thread silently
+                logger.exception("taking requests failed")
+                batch = None
+            if batch is None:
+                self.loop.call_soon_threadsafe(self.begin_shutdown)
+                return
+            # a request whose time ran out while it waited in the ring is not started
+            cancelled = {e[0] for e in batch if e[1] == CANCEL}
+            for handle, index, body, ctype, meta in batch:
+                if index < 0:
+                    continue  # cancels (seen above); writable events are for streams only
+                if index >= n_eps:
+                    self._answer_bad_index(handle, body, meta)
+                elif cancelled and handle in cancelled:
+                    self._complete(handle, _CANCELLED)
+                else:
+                    if mark is not None:
+                        mark(0)
+                    try:
+                        run(handle, routes[index][0], body, ctype, meta)
+                    except BaseException:  # noqa: BLE001 - keep the thread serving
+                        logger.exception("job failed")
+                    if mark is not None:
+                        mark(~0)
 
     def _answer_bad_index(self, handle: int, body: Any, members: Any) -> None:
         if body.__class__ is list:
@@ -456,9 +508,13 @@ class WorkerRuntime(StreamsMixin):
         # over new requests: CPython's default 5 ms switch interval would add up to
         # that to every hand-off while a sync method or generator runs.
         sys.setswitchinterval(float(os.environ.get("BENTOHOST_SWITCH_INTERVAL", "0.001")))
-        self._fd = self.host.eventfd()
-        self.loop.add_reader(self._fd, self.drain)
-        self.loop.call_soon(self.drain)  # requests that arrived before the reader was attached
+        if self._runs_sync_in_place():
+            self.pool.stop()  # its one thread is this worker's taker instead
+            threading.Thread(target=self._take_and_run, name="bentohost-api-0", daemon=True).start()
+        else:
+            self._fd = self.host.eventfd()
+            self.loop.add_reader(self._fd, self.drain)
+            self.loop.call_soon(self.drain)  # requests that arrived before the reader was attached
         self.loop.call_soon(self._beat)
         if self.tasks is not None:
             self.tasks.start()

@@ -204,11 +204,17 @@ def test_504_is_counted(timeouts):
 # --------------------------------------------------------------------------- queued calls
 
 
-def _queued_pair(server_factory, tmp_path):
+# A sync-only service with one thread takes its requests on that thread (in place); with
+# BENTOHOST_SYNC_HANDOFF=1 the loop takes them and hands them over, as for mixed services.
+SYNC_PATHS = pytest.mark.parametrize("handoff", ["0", "1"], ids=["in-place", "handoff"])
+
+
+def _queued_pair(server_factory, tmp_path, handoff: str = "0"):
     """threads=1: A (3 s) holds the only sync thread, B (0.1 s) arrives during it and waits."""
     d = tmp_path / "marks"
     d.mkdir()
-    srv = server_factory("traffic_queue.py:Queued", "--workers", "1", env={"TRAFFIC_LOG_DIR": d})
+    srv = server_factory("traffic_queue.py:Queued", "--workers", "1",
+                         env={"TRAFFIC_LOG_DIR": d, "BENTOHOST_SYNC_HANDOFF": handoff})
     out = {}
 
     def call(tag, seconds):
@@ -226,20 +232,22 @@ def _queued_pair(server_factory, tmp_path):
     return srv, d, out
 
 
-def test_call_queued_behind_the_sync_thread_times_out_from_its_arrival(server_factory, tmp_path):
+@SYNC_PATHS
+def test_call_queued_behind_the_sync_thread_times_out_from_its_arrival(server_factory, tmp_path, handoff):
     """B's 504 comes 1 s after B arrived, not when A ends."""
-    srv, d, out = _queued_pair(server_factory, tmp_path)
+    srv, d, out = _queued_pair(server_factory, tmp_path, handoff)
     assert out["A"][0] == 504, out
     assert out["B"][0] == 504, out
     assert json.loads(out["B"][1]) == TIMEOUT_BODY
     assert out["B"][2] < 2.0, f"B's 504 took {out['B'][2]:.2f}s: it waited for A instead of its own timeout"
 
 
-def test_call_timed_out_before_it_started_is_never_run(server_factory, tmp_path):
+@SYNC_PATHS
+def test_call_timed_out_before_it_started_is_never_run(server_factory, tmp_path, handoff):
     """BentoML parity (reference §7: the app task is cancelled at the timeout, and a sync
     call still waiting for the thread limiter never runs): B, 504'd while queued, must not
     be started once A frees the thread."""
-    srv, d, out = _queued_pair(server_factory, tmp_path)
+    srv, d, out = _queued_pair(server_factory, tmp_path, handoff)
     assert out["B"][0] == 504, out
     wait_for(lambda: (d / "sreturned-A").exists(), 10, what="A to return")
     time.sleep(0.5)

@@ -1,5 +1,5 @@
 /* The built-in `_bentohost` module through which bentohost/_worker.py talks to
- * the I/O thread: requests in (take), answers and streams out, documents,
+ * the I/O thread: requests in (take.c), answers and streams out, documents,
  * health flags, the watchdog's marks, and calls to dependencies. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,8 +27,6 @@ void bh_module_set_worker(bh_worker_t *w) {
 bh_worker_t *bh_module_worker(void) {
   return g_worker;
 }
-
-#define TAKE_BATCH 256
 
 /* The service description on the status pipe (the reporter's only): 0, or -1
  * with a Python error set. */
@@ -144,275 +142,15 @@ static PyObject *py_eventfd(PyObject *self, PyObject *unused) {
   return PyLong_FromLong(g_worker->bridge->eventfd);
 }
 
-static PyObject *bytes_or_none(const char *data, size_t len) {
-  if (data == NULL)
-    return Py_NewRef(Py_None);
-  return PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
-}
-
-static PyObject *str_or_none(const char *s) {
-  if (s == NULL)
-    return Py_NewRef(Py_None);
-  return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
-}
-
-/* Moves the body into a bytes object: C does not need its copy any more. A
- * pickle (a call from the graph, arrays out of band) is handed over without a
- * copy and writable (python/buffer.c); other bodies stay bytes, as user code
- * and json expect. */
-static PyObject *take_body(bh_req_t *req) {
-  static const char pickle_ct[] = "application/vnd.bentoml+pickle";
-  PyObject *body;
-  if (req->parts != NULL)
-    return Py_NewRef(Py_None);
-  if (req->content_type != NULL && strncasecmp(req->content_type, pickle_ct, sizeof(pickle_ct) - 1) == 0)
-    return bh_body_take(&req->body, req->body_len, 1); /* arrays writable, as the caller's */
-  body = PyBytes_FromStringAndSize(req->body ? req->body : "", (Py_ssize_t)req->body_len);
-  if (body != NULL) {
-    free(req->body);
-    req->body = NULL;
-  }
-  return body;
-}
-
-static PyObject *parts_list(const bh_req_t *req) {
-  PyObject *list = PyList_New((Py_ssize_t)req->nparts);
-  if (list == NULL)
-    return NULL;
-  for (size_t i = 0; i < req->nparts; i++) {
-    const bh_part_t *p = &req->parts[i];
-    PyObject *name = NULL, *filename = NULL, *ctype = NULL, *path = NULL, *data = NULL, *item = NULL;
-    if ((name = str_or_none(p->name)) == NULL || (filename = str_or_none(p->filename)) == NULL ||
-        (ctype = str_or_none(p->content_type)) == NULL || (path = str_or_none(p->path)) == NULL ||
-        (data = bytes_or_none(p->path ? NULL : (p->data ? p->data : ""), p->len)) == NULL)
-      goto fail_part;
-    item = PyTuple_Pack(5, name, filename, ctype, path, data);
-  fail_part:
-    Py_XDECREF(name);
-    Py_XDECREF(filename);
-    Py_XDECREF(ctype);
-    Py_XDECREF(path);
-    Py_XDECREF(data);
-    if (item == NULL) {
-      Py_DECREF(list);
-      return NULL;
-    }
-    PyList_SET_ITEM(list, (Py_ssize_t)i, item);
-  }
-  return list;
-}
-
-/* (head, client, temp_dir, parts) or None when C kept no metadata. */
-static PyObject *request_meta(bh_req_t *req) {
-  PyObject *head = NULL, *client = NULL, *temp_dir = NULL, *parts = NULL, *meta = NULL;
-  if (req->head == NULL && req->parts == NULL && req->temp_dir == NULL)
-    return Py_NewRef(Py_None);
-  if ((head = PyBytes_FromStringAndSize(req->head ? req->head : "", (Py_ssize_t)req->head_len)) == NULL)
-    goto fail;
-  if ((client = str_or_none(req->client)) == NULL)
-    goto fail;
-  if ((temp_dir = str_or_none(req->temp_dir)) == NULL)
-    goto fail;
-  parts = req->parts ? parts_list(req) : Py_NewRef(Py_None);
-  if (parts == NULL)
-    goto fail;
-  meta = PyTuple_Pack(4, head, client, temp_dir, parts);
-fail:
-  Py_XDECREF(head);
-  Py_XDECREF(client);
-  Py_XDECREF(temp_dir);
-  Py_XDECREF(parts);
-  return meta;
-}
-
-static PyObject *request_tuple(bh_req_t *req) {
-  PyObject *handle = NULL, *index = NULL, *body = NULL, *ctype = NULL, *meta = NULL, *tuple = NULL;
-
-  if ((handle = PyLong_FromVoidPtr(req)) == NULL)
-    goto fail;
-  if ((index = PyLong_FromLong(req->api_index)) == NULL)
-    goto fail;
-  if ((ctype = str_or_none(req->content_type)) == NULL)
-    goto fail;
-  if ((meta = request_meta(req)) == NULL)
-    goto fail;
-  if ((body = take_body(req)) == NULL)
-    goto fail;
-  tuple = PyTuple_Pack(5, handle, index, body, ctype, meta);
-fail:
-  Py_XDECREF(handle);
-  Py_XDECREF(index);
-  Py_XDECREF(body);
-  Py_XDECREF(ctype);
-  Py_XDECREF(meta);
-  return tuple;
-}
-
-static PyObject *batch_tuple(bh_req_t *head) {
-  PyObject *handle = NULL, *index = NULL, *bodies = NULL, *ctypes = NULL, *handles = NULL, *tuple = NULL;
-  Py_ssize_t n = 0;
-
-  for (bh_req_t *m = head; m != NULL; m = m->batch_next)
-    n++;
-  if ((handle = PyLong_FromVoidPtr(head)) == NULL || (index = PyLong_FromLong(head->api_index)) == NULL ||
-      (handles = PyList_New(n)) == NULL)
-    goto fail;
-  if (head->rows != NULL) { /* no bodies: the input is one array already */
-    Py_ssize_t i = 0;
-    for (bh_req_t *m = head; m != NULL; m = m->batch_next, i++) {
-      PyObject *h = PyLong_FromVoidPtr(m);
-      if (h == NULL)
-        goto fail;
-      PyList_SET_ITEM(handles, i, h);
-    }
-    if ((bodies = PyList_New(0)) == NULL || (ctypes = bh_rows_tuple(head->rows)) == NULL)
-      goto fail;
-    tuple = PyTuple_Pack(5, handle, index, bodies, ctypes, handles);
-    goto fail;
-  }
-  if ((bodies = PyList_New(n)) == NULL || (ctypes = PyList_New(n)) == NULL)
-    goto fail;
-  Py_ssize_t i = 0;
-  for (bh_req_t *m = head; m != NULL; m = m->batch_next, i++) {
-    PyObject *body = take_body(m);
-    if (body == NULL)
-      goto fail;
-    PyList_SET_ITEM(bodies, i, body);
-    PyObject *ctype = str_or_none(m->content_type);
-    if (ctype == NULL)
-      goto fail;
-    PyList_SET_ITEM(ctypes, i, ctype);
-    PyObject *h = PyLong_FromVoidPtr(m);
-    if (h == NULL)
-      goto fail;
-    PyList_SET_ITEM(handles, i, h);
-  }
-  tuple = PyTuple_Pack(5, handle, index, bodies, ctypes, handles);
-fail:
-  Py_XDECREF(handle);
-  Py_XDECREF(index);
-  Py_XDECREF(bodies);
-  Py_XDECREF(ctypes);
-  Py_XDECREF(handles);
-  return tuple;
-}
-
-static PyObject *event_tuple(bh_req_t *req, long kind) {
-  PyObject *handle = PyLong_FromVoidPtr(req), *code = PyLong_FromLong(kind), *tuple = NULL;
-  if (handle != NULL && code != NULL)
-    tuple = PyTuple_Pack(5, handle, code, Py_None, Py_None, Py_None);
-  Py_XDECREF(handle);
-  Py_XDECREF(code);
-  return tuple;
-}
-
-static PyObject *in_tuple(const bh_in_t *in) {
-  switch (in->kind) {
-  case BH_IN_RESPONSE: return bh_response_tuple(in->req, -3);
-  case BH_IN_RESPONSE_DATA: return bh_response_tuple(in->req, -4);
-  case BH_IN_REQUEST: return request_tuple(in->req);
-  case BH_IN_BATCH: return batch_tuple(in->req);
-  case BH_IN_CANCEL: return event_tuple(in->req, -1);
-  case BH_IN_WRITABLE: return event_tuple(in->req, -2);
-  }
-  PyErr_SetString(PyExc_RuntimeError, "unknown bridge entry");
-  return NULL;
-}
-
 /* Pending Python work, for the supervisor's watchdog: +1 per request handed
  * over, -1 with its final message. */
-static void work_done(void) {
+void bh_module_work_done(void) {
   bh_worker_t *w = g_worker;
   if (w->shm) {
     bh_shm_work(w->shm, w->slot, -1);
     bh_shm_heartbeat(w->shm, w->slot);
   }
 }
-
-static void work_taken(const bh_in_t *entries, size_t n) {
-  bh_worker_t *w = g_worker;
-  int k = 0;
-  if (w->shm == NULL)
-    return;
-  for (size_t i = 0; i < n; i++) {
-    if (entries[i].kind == BH_IN_REQUEST)
-      k++;
-    else if (entries[i].kind == BH_IN_BATCH)
-      for (bh_req_t *m = entries[i].req; m != NULL; m = m->batch_next)
-        k++;
-  }
-  if (k > 0)
-    bh_shm_work(w->shm, w->slot, k);
-}
-
-static void post_error(bh_req_t *req) {
-  static const char body[] =
-      "{\"error\":\"An unexpected error has occurred, please check the server log.\"}";
-  bh_out_t *msg = bh_out_new(req, BH_OUT_COMPLETE, 500, "application/json", 16, NULL, 0, body,
-                             sizeof(body) - 1);
-  if (msg == NULL) {
-    bh_log("error: out of memory answering a request: it is lost");
-    return;
-  }
-  bh_bridge_post(g_worker->bridge, msg);
-  work_done();
-}
-
-/* An entry that could not be turned into Python objects is answered here, so
- * that no request is lost. */
-static void fail_entry(const bh_in_t *in) {
-  if (in->kind == BH_IN_RESPONSE || in->kind == BH_IN_RESPONSE_DATA) {
-    bh_req_free(in->req); /* its caller's own timeout answers the call */
-  } else if (in->kind == BH_IN_REQUEST) {
-    post_error(in->req);
-  } else if (in->kind == BH_IN_BATCH) {
-    /* Read the link first: once its final message is posted, m may be freed. */
-    for (bh_req_t *m = in->req, *next; m != NULL; m = next) {
-      next = m->batch_next;
-      post_error(m);
-    }
-  }
-}
-
-static PyObject *py_take(PyObject *self, PyObject *unused) {
-  (void)self;
-  (void)unused;
-  if (bh_module_require_io() != 0)
-    return NULL;
-  bh_worker_t *w = g_worker;
-  bh_bridge_t *b = w->bridge;
-  bh_in_t entries[TAKE_BATCH];
-
-  if (w->shm)
-    bh_shm_heartbeat(w->shm, w->slot);
-  bh_bridge_clear_eventfd(b);
-  size_t n = bh_bridge_take(b, entries, TAKE_BATCH);
-  if (n == 0 && atomic_load(&b->shutdown))
-    Py_RETURN_NONE;
-  work_taken(entries, n);
-
-  PyObject *list = PyList_New((Py_ssize_t)n);
-  if (list == NULL) {
-    for (size_t j = 0; j < n; j++)
-      fail_entry(&entries[j]);
-    return NULL;
-  }
-  for (size_t i = 0; i < n; i++) {
-    PyObject *item = in_tuple(&entries[i]);
-    if (item == NULL) {
-      /* The entries already built go to Python; the rest are answered here, so
-       * that none is lost. */
-      PyErr_WriteUnraisable(NULL);
-      for (size_t j = i; j < n; j++)
-        fail_entry(&entries[j]);
-      Py_SET_SIZE(list, (Py_ssize_t)i);
-      return list;
-    }
-    PyList_SET_ITEM(list, (Py_ssize_t)i, item);
-  }
-  return list;
-}
-
 
 int bh_text_arg_get(PyObject *obj, bh_text_arg_t *out, int allow_none) {
   memset(out, 0, sizeof(*out));
@@ -480,7 +218,7 @@ static PyObject *post_response(PyObject *const *args, Py_ssize_t nargs, bh_out_k
     atomic_fetch_or(&req->flags, BH_REQ_STREAMING);
   bh_bridge_post(g_worker->bridge, msg);
   if (kind == BH_OUT_COMPLETE)
-    work_done();
+    bh_module_work_done();
   result = Py_NewRef(Py_None);
 release_headers:
   bh_text_arg_release(&headers);
@@ -549,7 +287,7 @@ static PyObject *py_stream_end(PyObject *self, PyObject *arg) {
   if (msg == NULL)
     return PyErr_NoMemory();
   bh_bridge_post(g_worker->bridge, msg);
-  work_done();
+  bh_module_work_done();
   Py_RETURN_NONE;
 }
 
@@ -636,7 +374,8 @@ static PyMethodDef module_methods[] = {
     {"set_ready", py_set_ready, METH_O, "Set the /readyz flag."},
     {"set_alive", py_set_alive, METH_O, "Set the /livez flag."},
     {"eventfd", py_eventfd, METH_NOARGS, "The fd that becomes readable when requests wait."},
-    {"take", py_take, METH_NOARGS, "Pending entries, [] if none, None at shutdown."},
+    {"take", bh_py_take, METH_NOARGS, "Pending entries, [] if none, None at shutdown."},
+    {"take_wait", bh_py_take_wait, METH_NOARGS, "Pending entries, waiting for one; None at shutdown."},
     {"complete", (PyCFunction)(void (*)(void))py_complete, METH_FASTCALL,
      "Answer a request: complete(handle, status, content_type, body, headers=None)."},
     {"stream_start", (PyCFunction)(void (*)(void))py_stream_start, METH_FASTCALL,

@@ -28,6 +28,12 @@ typedef struct bh_text_arg {
 int bh_text_arg_get(PyObject *obj, bh_text_arg_t *out, int allow_none);
 void bh_text_arg_release(bh_text_arg_t *t);
 
+/* -1 on the worker's pending-work count, with a request's final message */
+void bh_module_work_done(void);
+/* take.c */
+PyObject *bh_py_take(PyObject *self, PyObject *unused);
+PyObject *bh_py_take_wait(PyObject *self, PyObject *unused);
+
 /* calls.c */
 PyObject *bh_response_tuple(bh_req_t *carrier, int code);
 
