@@ -26,6 +26,35 @@ static PyObject *str_or_none(const char *s) {
   return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
 }
 
+/* A request's content type: a service sees the same few values over and
+ * over, so the last ones are kept as str objects (GIL held: one thread here
+ * at a time) instead of decoding one per request. */
+#define CTYPE_CACHE 4
+#define CTYPE_CACHE_LEN 64
+
+static PyObject *content_type_str(const char *s) {
+  static char seen[CTYPE_CACHE][CTYPE_CACHE_LEN];
+  static PyObject *objs[CTYPE_CACHE];
+  static unsigned next;
+  size_t len;
+
+  if (s == NULL)
+    return Py_NewRef(Py_None);
+  len = strlen(s);
+  if (len >= CTYPE_CACHE_LEN)
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
+  for (int i = 0; i < CTYPE_CACHE; i++)
+    if (objs[i] != NULL && memcmp(seen[i], s, len + 1) == 0)
+      return Py_NewRef(objs[i]);
+  PyObject *obj = PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "surrogateescape");
+  if (obj == NULL)
+    return NULL;
+  unsigned k = next++ % CTYPE_CACHE;
+  Py_XSETREF(objs[k], Py_NewRef(obj));
+  memcpy(seen[k], s, len + 1);
+  return obj;
+}
+
 /* Moves the body into a bytes object: C does not need its copy any more. A
  * pickle (a call from the graph, arrays out of band) is handed over without a
  * copy and writable (python/buffer.c); other bodies stay bytes, as user code
@@ -102,7 +131,7 @@ static PyObject *request_tuple(bh_req_t *req) {
     goto fail;
   if ((index = PyLong_FromLong(req->api_index)) == NULL)
     goto fail;
-  if ((ctype = str_or_none(req->content_type)) == NULL)
+  if ((ctype = content_type_str(req->content_type)) == NULL)
     goto fail;
   if ((meta = request_meta(req)) == NULL)
     goto fail;
@@ -148,7 +177,7 @@ static PyObject *batch_tuple(bh_req_t *head) {
     if (body == NULL)
       goto fail;
     PyList_SET_ITEM(bodies, i, body);
-    PyObject *ctype = str_or_none(m->content_type);
+    PyObject *ctype = content_type_str(m->content_type);
     if (ctype == NULL)
       goto fail;
     PyList_SET_ITEM(ctypes, i, ctype);

@@ -372,32 +372,12 @@ void bh_access_begin(bh_conn_t *c, int status, uint64_t bytes) {
   c->acc.bytes = bytes;
 }
 
-static char *put(char *p, const char *s, size_t n) {
-  memcpy(p, s, n);
-  return p + n;
-}
-
-#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
-
-static char *put_u64(char *p, uint64_t v) {
-  char tmp[20];
-  int k = 0;
-
-  do {
-    tmp[k++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (k > 0)
-    *p++ = tmp[--k];
-  return p;
-}
-
 /* Milliseconds with three decimals: 1.234 */
 static char *put_ms(char *p, uint64_t ns) {
   uint64_t us = ns / 1000u;
   unsigned frac = (unsigned)(us % 1000u);
 
-  p = put_u64(p, us / 1000u);
+  p = bh_put_u64(p, us / 1000u);
   *p++ = '.';
   *p++ = (char)('0' + frac / 100);
   *p++ = (char)('0' + frac / 10 % 10);
@@ -411,18 +391,18 @@ static char *put_path(char *p, const bh_conn_t *c, int flags) {
   size_t used, n;
 
   if (c->url_len == 0)
-    return PUT_LIT(p, "-");
+    return BH_PUT_LIT(p, "-");
   n = bh_log_escape(p, PATH_MAX_OUT, c->url, c->url_len, flags, &used);
   p += n;
   if (used < c->url_len)
-    p = PUT_LIT(p, "...");
+    p = BH_PUT_LIT(p, "...");
   return p;
 }
 
 static char *put_version(char *p, const bh_conn_t *c) {
   if (c->parser.http_major == 0)
-    return PUT_LIT(p, "-");
-  p = PUT_LIT(p, "HTTP/");
+    return BH_PUT_LIT(p, "-");
+  p = BH_PUT_LIT(p, "HTTP/");
   *p++ = (char)('0' + c->parser.http_major % 10);
   *p++ = '.';
   *p++ = (char)('0' + c->parser.http_minor % 10);
@@ -438,45 +418,45 @@ static void access_line(bh_conn_t *c, int status, uint64_t bytes) {
   if (bh_log_json()) {
     char t[BH_LOG_TIME_LEN + 1];
     bh_log_time(t);
-    p = PUT_LIT(p, "{\"time\":\"");
-    p = put(p, t, BH_LOG_TIME_LEN);
-    p = PUT_LIT(p, "\",\"client\":\"");
-    p = put(p, client, strlen(client));
-    p = PUT_LIT(p, "\",\"method\":\"");
-    p = put(p, method, strlen(method));
-    p = PUT_LIT(p, "\",\"path\":\"");
+    p = BH_PUT_LIT(p, "{\"time\":\"");
+    p = bh_put(p, t, BH_LOG_TIME_LEN);
+    p = BH_PUT_LIT(p, "\",\"client\":\"");
+    p = bh_put(p, client, strlen(client));
+    p = BH_PUT_LIT(p, "\",\"method\":\"");
+    p = bh_put(p, method, strlen(method));
+    p = BH_PUT_LIT(p, "\",\"path\":\"");
     p = put_path(p, c, BH_ESC_JSON);
-    p = PUT_LIT(p, "\",\"version\":\"");
+    p = BH_PUT_LIT(p, "\",\"version\":\"");
     p = put_version(p, c);
-    p = PUT_LIT(p, "\",\"status\":");
-    p = put_u64(p, (uint64_t)status);
-    p = PUT_LIT(p, ",\"bytes\":");
-    p = put_u64(p, bytes);
-    p = PUT_LIT(p, ",\"duration_ms\":");
+    p = BH_PUT_LIT(p, "\",\"status\":");
+    p = bh_put_u64(p, (uint64_t)status);
+    p = BH_PUT_LIT(p, ",\"bytes\":");
+    p = bh_put_u64(p, bytes);
+    p = BH_PUT_LIT(p, ",\"duration_ms\":");
     p = put_ms(p, took);
-    p = PUT_LIT(p, ",\"request_id\":\"");
-    p = put(p, rid, strlen(rid));
-    p = PUT_LIT(p, "\",");
+    p = BH_PUT_LIT(p, ",\"request_id\":\"");
+    p = bh_put(p, rid, strlen(rid));
+    p = BH_PUT_LIT(p, "\",");
     const char *origin = bh_log_origin_json();
-    p = put(p, origin, strlen(origin));
+    p = bh_put(p, origin, strlen(origin));
     *p++ = '}';
   } else {
     p += bh_log_prefix(p, 160, "INFO");
-    p = put(p, client, strlen(client));
-    p = PUT_LIT(p, " \"");
-    p = put(p, method, strlen(method));
+    p = bh_put(p, client, strlen(client));
+    p = BH_PUT_LIT(p, " \"");
+    p = bh_put(p, method, strlen(method));
     *p++ = ' ';
     p = put_path(p, c, 0);
     *p++ = ' ';
     p = put_version(p, c);
-    p = PUT_LIT(p, "\" ");
-    p = put_u64(p, (uint64_t)status);
+    p = BH_PUT_LIT(p, "\" ");
+    p = bh_put_u64(p, (uint64_t)status);
     *p++ = ' ';
-    p = put_u64(p, bytes);
+    p = bh_put_u64(p, bytes);
     *p++ = ' ';
     p = put_ms(p, took);
-    p = PUT_LIT(p, "ms id=");
-    p = put(p, rid, strlen(rid));
+    p = BH_PUT_LIT(p, "ms id=");
+    p = bh_put(p, rid, strlen(rid));
   }
   *p++ = '\n';
   push(line, (size_t)(p - line));

@@ -216,20 +216,32 @@ static int keep_head(bh_conn_t *c, llhttp_t *p, bh_req_t *req) {
   const char *method = llhttp_method_name((llhttp_method_t)p->method);
   const char *made = bh_request_id_made(c);
   size_t cap = strlen(method) + c->url_len + c->hdrs_len + 32 + (made ? 16 + strlen(made) : 0);
-  int n;
 
   req->head = malloc(cap);
   if (req->head == NULL)
     return -1;
-  n = snprintf(req->head, cap, "%s %.*s HTTP/%d.%d\r\n", method, (int)c->url_len,
-               c->url ? c->url : "", p->http_major, p->http_minor);
-  if (made != NULL)
-    n += snprintf(req->head + n, cap - (size_t)n, "x-request-id: %s\r\n", made);
+  char *o = bh_put_str(req->head, method);
+  *o++ = ' ';
+  if (c->url_len > 0)
+    o = bh_put(o, c->url, c->url_len);
+  o = BH_PUT_LIT(o, " HTTP/");
+  o = bh_put_u64(o, p->http_major);
+  *o++ = '.';
+  o = bh_put_u64(o, p->http_minor);
+  o = BH_PUT_LIT(o, "\r\n");
+  if (made != NULL) {
+    o = BH_PUT_LIT(o, "x-request-id: ");
+    o = bh_put_str(o, made);
+    o = BH_PUT_LIT(o, "\r\n");
+  }
   if (c->hdrs_len > 0)
-    memcpy(req->head + n, c->hdrs, c->hdrs_len);
-  req->head_len = (size_t)n + c->hdrs_len;
-  req->head[req->head_len] = '\0';
-  snprintf(req->client, sizeof(req->client), "%s", bh_conn_client(c));
+    o = bh_put(o, c->hdrs, c->hdrs_len);
+  *o = '\0';
+  req->head_len = (size_t)(o - req->head);
+  const char *client = bh_conn_client(c);
+  size_t clen = strnlen(client, sizeof(req->client) - 1);
+  memcpy(req->client, client, clen);
+  req->client[clen] = '\0';
   return 0;
 }
 

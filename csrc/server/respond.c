@@ -193,18 +193,24 @@ char *bh_build_head(const bh_conn_t *c, char *stack, size_t stack_cap, char **he
   size_t rid_len = rid != NULL ? strlen(rid) : 0;
   size_t cap = 200 + strlen(ctype) + extra_len + cors->out_len + strlen(tail) + strlen(conn_hdr) + rid_len;
   char *hdr = stack, *p;
-  int n;
 
   *heap = NULL;
   if (cap > stack_cap) {
     if ((hdr = *heap = malloc(cap)) == NULL)
       return NULL;
   }
-  n = snprintf(hdr, cap, "HTTP/1.1 %d %s\r\ncontent-type: %s\r\n", status,
-               bh_http_reason(status), ctype);
-  p = hdr + n;
-  if (clen >= 0)
-    p += sprintf(p, "content-length: %lld\r\n", clen);
+  p = BH_PUT_LIT(hdr, "HTTP/1.1 ");
+  p = bh_put_u64(p, (uint64_t)status);
+  *p++ = ' ';
+  p = bh_put_str(p, bh_http_reason(status));
+  p = BH_PUT_LIT(p, "\r\ncontent-type: ");
+  p = bh_put_str(p, ctype);
+  p = BH_PUT_LIT(p, "\r\n");
+  if (clen >= 0) {
+    p = BH_PUT_LIT(p, "content-length: ");
+    p = bh_put_u64(p, (uint64_t)clen);
+    p = BH_PUT_LIT(p, "\r\n");
+  }
   if (extra != NULL && extra_len > 0) {
     memcpy(p, extra, extra_len);
     p += extra_len;
@@ -219,7 +225,9 @@ char *bh_build_head(const bh_conn_t *c, char *stack, size_t stack_cap, char **he
     memcpy(p + 14 + rid_len, "\r\n", 2);
     p += 16 + rid_len;
   }
-  p += sprintf(p, "%s%s\r\n", tail, conn_hdr);
+  p = bh_put_str(p, tail);
+  p = bh_put_str(p, conn_hdr);
+  p = BH_PUT_LIT(p, "\r\n");
   *outlen = (size_t)(p - hdr);
   return hdr;
 }
