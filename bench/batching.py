@@ -146,6 +146,9 @@ def main(argv=None) -> int:
     ap.add_argument("--python-rows", action="store_true",
                     help="also bentohost with BENTOHOST_PYTHON_ROWS=1 (Python decodes each row, as before "
                     "csrc/traffic/rows.c): the C decoder's share of the goodput")
+    ap.add_argument("--python-json", action="store_true",
+                    help="also bentohost with BENTOHOST_PYTHON_JSON=1 (answers encoded by json.dumps of "
+                    "tolist(), as before csrc/python/json_array.c): the C writer's share of the goodput")
     args = ap.parse_args(argv)
     if args.ceiling_worker:
         ceiling_worker([int(s) for s in args.ceiling_worker.split(",")], args.ceiling_seconds)
@@ -158,6 +161,8 @@ def main(argv=None) -> int:
             results[s] = bench(s, args)
             if s == "bentohost" and args.python_rows:
                 results["bentohost, Python rows"] = bench(s, args, {"BENTOHOST_PYTHON_ROWS": "1"})
+            if s == "bentohost" and args.python_json:
+                results["bentohost, Python JSON answers"] = bench(s, args, {"BENTOHOST_PYTHON_JSON": "1"})
     except KeyboardInterrupt:
         return 130
     finally:

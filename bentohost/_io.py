@@ -489,7 +489,37 @@ def _json_default(obj: Any) -> Any:
     return to_jsonable_python(obj)
 
 
-_dumps = json.JSONEncoder(default=_json_default).encode
+def _make_dumps() -> Callable[[Any], str]:
+    """``json.dumps`` with the standard library's separators and ``_json_default``.
+
+    One C encoder serves every call: ``JSONEncoder.encode`` builds a new one, and a dict
+    for circular references, per call, which costs more than encoding a small answer.
+    Without that dict a circular structure fails with RecursionError instead of
+    ValueError: a 500 either way. The encoder keeps no state between calls, so the
+    sync threads share it."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(default=_json_default).encode
+    encode = make(None, _json_default, json.encoder.encode_basestring_ascii, None,
+                  ": ", ", ", False, False, True)
+    join = "".join
+
+    def dumps(value: Any) -> str:
+        return join(encode(value, 0))
+
+    return dumps
+
+
+_dumps = _make_dumps()
+
+# In a worker numpy answers are written from the array's buffer (csrc/python/json_array.c);
+# outside one (tools, in-process tests), or with BENTOHOST_PYTHON_JSON=1, json.dumps of tolist().
+_ndarray_json: Callable[[Any], bytes | None] | None = None
+if os.environ.get("BENTOHOST_PYTHON_JSON") != "1":
+    try:
+        from _bentohost import ndarray_json as _ndarray_json
+    except ImportError:
+        pass
 
 
 def dumps_json(value: Any) -> bytes:
@@ -555,6 +585,10 @@ def make_encoder(return_annotation: Any) -> Callable[[Any], Encoded]:
             return json_ct, _dumps(value.to_dict(orient="list" if orient == "columns" else "records")).encode(), None
         if _is_pil(value):
             return encode_image(value, declared)
+        if _ndarray_json is not None and cls.__name__ == "ndarray" and cls.__module__ == "numpy":
+            text = _ndarray_json(value)  # None for dtypes and layouts it does not write
+            if text is not None:
+                return json_ct, text, None
         return json_ct, _dumps(value).encode(), None
 
     return encode

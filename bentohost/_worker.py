@@ -264,10 +264,10 @@ class WorkerRuntime(StreamsMixin):
         soon as it is taken, on this thread, with no wake-up of the loop and no GIL hand-off
         between two threads per request."""
         take_wait = self.host.take_wait
-        routes = self._routes
-        n_eps = len(routes)
+        complete = self.host.complete
+        endpoints = [ep for ep, _, _ in self._routes]
+        n_eps = len(endpoints)
         mark = getattr(self.host, "sync_busy", None)
-        run = self._sync_job
         while True:
             try:
                 batch = take_wait()
@@ -284,17 +284,26 @@ class WorkerRuntime(StreamsMixin):
                     continue  # cancels (seen above); writable events are for streams only
                 if index >= n_eps:
                     self._answer_bad_index(handle, body, meta)
-                elif cancelled and handle in cancelled:
+                    continue
+                if cancelled and handle in cancelled:
                     self._complete(handle, _CANCELLED)
-                else:
-                    if mark is not None:
-                        mark(0)
-                    try:
-                        run(handle, routes[index][0], body, ctype, meta)
-                    except BaseException:  # noqa: BLE001 - keep the thread serving
-                        logger.exception("job failed")
-                    if mark is not None:
-                        mark(~0)
+                    continue
+                if mark is not None:
+                    mark(0)
+                try:
+                    try:  # run_sync answers every failure itself; this is for BaseExceptions
+                        status, rtype, out, headers = endpoints[index].run_sync(body, ctype, meta)
+                    except BaseException:  # noqa: BLE001 - the handle must still be answered
+                        logger.exception("request handling failed")
+                        status, rtype, out, headers = _INTERNAL_ERROR
+                    if headers is None:
+                        complete(handle, status, rtype, out)
+                    else:
+                        complete(handle, status, rtype, out, headers)
+                except BaseException:  # noqa: BLE001 - keep the thread serving
+                    logger.exception("job failed")
+                if mark is not None:
+                    mark(~0)
 
     def _answer_bad_index(self, handle: int, body: Any, members: Any) -> None:
         if body.__class__ is list:

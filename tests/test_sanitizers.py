@@ -39,6 +39,7 @@ SUITES = [
     "tests/test_cors.py",
     "tests/test_serve_flags.py",
     "tests/test_access_log.py",
+    "tests/test_json_arrays.py",
 ]
 
 pytestmark = [

@@ -1147,3 +1147,45 @@ def test_multipart_parts_decoding(tmp_path: Path) -> None:
     parts[0] = ("doc", "a.png", "image/png", str(f), None)
     st, _, out, _ = handle_request(ep, None, "multipart/form-data; boundary=x", (b"", "c:1", str(tmp_path), parts))
     assert st == 400 and json.loads(out)["detail"][0]["loc"] == ["doc"]
+
+
+def test_json_answers_are_the_standard_librarys_and_the_encoder_is_shared_safely():
+    """bentohost._io keeps one C encoder for every answer: the text is json.dumps's for
+    every kind of value, and threads encoding at once do not disturb each other."""
+    import threading
+
+    from bentohost._io import dumps_json
+
+    class Point(pydantic.BaseModel):
+        x: int
+
+    values = [
+        {"message": "Hello, bento!"}, "é ☃ \n \"quoted\"", [1.5, -0.0, 1e300, 3, True, None],
+        [float("nan"), float("inf"), float("-inf")], {"nested": {"a": [1, {"b": "c"}]}, 1: 2},
+        (1, 2), 7, 2.5, "",
+    ]
+    for value in values:
+        assert dumps_json(value) == json.dumps(value).encode(), value
+    assert dumps_json({"a": np.arange(3, dtype=np.int64)}) == b'{"a": [0, 1, 2]}'
+    assert dumps_json([Point(x=1)]) == b'[{"x": 1}]'
+    with pytest.raises(Exception):
+        dumps_json({"x": object()})
+    # a failure mid-way leaves nothing behind for the next answer
+    assert dumps_json([[1], [2]]) == b"[[1], [2]]"
+
+    big = {f"k{i}": [i, str(i), {"v": i / 3}] for i in range(200)}
+    expected = json.dumps(big).encode()
+    wrong: list[bytes] = []
+
+    def encode_many() -> None:
+        for _ in range(300):
+            out = dumps_json(big)
+            if out != expected:
+                wrong.append(out)
+
+    threads = [threading.Thread(target=encode_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong

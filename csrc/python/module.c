@@ -376,6 +376,8 @@ static PyMethodDef module_methods[] = {
     {"eventfd", py_eventfd, METH_NOARGS, "The fd that becomes readable when requests wait."},
     {"take", bh_py_take, METH_NOARGS, "Pending entries, [] if none, None at shutdown."},
     {"take_wait", bh_py_take_wait, METH_NOARGS, "Pending entries, waiting for one; None at shutdown."},
+    {"ndarray_json", bh_py_ndarray_json, METH_O,
+     "json.dumps(a.tolist()) as bytes from the array's buffer, or None for one it does not write."},
     {"complete", (PyCFunction)(void (*)(void))py_complete, METH_FASTCALL,
      "Answer a request: complete(handle, status, content_type, body, headers=None)."},
     {"stream_start", (PyCFunction)(void (*)(void))py_stream_start, METH_FASTCALL,

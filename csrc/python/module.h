@@ -34,6 +34,9 @@ void bh_module_work_done(void);
 PyObject *bh_py_take(PyObject *self, PyObject *unused);
 PyObject *bh_py_take_wait(PyObject *self, PyObject *unused);
 
+/* json_array.c */
+PyObject *bh_py_ndarray_json(PyObject *self, PyObject *arg);
+
 /* calls.c */
 PyObject *bh_response_tuple(bh_req_t *carrier, int code);
 

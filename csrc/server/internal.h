@@ -13,6 +13,7 @@
 #include <llhttp.h>
 
 #include "common/context.h"
+#include "common/text.h"
 #include "common/request.h"
 #include "python/bridge.h"
 #include "server/cors.h"
@@ -157,34 +158,6 @@ static inline uint64_t bh_keepalive_ms(const bh_io_t *io) {
 
 static inline double bh_api_timeout_s(const bh_worker_t *w) {
   return w->config.timeout_s > 0 ? w->config.timeout_s : 60.0;
-}
-
-/* ---------------------------------------------------------------- writing text */
-
-/* Per-request heads and log lines are built with these rather than printf,
- * whose format parsing costs more than the copies themselves. */
-static inline char *bh_put(char *p, const char *s, size_t n) {
-  memcpy(p, s, n);
-  return p + n;
-}
-
-#define BH_PUT_LIT(p, lit) bh_put((p), (lit), sizeof(lit) - 1)
-
-static inline char *bh_put_str(char *p, const char *s) {
-  return bh_put(p, s, strlen(s));
-}
-
-static inline char *bh_put_u64(char *p, uint64_t v) {
-  char tmp[20];
-  int k = 0;
-
-  do {
-    tmp[k++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (k > 0)
-    *p++ = tmp[--k];
-  return p;
 }
 
 /* ---------------------------------------------------------------- growing buffers */
