@@ -637,13 +637,43 @@ def test_stuck_sync_thread_gets_worker_replaced(server_factory, tmp_path, api):
     assert len(stuck_pids) == 2, f"could not get /{api} running on both workers: {stuck_pids}"
     results = [f.result(timeout=15) for f in calls]
     pool.shutdown(wait=False)
-    assert all(s == 504 and t < 4.5 for s, t, _ in results), f"/{api} calls: {results}"
+    # 504 at the call's own timeout, or 503 from the hung worker itself at the watchdog's verdict
+    assert all(s in (503, 504) and t < 4.5 for s, t, _ in results), f"/{api} calls: {results}"
 
     consecutive_ok(srv.url + "/ok", 6, within=15.0)
     wait_for(lambda: all(pid_dead(p) for p in stuck_pids), 5, what=f"the stuck workers {stuck_pids} to be gone")
     log = srv.log()
     assert re.search(r"no progress|watchdog", log, re.IGNORECASE), log
     assert re.search(SVC_FILE_RE + api, log), f"no stack of the stuck /{api} thread in the log:\n{log}"
+
+
+def test_hung_worker_answers_what_it_holds_and_leaves_new_calls_to_its_replacement(
+        server_factory, tmp_path):
+    """workers=1, threads=1, timeout=2: /stuck never returns, so the watchdog's verdict comes 4 s
+    into it and the kill a second or two later. A call queued behind it 3.3 s in would time out
+    only after the kill: the hung worker answers it 503 at the verdict instead. A call sent
+    between the verdict and the kill is not taken by the hung worker: it waits in the listen
+    queue for the replacement, which answers it."""
+    srv = server_factory(f"{SVC}:StuckAlone", env=mark_dir(tmp_path))
+    srv.wait_all_workers(1)
+    pool = ThreadPoolExecutor(3)
+    first = pool.submit(post_timed, srv.url + "/stuck", timeout=10, json={})
+    wait_for(lambda: marks(srv, "stuck"), 5, what="the stuck call to start")
+    started = time.monotonic()
+    (stuck_pid,) = marks(srv, "stuck")
+    time.sleep(3.3)
+    queued = pool.submit(post_timed, srv.url + "/whoami", timeout=10, json={})
+    wait_for(lambda: "taking no more connections" in srv.log(), 5, what="the hung worker's verdict")
+    assert not pid_dead(stuck_pid), "the hung worker was killed before this test could call it"
+    later = pool.submit(post_timed, srv.url + "/whoami", timeout=20, json={})
+
+    assert first.result(15)[0] == 504
+    status, took, _ = queued.result(15)
+    assert status == 503 and took < 2.0, (status, took, srv.log())
+    status, _, body = later.result(25)
+    assert status == 200 and body.get("pid") not in (None, stuck_pid), (status, body, srv.log())
+    assert time.monotonic() - started < 20
+    pool.shutdown(wait=False)
 
 
 # --------------------------------------------------------------------------- 11. keep-alive cap

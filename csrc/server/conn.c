@@ -340,6 +340,15 @@ static void conn_dispatch(bh_conn_t *c) {
   }
   req = c->req;
   c->req = NULL;
+  if (io->hung) { /* being replaced: Python would never answer */
+    int api_index = req->api_index;
+    uint64_t start = req->start_ns;
+    bh_multipart_free(c->mp);
+    c->mp = NULL;
+    bh_req_release(io, req);
+    bh_conn_respond_api_error(c, api_index, start, 503, NULL);
+    return;
+  }
   /* The max_concurrency slot, now that the whole body is here. */
   if (bh_limiter_acquire(w) != 0) {
     bh_multipart_free(c->mp);
@@ -615,6 +624,33 @@ void bh_http_drain(bh_io_t *io) {
     if (!c->busy && !c->in_message)
       bh_conn_close(c);
   }
+}
+
+size_t bh_http_waiting(const bh_io_t *io) {
+  size_t n = 0;
+
+  for (const bh_conn_t *c = io->conns; c != NULL; c = c->next)
+    n += c->active != NULL && !c->streaming && !c->closing;
+  return n;
+}
+
+size_t bh_http_fail_waiting(bh_io_t *io, int status) {
+  bh_conn_t *c, *next;
+  size_t n = 0;
+
+  for (c = io->conns; c != NULL; c = next) {
+    next = c->next; /* a close only unlinks c; its memory lasts until the close callback */
+    bh_req_t *req = c->active;
+    if (req == NULL || c->streaming || c->closing)
+      continue;
+    int api_index = req->api_index;
+    uint64_t start = req->start_ns;
+    uv_timer_stop(&c->timer);
+    bh_conn_detach(c, BH_REQ_TIMED_OUT);
+    bh_conn_respond_api_error(c, api_index, start, status, NULL);
+    n++;
+  }
+  return n;
 }
 
 void bh_http_close_all(bh_io_t *io) {

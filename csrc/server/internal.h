@@ -49,13 +49,16 @@ typedef struct bh_io {
   uv_tcp_t listener;
   uv_signal_t sigterm;
   uv_timer_t drain_timer;
+  uv_timer_t hang_timer;     /* looks for the watchdog's verdict (io.c) */
   bh_cors_t *cors;           /* the service's http.cors, NULL: disabled */
 
   struct bh_conn *conns;     /* every open connection (intrusive list) */
   size_t nconns;
   size_t inflight;           /* handed to Python or the batcher, not yet freed */
   int accept_paused;         /* a connection waits in the listener (concurrency) */
-  int draining;              /* SIGTERM seen: finish what is in flight */
+  int draining;              /* take nothing new, finish what is in flight */
+  int terminating;           /* SIGTERM seen */
+  int hung;                  /* the watchdog replaces this worker: Python gets nothing more */
   int finished;              /* handles closed, uv_run about to return */
 
   /* start-up hand-shake with bh_io_start() */
@@ -193,6 +196,11 @@ void bh_io_maybe_finish(bh_io_t *io);   /* called when conns/inflight drop */
 void bh_http_on_connection(uv_stream_t *listener, int status);
 void bh_http_drain(bh_io_t *io);        /* close idle connections, mark the rest */
 void bh_http_close_all(bh_io_t *io);    /* graceful timeout: close everything */
+/* Requests waiting for Python's answer (a streamed response begun is not). */
+size_t bh_http_waiting(const bh_io_t *io);
+/* Answers every request still waiting for Python with status (a streamed
+ * response already begun is left alone); how many. */
+size_t bh_http_fail_waiting(bh_io_t *io, int status);
 void bh_conn_close(bh_conn_t *c);
 void bh_conn_arm(bh_conn_t *c, uint64_t ms);
 /* Arms the timer for the message's deadline: its head's, or its body's

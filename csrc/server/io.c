@@ -26,6 +26,10 @@
 #include <sched.h>
 #include <signal.h>
 
+/* Four looks a second at the watchdog's measure: well inside the second the
+ * supervisor waits between seeing a hang and the kill. */
+#define HANG_CHECK_MS 250
+
 /* One I/O thread per worker process. */
 static bh_io_t io_state;
 
@@ -76,6 +80,7 @@ void bh_io_maybe_finish(bh_io_t *io) {
   io_close_handle((uv_handle_t *)&io->listener);
   io_close_handle((uv_handle_t *)&io->sigterm);
   io_close_handle((uv_handle_t *)&io->drain_timer);
+  io_close_handle((uv_handle_t *)&io->hang_timer);
   bh_bridge_close(&io->bridge);
 }
 
@@ -89,20 +94,52 @@ static void io_on_drain_timeout(uv_timer_t *t) {
   bh_io_maybe_finish(io);
 }
 
+/* Takes no new connection (the pool's other workers get them) and, unless
+ * keep_idle, closes the idle keep-alive ones; what is in flight finishes. */
+static void io_stop_taking(bh_io_t *io, int keep_idle) {
+  io->draining = 1;
+  io_close_handle((uv_handle_t *)&io->listener);
+  if (!keep_idle)
+    bh_http_drain(io);
+}
+
 static void io_on_sigterm(uv_signal_t *s, int signum) {
   bh_io_t *io = s->data;
   double grace = io->w->opts->graceful_timeout_s;
 
   (void)signum;
-  if (io->draining)
+  if (io->terminating)
     return;
-  io->draining = 1;
-  io_close_handle((uv_handle_t *)&io->listener);
-  if (!bh_shm_retiring(io->w->shm, io->w->slot))
-    bh_http_drain(io);
+  io->terminating = 1;
+  io_stop_taking(io, bh_shm_retiring(io->w->shm, io->w->slot));
   if (grace > 0 && !io->finished)
     uv_timer_start(&io->drain_timer, io_on_drain_timeout,
                    (uint64_t)(grace * 1000.0), 0);
+  bh_io_maybe_finish(io);
+}
+
+/* A worker without progress too long is replaced: the supervisor's watchdog
+ * (supervisor/watch.c) SIGKILLs it a second after it sees a stalled Python
+ * loop, or after this thread reports every sync thread stuck while requests
+ * wait. This thread reads the loop's measure too, more often, so it gets
+ * there first: it takes no more connections, so its siblings (or its
+ * replacement) get them, and it answers 503 now every request it holds that
+ * has not been answered, since Python would never answer them and the kill
+ * would cut them. */
+static void io_on_hang_check(uv_timer_t *t) {
+  bh_io_t *io = t->data;
+  double hung = bh_router_hung_s(io->w, bh_http_waiting(io) > 0);
+  size_t n;
+
+  if (hung == 0 || io->finished)
+    return;
+  uv_timer_stop(t);
+  io->hung = 1;
+  bh_shm_report_hung(io->w->shm, io->w->slot);
+  io_stop_taking(io, 0);
+  n = bh_http_fail_waiting(io, 503);
+  bh_log("worker %d: no progress for %.1fs: taking no more connections, %zu waiting request(s) "
+         "answered 503; the supervisor replaces this worker", io->w->index, hung, n);
   bh_io_maybe_finish(io);
 }
 
@@ -224,6 +261,8 @@ static void *io_thread_main(void *arg) {
   io->sigterm.data = io;
   uv_timer_init(loop, &io->drain_timer);
   io->drain_timer.data = io;
+  uv_timer_init(loop, &io->hang_timer);
+  io->hang_timer.data = io;
   uv_tcp_init(loop, &io->listener);
   io->listener.data = io;
   if (w->defer_listen) {
@@ -254,6 +293,7 @@ static void *io_thread_main(void *arg) {
     io_close_handle((uv_handle_t *)&io->listener);
     io_close_handle((uv_handle_t *)&io->sigterm);
     io_close_handle((uv_handle_t *)&io->drain_timer);
+    io_close_handle((uv_handle_t *)&io->hang_timer);
     bh_bridge_close(&io->bridge);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
@@ -266,6 +306,8 @@ static void *io_thread_main(void *arg) {
   if (err != 0)
     bh_log("warning: worker %d: no access log: %s", w->index, strerror(-err));
 
+  if (w->opts->watchdog_factor > 0 && w->shm != NULL)
+    uv_timer_start(&io->hang_timer, io_on_hang_check, HANG_CHECK_MS, HANG_CHECK_MS);
   w->bridge = &io->bridge;
   if (w->defer_listen)
     w->start_listening = io_start_listening;

@@ -116,11 +116,19 @@ void bh_router_error(int status, bh_builtin_resp_t *out) {
   out->body_len = strlen(out->body);
 }
 
-/* Every sync thread has been inside one call longer than the watchdog allows:
- * the worker is about to be replaced, so it says it is not ready meanwhile. */
-static int router_stuck(const bh_worker_t *w) {
-  double limit = w->opts->watchdog_factor * bh_api_timeout_s(w);
-  return limit > 0 && bh_shm_sync_stuck_s(w->shm, w->slot) > limit;
+double bh_router_hung_s(const bh_worker_t *w, int waiting) {
+  double limit = w->opts->watchdog_factor * bh_api_timeout_s(w), loop, sync;
+
+  if (limit <= 0 || w->shm == NULL)
+    return 0;
+  loop = bh_shm_stall_s(w->shm, w->slot);
+  if (loop > limit)
+    return loop;
+  /* A long sync call is no hang by itself (it cannot be interrupted, and the
+   * caller had its 504): only once requests wait for a thread that none of
+   * the stuck ones will free. */
+  sync = waiting ? bh_shm_sync_stuck_s(w->shm, w->slot) : 0;
+  return sync > limit ? sync : 0;
 }
 
 /* This service's series, and at the entry every service's of the graph. */
@@ -150,8 +158,10 @@ void bh_router_builtin(const bh_worker_t *w, const bh_route_t *r,
     }
     break;
   case BH_ROUTE_READYZ:
-    /* withdrawn: --shutdown-delay, the load balancer is to stop sending */
-    if (atomic_load_explicit(&w->ready, memory_order_relaxed) && !router_stuck(w) &&
+    /* hung: a request sent here would wait for a stuck thread, or the worker
+     * is about to be replaced; withdrawn: --shutdown-delay, the load
+     * balancer is to stop sending */
+    if (atomic_load_explicit(&w->ready, memory_order_relaxed) && bh_router_hung_s(w, 1) == 0 &&
         !bh_shm_withdrawn(w->shm) && (w->service != 0 || bh_shm_graph_ready(w->shm))) {
       out->status = 200;
       out->body = "\n";

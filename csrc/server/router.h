@@ -52,5 +52,10 @@ int bh_router_limited(const bh_route_t *r);
 /* Hands a request to Python (or the API's batcher); -EAGAIN when the ring is
  * full (answer 503). */
 int bh_router_admit(bh_worker_t *w, bh_req_t *req);
-
+/* Seconds this worker has gone without progress past what the watchdog
+ * allows, 0 while within it: its Python loop with work pending, or, when
+ * `waiting` (requests wait for a sync thread), every sync thread inside one
+ * call. The loop's measure is also the supervisor's (supervisor/watch.c); the
+ * sync verdict is the I/O thread's, which reports it (bh_shm_report_hung). */
+double bh_router_hung_s(const bh_worker_t *w, int waiting);
 #endif

@@ -9,9 +9,10 @@
 #include <unistd.h>
 
 /* A worker is hung when, for longer than watchdog_factor x traffic.timeout,
- * its event loop made no progress while it had work, or every one of its sync
- * threads stayed inside one call (the loop keeps ticking then, so it needs its
- * own look). It gets SIGUSR1 first (faulthandler writes its Python stacks to
+ * its event loop made no progress while it had work, or when it says so: its
+ * I/O thread, which sees the requests waiting, reports every sync thread
+ * inside one call that long while requests wait for one (the loop keeps
+ * ticking then, so it needs its own look). It gets SIGUSR1 first (faulthandler writes its Python stacks to
  * the log), then SIGKILL; it is respawned at once, as any worker that had been
  * ready. */
 void bh_sup_watchdog(sup_t *s) {
@@ -36,12 +37,14 @@ void bh_sup_watchdog(sup_t *s) {
       continue;
     }
     double limit = s->opts->watchdog_factor * bh_sup_config(s, i)->timeout_s;
-    double loop = bh_shm_stall_s(s->shm, w->shm_slot), sync = bh_shm_sync_stuck_s(s->shm, w->shm_slot);
-    if (!dumping && (loop > limit || sync > limit)) {
+    double loop = bh_shm_stall_s(s->shm, w->shm_slot);
+    int reported = bh_shm_reported_hung(s->shm, w->shm_slot);
+    if (!dumping && (loop > limit || reported)) {
+      double sync = bh_shm_sync_stuck_s(s->shm, w->shm_slot);
       dumping = 1;
       bh_log("worker %s (pid %d) made no progress for %.1fs (limit %.1fs%s): writing its Python "
-             "stacks and restarting it", w->name, (int)w->pid, loop > sync ? loop : sync, limit,
-             loop > sync ? "" : ", every sync thread inside one call");
+             "stacks and restarting it", w->name, (int)w->pid, loop > limit ? loop : sync, limit,
+             loop > limit ? "" : ", every sync thread inside one call while requests wait");
       kill(w->pid, SIGUSR1);
       w->hang_kill_at = t + 1.0;
     }

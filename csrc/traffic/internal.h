@@ -77,6 +77,7 @@ typedef struct bh_slot {
   _Atomic uint64_t requests;       /* answered (every response end), for --max-requests */
   _Atomic int32_t sync_threads;    /* sync threads the worker runs (their slots below) */
   _Atomic int32_t retiring;        /* written by the supervisor: see bh_shm_set_retiring */
+  _Atomic int32_t hung;            /* written by the worker: see bh_shm_report_hung */
   /* per sync thread: CLOCK_MONOTONIC when its current call began, 0 when idle */
   _Atomic uint64_t sync_busy_since_ns[BH_SHM_MAX_SYNC];
   _Atomic uint64_t rejected[BH_REJ_N];

@@ -99,6 +99,7 @@ static void slot_reset(bh_shm_t *shm, int slot, int count_restart) {
     if (atomic_load_explicit(&s->apis[i].in_progress, memory_order_relaxed) != 0)
       atomic_store(&s->apis[i].in_progress, 0);
   atomic_store(&s->retiring, 0);
+  atomic_store(&s->hung, 0);
   if (count_restart)
     atomic_fetch_add(&s->restarts, 1);
 }
@@ -120,6 +121,17 @@ void bh_shm_set_retiring(bh_shm_t *shm, int slot, int retiring) {
 int bh_shm_retiring(bh_shm_t *shm, int slot) {
   bh_slot_t *s = bh_shm_slot(shm, slot);
   return s != NULL && atomic_load(&s->retiring) != 0;
+}
+
+void bh_shm_report_hung(bh_shm_t *shm, int slot) {
+  bh_slot_t *s = bh_shm_slot(shm, slot);
+  if (s != NULL)
+    atomic_store(&s->hung, 1);
+}
+
+int bh_shm_reported_hung(bh_shm_t *shm, int slot) {
+  bh_slot_t *s = bh_shm_slot(shm, slot);
+  return s != NULL && atomic_load(&s->hung) != 0;
 }
 
 void bh_shm_withdraw(bh_shm_t *shm) {

@@ -33,6 +33,11 @@ void bh_shm_worker_retired(bh_shm_t *shm, int slot);
  * its idle keep-alive connections, each closing after its next answer. */
 void bh_shm_set_retiring(bh_shm_t *shm, int slot, int retiring);
 int bh_shm_retiring(bh_shm_t *shm, int slot);
+/* worker, I/O thread: its sync threads are all stuck while requests wait for
+ * them, so it asks to be replaced; the supervisor's watchdog reads it. Cleared
+ * when the slot is reset. */
+void bh_shm_report_hung(bh_shm_t *shm, int slot);
+int bh_shm_reported_hung(bh_shm_t *shm, int slot);
 /* supervisor, --shutdown-delay: every /readyz answers 503 from now on */
 void bh_shm_withdraw(bh_shm_t *shm);
 int bh_shm_withdrawn(bh_shm_t *shm);

@@ -118,6 +118,14 @@ static void test_worker_death(void) {
   bh_limiter_release(&w1);
   bh_limiter_release(&w1); /* unbalanced: ignored */
   CHECK(atomic_load(&shm->services[0].inflight) == 0);
+  /* a worker's own word that it is hung lasts until its slot is reset */
+  CHECK(!bh_shm_reported_hung(shm, 1));
+  bh_shm_report_hung(shm, 1);
+  CHECK(bh_shm_reported_hung(shm, 1) && !bh_shm_reported_hung(shm, 2));
+  bh_shm_worker_retired(shm, 1);
+  CHECK(!bh_shm_reported_hung(shm, 1));
+  bh_shm_report_hung(shm, 999); /* out of range: ignored */
+  CHECK(!bh_shm_reported_hung(shm, 999));
   bh_shm_worker_died(shm, 2); /* twice: nothing left to give back */
   CHECK(atomic_load(&shm->services[0].inflight) == 0);
   CHECK(atomic_load(&shm->slots[2].restarts) == 2);

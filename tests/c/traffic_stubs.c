@@ -71,6 +71,17 @@ double bh_shm_sync_stuck_s(bh_shm_t *shm, int index) {
   return 0;
 }
 
+double bh_shm_stall_s(bh_shm_t *shm, int index) {
+  (void)shm;
+  (void)index;
+  return 0;
+}
+
+void bh_shm_report_hung(bh_shm_t *shm, int slot) {
+  (void)shm;
+  (void)slot;
+}
+
 int bh_metrics_reason_of(int status) {
   (void)status;
   return -1;

@@ -84,9 +84,10 @@ class Leaf:
         yield "fine"
 
     @bentohost.api
-    def silent(self) -> Generator[str, None, None]:
+    def cut_short(self) -> Generator[str, None, None]:
         yield "first"
-        time.sleep(30)
+        time.sleep(0.2)
+        os._exit(3)  # the worker dies mid-stream: its caller must not see a complete answer
         yield "never"
 
 
@@ -156,8 +157,8 @@ class Front:
         return first
 
     @bentohost.api
-    def silent(self) -> list:
-        return list(self.leaf.silent())
+    def cut_short(self) -> list:
+        return list(self.leaf.cut_short())
 
     @bentohost.api
     def slow_consumer(self, n: int, size: int) -> dict:

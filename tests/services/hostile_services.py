@@ -111,3 +111,18 @@ class Stuck:
     @bentohost.api
     def whoami(self) -> dict:
         return _whoami()
+
+
+@bentohost.service(workers=1, threads=1, traffic={"timeout": 2})
+class StuckAlone:
+    """One worker: a call queued behind the stuck one has no sibling to go to."""
+
+    @bentohost.api
+    def stuck(self) -> str:
+        _mark("stuck")
+        time.sleep(10**6)
+        return "never"
+
+    @bentohost.api
+    def whoami(self) -> dict:
+        return _whoami()
