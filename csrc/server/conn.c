@@ -340,21 +340,13 @@ static void conn_dispatch(bh_conn_t *c) {
   }
   req = c->req;
   c->req = NULL;
-  if (io->hung) { /* being replaced: Python would never answer */
-    int api_index = req->api_index;
-    uint64_t start = req->start_ns;
+  /* The max_concurrency slot, now that the whole body is here; none for a
+   * worker being replaced (io->hung): its Python would never answer. */
+  if (io->hung || bh_limiter_acquire(w) != 0) {
     bh_multipart_free(c->mp);
     c->mp = NULL;
     bh_req_release(io, req);
-    bh_conn_respond_api_error(c, api_index, start, 503, NULL);
-    return;
-  }
-  /* The max_concurrency slot, now that the whole body is here. */
-  if (bh_limiter_acquire(w) != 0) {
-    bh_multipart_free(c->mp);
-    c->mp = NULL;
-    bh_req_release(io, req);
-    bh_conn_respond_api_error(c, c->route.api_index, c->msg_start_ns, 429, NULL);
+    bh_conn_respond_api_error(c, c->route.api_index, c->msg_start_ns, io->hung ? 503 : 429, NULL);
     return;
   }
   atomic_fetch_or(&req->flags, BH_REQ_ADMITTED);
@@ -626,11 +618,16 @@ void bh_http_drain(bh_io_t *io) {
   }
 }
 
+/* Its request is with Python and no byte of the answer has gone out. */
+static int conn_waiting(const bh_conn_t *c) {
+  return c->active != NULL && !c->streaming && !c->closing;
+}
+
 size_t bh_http_waiting(const bh_io_t *io) {
   size_t n = 0;
 
   for (const bh_conn_t *c = io->conns; c != NULL; c = c->next)
-    n += c->active != NULL && !c->streaming && !c->closing;
+    n += conn_waiting(c);
   return n;
 }
 
@@ -640,11 +637,10 @@ size_t bh_http_fail_waiting(bh_io_t *io, int status) {
 
   for (c = io->conns; c != NULL; c = next) {
     next = c->next; /* a close only unlinks c; its memory lasts until the close callback */
-    bh_req_t *req = c->active;
-    if (req == NULL || c->streaming || c->closing)
+    if (!conn_waiting(c))
       continue;
-    int api_index = req->api_index;
-    uint64_t start = req->start_ns;
+    int api_index = c->active->api_index;
+    uint64_t start = c->active->start_ns;
     uv_timer_stop(&c->timer);
     bh_conn_detach(c, BH_REQ_TIMED_OUT);
     bh_conn_respond_api_error(c, api_index, start, status, NULL);

@@ -58,4 +58,5 @@ int bh_router_admit(bh_worker_t *w, bh_req_t *req);
  * call. The loop's measure is also the supervisor's (supervisor/watch.c); the
  * sync verdict is the I/O thread's, which reports it (bh_shm_report_hung). */
 double bh_router_hung_s(const bh_worker_t *w, int waiting);
+
 #endif

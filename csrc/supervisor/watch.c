@@ -12,9 +12,9 @@
  * its event loop made no progress while it had work, or when it says so: its
  * I/O thread, which sees the requests waiting, reports every sync thread
  * inside one call that long while requests wait for one (the loop keeps
- * ticking then, so it needs its own look). It gets SIGUSR1 first (faulthandler writes its Python stacks to
- * the log), then SIGKILL; it is respawned at once, as any worker that had been
- * ready. */
+ * ticking then, so it needs its own look). It gets SIGUSR1 first
+ * (faulthandler writes its Python stacks to the log), then SIGKILL; it is
+ * respawned at once, as any worker that had been ready. */
 void bh_sup_watchdog(sup_t *s) {
   if (!s->have_config || s->opts->watchdog_factor <= 0 || s->shutting_down)
     return;
