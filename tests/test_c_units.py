@@ -5,10 +5,12 @@ libuv's headers or llhttp's sources are missing."""
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
+import sysconfig
 import time
 import zlib
 from pathlib import Path
@@ -25,13 +27,16 @@ CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-DLLHTTP_STRICT_MODE=1", "-Wall", "-Wext
 # Every file of the server and of what it calls below it (the outbound client).
 SERVER_SOURCES = sorted(str(p.relative_to(CSRC)) for d in ("server", "net") for p in (CSRC / d).glob("*.c"))
 # What the ring and the multipart parser need without the server around them.
-CORE_SOURCES = ["python/bridge.c", "common/request.c", "common/fs.c", "common/fmt.c", "common/options.c"]
+CORE_SOURCES = ["python/bridge.c", "common/request.c", "common/fs.c", "common/fmt.c", "common/shortest.c",
+                "common/options.c"]
 # The server's access log formats its lines with the host's log (which replaces the
 # harness's own bh_log there).
 HOST_SOURCES = SERVER_SOURCES + CORE_SOURCES + ["common/log.c", "common/waiter.c"]
 # The traffic side (limiter, metrics, batcher) is replaced by stubs here.
 STUB_SOURCES = ["traffic_stubs.c"]
 LLHTTP_SOURCES = ["api.c", "http.c", "llhttp.c"]
+# Python's float repr without Python.
+FLOAT_SOURCES = [str(CSRC / "common" / s) for s in ("fmt.c", "shortest.c")]
 
 
 def _have_toolchain():
@@ -107,13 +112,41 @@ def test_ring_and_completions(build_dir):
 def test_py_float_matches_python_repr(build_dir):
     """The 504 body prints traffic.timeout as Python does: 10 -> 10.0, never 1e+01."""
     exe = build_dir / "test_fmt"
-    _run(["gcc", *CFLAGS, "-O2", "-I%s" % CSRC, str(TESTS_C / "test_fmt.c"), str(CSRC / "common" / "fmt.c"),
-          "-lm", "-o", str(exe)])
+    _run(["gcc", *CFLAGS, "-O2", "-I%s" % CSRC, str(TESTS_C / "test_fmt.c"), *FLOAT_SOURCES, "-lm", "-o", str(exe)])
     values = [10.0, 60.0, 0.5, 1.0, 2.5, 30.0, 100.0, 1e15, 1e16, 123.456, 0.0001, 0.00001, 1 / 3, 3600.0,
               1e22, 0.1, 7.25, 1e-7]
     args = [a for v in values for a in (repr(v), repr(v))]
     r = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _embed_flags():
+    """Compile and link flags of this interpreter's libpython (python3-config --embed)."""
+    include = sysconfig.get_paths()["include"]
+    ldversion = sysconfig.get_config_var("LDVERSION") or sysconfig.get_python_version()
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    libpl = sysconfig.get_config_var("LIBPL") or libdir
+    libs = shlex.split(sysconfig.get_config_var("LIBS") or "") + shlex.split(sysconfig.get_config_var("SYSLIBS") or "")
+    rpath = ["-Wl,-rpath,%s" % libdir] if sysconfig.get_config_var("Py_ENABLE_SHARED") else []
+    return ["-I%s" % include], ["-L%s" % libdir, "-L%s" % libpl, "-lpython%s" % ldversion, *rpath, *libs, "-lm"]
+
+
+@pytest.mark.parametrize("sanitized", [False, True], ids=["release", "asan"])
+def test_shortest_float_digits_are_pythons_repr(build_dir, sanitized):
+    """Every float a numpy answer or a 504 body prints is repr(float)'s text, found
+    without dtoa: random doubles of every exponent, float32 values widened,
+    subnormals, powers of ten and their neighbours, integers (tests/c/test_shortest.c
+    against PyOS_double_to_string linked in)."""
+    cflags, ldflags = _embed_flags()
+    extra = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"] if sanitized else ["-O2"]
+    exe = build_dir / ("test_shortest" + ("_asan" if sanitized else ""))
+    _run(["gcc", *CFLAGS, *extra, "-I%s" % CSRC, *cflags, str(TESTS_C / "test_shortest.c"), *FLOAT_SOURCES,
+          *ldflags, "-o", str(exe)])
+    count = 20000 if sanitized else 400000
+    r = subprocess.run([str(exe), str(count), str(int(time.time()))], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "ASAN_OPTIONS": "detect_leaks=0"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().endswith("OK")
 
 
 def test_ring_tsan(build_dir):

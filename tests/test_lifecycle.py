@@ -265,6 +265,35 @@ def test_idle_keep_alive_connection_does_not_delay_shutdown(server_factory):
     assert elapsed < 5, f"an idle keep-alive connection held the shutdown for {elapsed:.1f}s"
 
 
+def test_connection_accepted_before_sigterm_gets_its_request_answered(server_factory):
+    """A client that connected just before the shutdown and sends its request a moment
+    later is answered (connection: close), not cut: the drain closes only connections
+    between requests; one that never sends anything is closed within a second."""
+    srv = server_factory("basic.py:Basic", "--workers", "1", "--timeout-keep-alive", "30")
+    late = socket.create_connection((srv.host, srv.port), timeout=10)
+    silent = socket.create_connection((srv.host, srv.port), timeout=10)
+    try:
+        time.sleep(0.3)  # both accepted by the worker, neither has sent a byte
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        time.sleep(0.2)
+        late.sendall(b'POST /add HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                     b'Content-Length: 8\r\n\r\n{"a": 1}')
+        answer = b""
+        while chunk := late.recv(65536):
+            answer += chunk
+        head = answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 200"), answer
+        assert b"connection: close" in head, answer
+        assert srv.wait_exit(20) == 0, srv.log()
+        elapsed = time.monotonic() - t0
+        assert silent.recv(1) == b""
+    finally:
+        late.close()
+        silent.close()
+    assert elapsed < 5, f"a connection that never sent a request held the shutdown for {elapsed:.1f}s"
+
+
 def test_livez_answers_while_loading(server_factory):
     srv = server_factory("slow_init.py:SlowInit", "--workers", "1",
                          env={"SLOW_INIT_SECONDS": "4"}, wait_ready=False)

@@ -1,20 +1,21 @@
 /* An API's numpy answer as JSON, written from the array's buffer: the bytes
  * json.dumps(array.tolist()) gives, without a Python float (or int) object per
- * element. Floats go through PyOS_double_to_string(..., 'r', ...), the routine
- * of float.__repr__ that json uses, so every digit is the same; NaN and the
+ * element. Floats are written with float.__repr__'s digits (common/fmt.h: the
+ * shortest that read back, found without dtoa's big numbers); NaN and the
  * infinities are written as json writes them (allow_nan). A buffer this does
  * not know (other byte orders, float16, objects, strides) gives None, and the
  * caller encodes the usual way. */
 #include "python/module.h"
+#include "common/fmt.h"
 #include "common/text.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-/* The longest element: a double's repr ("-1.2345678901234567e-308") or an
- * unsigned 64-bit integer, with the ", " after it. */
-#define ELEMENT_MAX 28
+/* The longest element: a double's repr or an unsigned 64-bit integer, with
+ * the ", " after it. */
+#define ELEMENT_MAX (BH_PY_FLOAT_MAX + 2)
 
 typedef enum { K_BOOL, K_INT, K_UINT, K_FLOAT } elem_kind_t;
 
@@ -55,7 +56,6 @@ static int parse_format(const char *fmt, Py_ssize_t itemsize, elem_kind_t *kind)
   return itemsize == 1 || itemsize == 2 || itemsize == 4 || itemsize == 8 ? 0 : -1;
 }
 
-/* NULL with a Python error (out of memory in the float formatter). */
 static char *put_element(char *p, const array_view_t *a, const char *at) {
   switch (a->kind) {
   case K_BOOL:
@@ -98,25 +98,13 @@ static char *put_element(char *p, const array_view_t *a, const char *at) {
       memcpy(p, "Infinity", 8);
       return p + 8;
     }
-    char *s = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-    if (s == NULL)
-      return NULL;
-    size_t n = strlen(s);
-    if (n > ELEMENT_MAX - 2) { /* a double's repr is at most 24 characters */
-      PyMem_Free(s);
-      PyErr_SetString(PyExc_OverflowError, "float repr longer than expected");
-      return NULL;
-    }
-    memcpy(p, s, n);
-    PyMem_Free(s);
-    return p + n;
+    return bh_put_py_float(p, d);
   }
   }
   return p;
 }
 
-/* Dimension `dim` from `at` on; *p advances. NULL with a Python error. The
- * recursion is as deep as the array has dimensions (at most 64 in numpy). */
+/* Dimension `dim` from `at` on; *at advances. The recursion is as deep as the array has dimensions (at most 64 in numpy). */
 static char *put_dim(char *p, const array_view_t *a, int dim, const char **at) {
   if (dim == a->ndim) {
     p = put_element(p, a, *at);
@@ -124,15 +112,14 @@ static char *put_dim(char *p, const array_view_t *a, int dim, const char **at) {
     return p;
   }
   *p++ = '[';
-  for (Py_ssize_t i = 0; i < a->shape[dim] && p != NULL; i++) {
+  for (Py_ssize_t i = 0; i < a->shape[dim]; i++) {
     if (i > 0) {
       *p++ = ',';
       *p++ = ' ';
     }
     p = put_dim(p, a, dim + 1, at);
   }
-  if (p != NULL)
-    *p++ = ']';
+  *p++ = ']';
   return p;
 }
 
@@ -179,10 +166,6 @@ PyObject *bh_py_ndarray_json(PyObject *self, PyObject *arg) {
   const char *at = a.data;
   char *start = PyBytes_AS_STRING(out);
   char *end = put_dim(start, &a, 0, &at);
-  if (end == NULL) {
-    Py_CLEAR(out);
-    goto done;
-  }
   if (_PyBytes_Resize(&out, end - start) != 0)
     out = NULL; /* _PyBytes_Resize released it */
 done:

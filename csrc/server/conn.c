@@ -608,12 +608,25 @@ void bh_http_on_connection(uv_stream_t *listener, int status) {
   }
   bh_conn_arm(c, bh_keepalive_ms(io));
 }
+/* How long a drain waits for the first request of a connection accepted
+ * just before it: the request was on its way or was never sent. */
+#define DRAIN_FRESH_MS 1000
+
+/* A keep-alive connection between requests may be closed (its client knows a
+ * reused connection can be), but one accepted a moment ago has not sent its
+ * first request yet: closing it would fail a request the client just sent.
+ * It is answered once, with connection: close, or closes soon. */
 void bh_http_drain(bh_io_t *io) {
   bh_conn_t *c, *next;
+  uint64_t fresh_ms = bh_keepalive_ms(io) < DRAIN_FRESH_MS ? bh_keepalive_ms(io) : DRAIN_FRESH_MS;
 
   for (c = io->conns; c != NULL; c = next) {
     next = c->next;
-    if (!c->busy && !c->in_message)
+    if (c->busy || c->in_message)
+      continue;
+    if (c->fresh)
+      bh_conn_arm(c, fresh_ms);
+    else
       bh_conn_close(c);
   }
 }

@@ -194,7 +194,7 @@ void bh_io_maybe_finish(bh_io_t *io);   /* called when conns/inflight drop */
 /* ---------------------------------------------------------------- conn.c */
 
 void bh_http_on_connection(uv_stream_t *listener, int status);
-void bh_http_drain(bh_io_t *io);        /* close idle connections, mark the rest */
+void bh_http_drain(bh_io_t *io);        /* close idle keep-alive connections */
 void bh_http_close_all(bh_io_t *io);    /* graceful timeout: close everything */
 /* Requests waiting for Python's answer (a streamed response begun is not). */
 size_t bh_http_waiting(const bh_io_t *io);
