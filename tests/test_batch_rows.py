@@ -83,6 +83,34 @@ def test_float_numbers_match_python(rows_bin, dtype):
     assert c_numbers(rows_bin, dtype, DECLINED) == ["ERR"] * len(DECLINED)
 
 
+def random_tokens(n: int, seed: int) -> list[str]:
+    """JSON numbers of 1 to 20 significant digits, the point anywhere, exponents either
+    side of the range a double multiplies exactly (|e| <= 22), leading and trailing zeros."""
+    rng = np.random.default_rng(seed)
+    tokens = []
+    for _ in range(n):
+        digits = "".join(map(str, rng.integers(0, 10, int(rng.integers(1, 21)))))
+        point = int(rng.integers(0, len(digits) + 1))
+        whole, frac = digits[:point].lstrip("0") or "0", digits[point:]
+        token = ("-" if rng.random() < 0.3 else "") + whole + ("." + frac if frac else "")
+        if rng.random() < 0.5:
+            token += rng.choice(["e", "E"]) + rng.choice(["", "+", "-"]) + str(int(rng.integers(0, 40)))
+        tokens.append(token)
+    return tokens
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_random_numbers_match_python(rows_bin, dtype):
+    tokens = random_tokens(20000, 12)
+    decoded = c_numbers(rows_bin, dtype, tokens)
+    # integers past 18 digits are left to Python's exact int on purpose
+    long_int = [t.lstrip("-").isdigit() and len(t.lstrip("-")) > 18 for t in tokens]
+    mismatched = [(t, got) for t, got, li in zip(tokens, decoded, long_int)
+                  if got != python_bytes(t, dtype) and not (li and got == "ERR")]
+    assert not mismatched, mismatched[:10]
+    assert decoded.count("ERR") == sum(long_int)
+
+
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int32", "int64", "uint64"])
 def test_integer_numbers_match_python(rows_bin, dtype):
     for token, got in zip(INTEGER_DECODED, c_numbers(rows_bin, dtype, INTEGER_DECODED)):

@@ -1,12 +1,57 @@
 /* Python-compatible float formatting (see common/fmt.h). */
 #include "common/fmt.h"
 #include "common/shortest.h"
-#include "common/text.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+static const char DIGIT_PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Two digits of v < 100 at p. */
+static inline void put_pair(char *p, unsigned v) {
+  memcpy(p, DIGIT_PAIRS + 2 * v, 2);
+}
+
+/* The digits of v < 10**8, exactly n of them (zeros in front), ending at end. */
+static inline void put_low8(char *end, uint32_t v, int n) {
+  for (; n >= 2; n -= 2) {
+    end -= 2;
+    put_pair(end, v % 100);
+    v /= 100;
+  }
+  if (n == 1)
+    end[-1] = (char)('0' + v);
+}
+
+/* The digits of d, most significant first; returns how many. The two halves
+ * of eight digits are independent chains of divisions. */
+static int put_digits(char out[20], uint64_t d) {
+  static const uint64_t powers[20] = {
+      1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
+      10000000000u, 100000000000u, 1000000000000u, 10000000000000u, 100000000000000u,
+      1000000000000000u, 10000000000000000u, 100000000000000000u, 1000000000000000000u,
+      10000000000000000000u};
+  int n = 1;
+  while (n < 20 && d >= powers[n])
+    n++;
+  if (n <= 8) {
+    put_low8(out + n, (uint32_t)d, n);
+  } else if (n <= 16) {
+    put_low8(out + n, (uint32_t)(d % 100000000u), 8);
+    put_low8(out + n - 8, (uint32_t)(d / 100000000u), n - 8);
+  } else {
+    uint64_t high = d / 100000000u;
+    put_low8(out + n, (uint32_t)(d % 100000000u), 8);
+    put_low8(out + n - 8, (uint32_t)(high % 100000000u), 8);
+    put_low8(out + n - 16, (uint32_t)(high / 100000000u), n - 16);
+  }
+  return n;
+}
 
 char *bh_put_py_float(char *p, double v) {
   char digits[20];
@@ -21,7 +66,7 @@ char *bh_put_py_float(char *p, double v) {
     return p + 3;
   }
   bh_decimal_t dec = bh_shortest(v);
-  n = (int)(bh_put_u64(digits, dec.digits) - digits);
+  n = put_digits(digits, dec.digits);
   point = n + dec.exp10; /* the value is 0.<digits> * 10**point */
   if (point <= -4 || point > 16) {
     int e = point - 1;

@@ -115,7 +115,9 @@ bh_decimal_t bh_shortest(double v) {
   uint64_t out;
 
   if (vm_exact || vr_exact) {
-    while (vp / 10 > vm / 10) {
+    /* then on while the lower end, itself allowed, ends in a zero: the
+     * decimal with that zero dropped is still inside */
+    while (vp / 10 > vm / 10 || (vm_exact && vm % 10 == 0)) {
       vm_exact &= vm % 10 == 0;
       vr_exact &= last == 0;
       last = (unsigned)(vr % 10);
@@ -123,17 +125,6 @@ bh_decimal_t bh_shortest(double v) {
       vp /= 10;
       vm /= 10;
       removed++;
-    }
-    if (vm_exact) {
-      /* the lower end is a decimal and allowed: drop its zeros too */
-      while (vm % 10 == 0) {
-        vr_exact &= last == 0;
-        last = (unsigned)(vr % 10);
-        vr /= 10;
-        vp /= 10;
-        vm /= 10;
-        removed++;
-      }
     }
     if (vr_exact && last == 5 && vr % 2 == 0)
       last = 4; /* exactly halfway: to the even digit */

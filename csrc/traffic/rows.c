@@ -5,6 +5,7 @@
 #include "traffic/internal.h"
 
 #include <errno.h>
+#include <float.h>
 #include <locale.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,55 @@ static int store_integer(const bh_api_t *api, const char *s, size_t len, void *o
   }
 }
 
+/* Clinger's fast path: a decimal of at most 15 significant digits w (exact as a
+ * double) times 10**e with |e| <= 22 (also exact) is one correctly rounded
+ * multiplication or division, the same double strtod gives. 0 and *out when
+ * it applies; -1 leaves the number to strtod. s is a valid JSON number. */
+static int exact_small_decimal(const char *s, size_t len, double *out) {
+  static const double powers[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+  size_t i = 0;
+  int neg = s[0] == '-', digits = 0, e = 0;
+  uint64_t w = 0;
+
+  i += (size_t)neg;
+  for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+    if (w != 0 || s[i] != '0')
+      digits++;
+    w = w * 10 + (uint64_t)(s[i] - '0');
+    if (digits > 15)
+      return -1;
+  }
+  if (i < len && s[i] == '.') {
+    for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+      if (w != 0 || s[i] != '0')
+        digits++;
+      w = w * 10 + (uint64_t)(s[i] - '0');
+      e--;
+      if (digits > 15)
+        return -1;
+    }
+  }
+  if (i < len) { /* an exponent: its digits are bounded by MAX_TOKEN */
+    int eneg = 0, x = 0;
+    i++;
+    if (s[i] == '+' || s[i] == '-')
+      eneg = s[i++] == '-';
+    for (; i < len; i++) {
+      x = x * 10 + (s[i] - '0');
+      if (x > 1000)
+        return -1;
+    }
+    e += eneg ? -x : x;
+  }
+  if (e < -22 || e > 22 || FLT_EVAL_METHOD != 0) /* x87's wider arithmetic would round twice */
+    return -1;
+  double d = (double)w;
+  d = e < 0 ? d / powers[-e] : d * powers[e];
+  *out = neg ? -d : d;
+  return 0;
+}
+
 int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
   int integral = 0;
   char tok[MAX_TOKEN + 1];
@@ -103,11 +153,14 @@ int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
    * the same way, overflow to infinity and underflow to zero included. */
   if (integral && len - (s[0] == '-') > MAX_INT_DIGITS)
     return -EINVAL; /* a long integer: Python converts its exact int */
-  memcpy(tok, s, len);
-  tok[len] = '\0';
-  locale_t c = c_locale();
-  /* without a C locale object (out of memory), the process's: Python never sets LC_NUMERIC */
-  double d = c != (locale_t)0 ? strtod_l(tok, NULL, c) : strtod(tok, NULL);
+  double d;
+  if (exact_small_decimal(s, len, &d) != 0) {
+    memcpy(tok, s, len);
+    tok[len] = '\0';
+    locale_t c = c_locale();
+    /* without a C locale object (out of memory), the process's: Python never sets LC_NUMERIC */
+    d = c != (locale_t)0 ? strtod_l(tok, NULL, c) : strtod(tok, NULL);
+  }
   if (integral && d == 0)
     d = 0.0; /* json reads "-0" as the int 0, which has no sign */
   if (api->rows_size == 4)
