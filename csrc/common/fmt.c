@@ -28,35 +28,37 @@ static inline void put_low8(char *end, uint32_t v, int n) {
     end[-1] = (char)('0' + v);
 }
 
-/* The digits of d, most significant first; returns how many. The two halves
- * of eight digits are independent chains of divisions. */
-static int put_digits(char out[20], uint64_t d) {
+/* How many digits d has: from its bit length, then one comparison. */
+static inline int count_digits(uint64_t d) {
   static const uint64_t powers[20] = {
       1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
       10000000000u, 100000000000u, 1000000000000u, 10000000000000u, 100000000000000u,
       1000000000000000u, 10000000000000000u, 100000000000000000u, 1000000000000000000u,
       10000000000000000000u};
-  int n = 1;
-  while (n < 20 && d >= powers[n])
-    n++;
-  if (n <= 8) {
-    put_low8(out + n, (uint32_t)d, n);
-  } else if (n <= 16) {
-    put_low8(out + n, (uint32_t)(d % 100000000u), 8);
-    put_low8(out + n - 8, (uint32_t)(d / 100000000u), n - 8);
-  } else {
-    uint64_t high = d / 100000000u;
-    put_low8(out + n, (uint32_t)(d % 100000000u), 8);
-    put_low8(out + n - 8, (uint32_t)(high % 100000000u), 8);
-    put_low8(out + n - 16, (uint32_t)(high / 100000000u), n - 16);
-  }
-  return n;
+  int bits = 64 - __builtin_clzll(d | 1);
+  int n = (bits * 1233) >> 12; /* floor(bits * log10(2)): n or n + 1 digits */
+  return n + (n < 20 && d >= powers[n]);
 }
 
-char *bh_put_py_float(char *p, double v) {
-  char digits[20];
-  int n, point;
+/* The n digits of d at p, most significant first. The halves of eight digits
+ * are independent chains of divisions. */
+static void put_digits(char *p, uint64_t d, int n) {
+  if (n <= 8) {
+    put_low8(p + n, (uint32_t)d, n);
+  } else if (n <= 16) {
+    put_low8(p + n, (uint32_t)(d % 100000000u), 8);
+    put_low8(p + n - 8, (uint32_t)(d / 100000000u), n - 8);
+  } else {
+    uint64_t high = d / 100000000u;
+    put_low8(p + n, (uint32_t)(d % 100000000u), 8);
+    put_low8(p + n - 8, (uint32_t)(high % 100000000u), 8);
+    put_low8(p + n - 16, (uint32_t)(high / 100000000u), n - 16);
+  }
+}
 
+/* The digits are written where they end up, shifted by one where a point
+ * goes among them. */
+char *bh_put_py_float(char *p, double v) {
   if (signbit(v)) {
     *p++ = '-';
     v = -v;
@@ -66,15 +68,17 @@ char *bh_put_py_float(char *p, double v) {
     return p + 3;
   }
   bh_decimal_t dec = bh_shortest(v);
-  n = put_digits(digits, dec.digits);
-  point = n + dec.exp10; /* the value is 0.<digits> * 10**point */
+  int n = count_digits(dec.digits);
+  int point = n + dec.exp10; /* the value is 0.<digits> * 10**point */
   if (point <= -4 || point > 16) {
     int e = point - 1;
-    *p++ = digits[0];
+    put_digits(p + 1, dec.digits, n);
+    p[0] = p[1];
     if (n > 1) {
-      *p++ = '.';
-      memcpy(p, digits + 1, (size_t)n - 1);
-      p += n - 1;
+      p[1] = '.';
+      p += n + 1;
+    } else {
+      p += 1;
     }
     *p++ = 'e';
     *p++ = e < 0 ? '-' : '+';
@@ -87,21 +91,18 @@ char *bh_put_py_float(char *p, double v) {
     return p;
   }
   if (point <= 0) {
-    *p++ = '0';
-    *p++ = '.';
-    memset(p, '0', (size_t)-point);
-    p += -point;
-    memcpy(p, digits, (size_t)n);
+    memcpy(p, "0.000", 2 + (size_t)-point);
+    p += 2 - point;
+    put_digits(p, dec.digits, n);
     return p + n;
   }
   if (point < n) {
-    memcpy(p, digits, (size_t)point);
-    p += point;
-    *p++ = '.';
-    memcpy(p, digits + point, (size_t)(n - point));
-    return p + (n - point);
+    put_digits(p + 1, dec.digits, n);
+    memmove(p, p + 1, (size_t)point);
+    p[point] = '.';
+    return p + n + 1;
   }
-  memcpy(p, digits, (size_t)n);
+  put_digits(p, dec.digits, n);
   p += n;
   memset(p, '0', (size_t)(point - n));
   p += point - n;
