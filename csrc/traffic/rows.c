@@ -17,38 +17,68 @@
 
 /* ---------------------------------------------------------------- numbers */
 
-/* JSON's number grammar over the whole of s[0..len); *integral: no fraction, no exponent. */
-static int json_number(const char *s, size_t len, int *integral) {
-  size_t i = 0, digits;
-  if (i < len && s[i] == '-')
+/* A JSON number as read in one pass: its significant digits (w holds them
+ * while there are at most 19) and the power of ten they are scaled by. */
+typedef struct json_num {
+  uint64_t w;
+  int digits;   /* significant digits (leading zeros excluded) */
+  int e;        /* the value is w * 10**e; saturated far beyond any double */
+  int neg;
+  int integral; /* no fraction, no exponent */
+} json_num_t;
+
+/* The digits from s[i] on, while they last, into x (past 19 significant ones
+ * only their place counts); returns the index after them. */
+static size_t read_digits(const char *s, size_t i, size_t len, json_num_t *x, int after_point) {
+  for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+    if (x->w != 0 || s[i] != '0')
+      x->digits++;
+    if (x->digits <= 19)
+      x->w = x->w * 10 + (uint64_t)(s[i] - '0');
+    else if (!after_point)
+      x->e++; /* a digit too many for w: dropped, its place kept */
+    if (after_point && x->digits <= 19)
+      x->e--;
+  }
+  return i;
+}
+
+/* JSON's number grammar over the whole of s[0..len), read into *x. */
+static int json_number(const char *s, size_t len, json_num_t *x) {
+  size_t i = 0, j;
+  memset(x, 0, sizeof(*x));
+  x->integral = 1;
+  if (i < len && s[i] == '-') {
+    x->neg = 1;
     i++;
+  }
   if (i >= len)
     return 0;
-  if (s[i] == '0') {
+  if (s[i] == '0')
     i++;
-  } else if (s[i] >= '1' && s[i] <= '9') {
-    while (i < len && s[i] >= '0' && s[i] <= '9')
-      i++;
-  } else {
+  else if (s[i] >= '1' && s[i] <= '9')
+    i = read_digits(s, i, len, x, 0);
+  else
     return 0;
-  }
-  *integral = 1;
   if (i < len && s[i] == '.') {
-    *integral = 0;
-    for (i++, digits = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++)
-      digits++;
-    if (digits == 0)
+    x->integral = 0;
+    j = read_digits(s, i + 1, len, x, 1);
+    if (j == i + 1)
       return 0;
+    i = j;
   }
   if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-    *integral = 0;
+    int eneg = 0, v = 0;
+    x->integral = 0;
     i++;
     if (i < len && (s[i] == '+' || s[i] == '-'))
-      i++;
-    for (digits = 0; i < len && s[i] >= '0' && s[i] <= '9'; i++)
-      digits++;
-    if (digits == 0)
+      eneg = s[i++] == '-';
+    for (j = i; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+      if (v < 100000)
+        v = v * 10 + (s[i] - '0');
+    if (i == j)
       return 0;
+    x->e += eneg ? -v : v;
   }
   return i == len;
 }
@@ -60,14 +90,11 @@ static locale_t c_locale(void) {
   return loc;
 }
 
-static int store_integer(const bh_api_t *api, const char *s, size_t len, void *out) {
-  int neg = s[0] == '-';
-  size_t i = (size_t)neg;
-  if (len - i > MAX_INT_DIGITS)
+static int store_integer(const bh_api_t *api, const json_num_t *num, void *out) {
+  int neg = num->neg;
+  if (num->digits > MAX_INT_DIGITS)
     return -EINVAL;
-  uint64_t v = 0;
-  for (; i < len; i++)
-    v = v * 10 + (uint64_t)(s[i] - '0');
+  uint64_t v = num->w;
   if (api->rows_kind == 'u') {
     if (neg && v != 0)
       return -EINVAL; /* numpy refuses a negative Python int for an unsigned dtype */
@@ -96,72 +123,38 @@ static int store_integer(const bh_api_t *api, const char *s, size_t len, void *o
 /* Clinger's fast path: a decimal of at most 15 significant digits w (exact as a
  * double) times 10**e with |e| <= 22 (also exact) is one correctly rounded
  * multiplication or division, the same double strtod gives. 0 and *out when
- * it applies; -1 leaves the number to strtod. s is a valid JSON number. */
-static int exact_small_decimal(const char *s, size_t len, double *out) {
+ * it applies; -1 leaves the number to strtod. */
+static int exact_small_decimal(const json_num_t *x, double *out) {
   static const double powers[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-  size_t i = 0;
-  int neg = s[0] == '-', digits = 0, e = 0;
-  uint64_t w = 0;
-
-  i += (size_t)neg;
-  for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-    if (w != 0 || s[i] != '0')
-      digits++;
-    w = w * 10 + (uint64_t)(s[i] - '0');
-    if (digits > 15)
-      return -1;
-  }
-  if (i < len && s[i] == '.') {
-    for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-      if (w != 0 || s[i] != '0')
-        digits++;
-      w = w * 10 + (uint64_t)(s[i] - '0');
-      e--;
-      if (digits > 15)
-        return -1;
-    }
-  }
-  if (i < len) { /* an exponent: its digits are bounded by MAX_TOKEN */
-    int eneg = 0, x = 0;
-    i++;
-    if (s[i] == '+' || s[i] == '-')
-      eneg = s[i++] == '-';
-    for (; i < len; i++) {
-      x = x * 10 + (s[i] - '0');
-      if (x > 1000)
-        return -1;
-    }
-    e += eneg ? -x : x;
-  }
-  if (e < -22 || e > 22 || FLT_EVAL_METHOD != 0) /* x87's wider arithmetic would round twice */
+  if (x->digits > 15 || x->e < -22 || x->e > 22 || FLT_EVAL_METHOD != 0) /* x87 would round twice */
     return -1;
-  double d = (double)w;
-  d = e < 0 ? d / powers[-e] : d * powers[e];
-  *out = neg ? -d : d;
+  double d = (double)x->w;
+  d = x->e < 0 ? d / powers[-x->e] : d * powers[x->e];
+  *out = x->neg ? -d : d;
   return 0;
 }
 
 int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
-  int integral = 0;
+  json_num_t x;
   char tok[MAX_TOKEN + 1];
-  if (len == 0 || len > MAX_TOKEN || !json_number(s, len, &integral))
+  if (len == 0 || len > MAX_TOKEN || !json_number(s, len, &x))
     return -EINVAL;
   if (api->rows_kind != 'f')
-    return integral ? store_integer(api, s, len, out) : -EINVAL;
+    return x.integral ? store_integer(api, &x, out) : -EINVAL;
   /* Python's float() of the text, then numpy's cast: strtod is correctly rounded
    * the same way, overflow to infinity and underflow to zero included. */
-  if (integral && len - (s[0] == '-') > MAX_INT_DIGITS)
+  if (x.integral && x.digits > MAX_INT_DIGITS)
     return -EINVAL; /* a long integer: Python converts its exact int */
   double d;
-  if (exact_small_decimal(s, len, &d) != 0) {
+  if (exact_small_decimal(&x, &d) != 0) {
     memcpy(tok, s, len);
     tok[len] = '\0';
     locale_t c = c_locale();
     /* without a C locale object (out of memory), the process's: Python never sets LC_NUMERIC */
     d = c != (locale_t)0 ? strtod_l(tok, NULL, c) : strtod(tok, NULL);
   }
-  if (integral && d == 0)
+  if (x.integral && d == 0)
     d = 0.0; /* json reads "-0" as the int 0, which has no sign */
   if (api->rows_size == 4)
     *(float *)out = (float)d;
