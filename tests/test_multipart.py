@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
+
+from conftest import wait_for
 
 pytest.importorskip("PIL")
 
@@ -101,3 +104,35 @@ def test_zz_nothing_left_in_tmpdir(srv, tmp_env):
     while any(tmp_env.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sorted(p.name for p in tmp_env.rglob("*")) == []
+
+
+def _shm_has_room() -> bool:
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize >= 256 << 20 and os.access("/dev/shm", os.W_OK)
+
+
+def test_small_upload_is_kept_in_memory_unless_tmpdir_says_otherwise(server_factory):
+    """Without TMPDIR, the files of a small body of known length are written to /dev/shm
+    (no filesystem blocks to allocate for a file that lives one request); a chunked body,
+    whose size nobody knows, goes to /tmp; either is gone once answered."""
+    srv = server_factory("upload_place.py:UploadPlace", env={"TMPDIR": ""})
+    r = srv.post("/where", files={"f": ("a.bin", b"m" * 4096, "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    small = r.json()
+    assert small["size"] == 4096
+    assert small["path"].startswith("/dev/shm/bentohost-req-" if _shm_has_room() else "/tmp/bentohost-req-"), small
+
+    boundary = "placeboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"c.bin\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + b"c" * 4096 + f"\r\n--{boundary}--\r\n".encode()
+    r = srv.post("/where", data=iter([body[:100], body[100:]]),
+                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 200, r.text
+    chunked = r.json()
+    assert chunked["path"].startswith("/tmp/bentohost-req-") and chunked["size"] == 4096, chunked
+    for path in (small["path"], chunked["path"]):
+        request_dir = Path(path).parent.parent
+        wait_for(lambda: not request_dir.exists(), 5, what=f"{request_dir} removed")

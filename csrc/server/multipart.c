@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define MAX_BOUNDARY 200
@@ -184,9 +185,47 @@ static void part_clear(bh_part_t *p) {
   memset(p, 0, sizeof(*p));
 }
 
-static const char *tmp_base(void) {
+/* A body this small may have its files in memory... */
+#define MEMORY_BODY_MAX ((uint64_t)16 << 20)
+/* ...while the memory filesystem keeps this much free, and 16 such bodies. */
+#define MEMORY_FREE_MIN ((uint64_t)256 << 20)
+#define MEMORY_DIR "/dev/shm"
+
+/* TMPDIR, or NULL when it is not set. */
+static const char *tmpdir(void) {
   const char *t = getenv("TMPDIR");
-  return t != NULL && t[0] != '\0' ? t : "/tmp";
+  return t != NULL && t[0] != '\0' ? t : NULL;
+}
+
+/* Whether this request's files go to memory: a file that lives for one
+ * request then costs no filesystem blocks to allocate and free (a fifth of
+ * the time of a 1 MiB upload on ext4). Only for a body known to be small,
+ * with room to spare (a container's /dev/shm may be 64 MiB), and never when
+ * TMPDIR says where files go; a big or chunked upload is never in memory. */
+static int files_in_memory(const bh_multipart_t *mp) {
+  struct statvfs st;
+
+  if (tmpdir() != NULL || mp->limits.body_len == 0 || mp->limits.body_len > MEMORY_BODY_MAX)
+    return 0;
+  if (statvfs(MEMORY_DIR, &st) != 0)
+    return 0;
+  uint64_t free_bytes = (uint64_t)st.f_bavail * st.f_frsize;
+  return free_bytes >= MEMORY_FREE_MIN && free_bytes / 16 >= mp->limits.body_len;
+}
+
+/* The request's temp dir, made on its first file part. */
+static int make_temp_dir(bh_multipart_t *mp) {
+  char tmpl[4096];
+
+  snprintf(tmpl, sizeof(tmpl), "%s/bentohost-req-XXXXXX", MEMORY_DIR);
+  if (!files_in_memory(mp) || mkdtemp(tmpl) == NULL) {
+    snprintf(tmpl, sizeof(tmpl), "%s/bentohost-req-XXXXXX", tmpdir() != NULL ? tmpdir() : "/tmp");
+    if (mkdtemp(tmpl) == NULL)
+      return mp_fail(mp, 500, "cannot create a temp dir: %s", strerror(errno));
+  }
+  if ((mp->temp_dir = strdup(tmpl)) == NULL)
+    return mp_fail(mp, 500, "out of memory", NULL);
+  return 0;
 }
 
 /* A name safe in any directory: the basename, with anything but letters,
@@ -220,14 +259,8 @@ static void sanitize(const char *in, char *out, size_t cap) {
 static int part_open_file(bh_multipart_t *mp) {
   char name[MAX_FILENAME + 8], path[4096];
 
-  if (mp->temp_dir == NULL) {
-    char tmpl[4096];
-    snprintf(tmpl, sizeof(tmpl), "%s/bentohost-req-XXXXXX", tmp_base());
-    if (mkdtemp(tmpl) == NULL)
-      return mp_fail(mp, 500, "cannot create a temp dir: %s", strerror(errno));
-    if ((mp->temp_dir = strdup(tmpl)) == NULL)
-      return mp_fail(mp, 500, "out of memory", NULL);
-  }
+  if (mp->temp_dir == NULL && make_temp_dir(mp) != 0)
+    return -EINVAL;
   if (mp->fbuf == NULL && (mp->fbuf = malloc(FBUF_CAP)) == NULL)
     return mp_fail(mp, 500, "out of memory", NULL);
   mp->flen = 0;

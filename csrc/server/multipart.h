@@ -1,7 +1,8 @@
 /* Incremental multipart/form-data parser (multipart.c), used by the I/O thread
  * while a request body arrives: file parts go straight to files in a
  * per-request temp dir, plain fields stay in memory, the body is never
- * buffered whole. Independent of libuv and llhttp so that it can be unit
+ * buffered whole. The temp dir is in TMPDIR (else /tmp), or in memory
+ * (/dev/shm) for a small body when TMPDIR is not set and there is room. Independent of libuv and llhttp so that it can be unit
  * tested on its own (tests/c/test_multipart.c). */
 #ifndef BH_SERVER_MULTIPART_H
 #define BH_SERVER_MULTIPART_H
@@ -18,6 +19,7 @@ typedef struct bh_multipart_limits {
   uint64_t max_mem;          /* bytes of the plain fields (in memory) */
   size_t max_parts;          /* --max-multipart-parts */
   size_t max_header_bytes;   /* --max-multipart-header-size, all parts together */
+  uint64_t body_len;         /* the request's Content-Length, 0 when unknown (chunked) */
 } bh_multipart_limits_t;
 
 /* Whether a Content-Type's media type is multipart/form-data. */

@@ -12,15 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 /* write(2) as multipart.c calls it, counted: file content must be written in
  * large pieces (one write per 64 KiB buffer), whatever the feeds and CRs. */
+/* The Content-Length the parser is told of (0: unknown, as when chunked). */
+static uint64_t known_len;
+
 /* The host's defaults, with max_mem as given. */
 static const bh_multipart_limits_t *limits(uint64_t max_mem) {
   static bh_multipart_limits_t l;
   l.max_mem = max_mem;
+  l.body_len = known_len;
   l.max_parts = 1000;
   l.max_header_bytes = 64 << 10;
   return &l;
@@ -333,6 +338,40 @@ static void big_tests(void) {
   free(cuts);
 }
 
+/* The temp dir of the body parsed with known_len = len and TMPDIR unset
+ * starts with want; it is gone once the request is freed. */
+static void files_land_in(uint64_t len, const char *want) {
+  char dir[4096];
+  size_t none[1] = {0};
+  bh_req_t *req;
+
+  known_len = len;
+  req = parse_split(none, 0, body_len, 1);
+  check_parts(req);
+  CHECK(strncmp(req->temp_dir, want, strlen(want)) == 0);
+  snprintf(dir, sizeof(dir), "%s", req->temp_dir);
+  bh_req_free(req);
+  CHECK(access(dir, F_OK) != 0);
+  known_len = 0;
+}
+
+/* Without TMPDIR a small body of known length has its files in memory when
+ * /dev/shm has room; a chunked or big one, and any once TMPDIR is set, on disk. */
+static void memory_or_disk(const char *tmp) {
+  struct statvfs st;
+  int room = statvfs("/dev/shm", &st) == 0 && (uint64_t)st.f_bavail * st.f_frsize >= ((uint64_t)256 << 20) &&
+             access("/dev/shm", W_OK) == 0;
+  char *saved = strdup(tmp);
+
+  files_land_in(body_len, tmp); /* TMPDIR set: there */
+  CHECK(unsetenv("TMPDIR") == 0);
+  files_land_in(body_len, room ? "/dev/shm/bentohost-req-" : "/tmp/bentohost-req-");
+  files_land_in(0, "/tmp/bentohost-req-");
+  files_land_in((uint64_t)64 << 20, "/tmp/bentohost-req-");
+  CHECK(setenv("TMPDIR", saved, 1) == 0);
+  free(saved);
+}
+
 int main(void) {
   const char *tmp = getenv("TMPDIR");
   size_t cuts[3], k, j, n = 0;
@@ -448,7 +487,7 @@ int main(void) {
   /* parts and their headers are bounded, whatever the file names say */
   {
     bh_multipart_t *mp;
-    bh_multipart_limits_t few = {1 << 20, 3, 64 << 10};
+    bh_multipart_limits_t few = {1 << 20, 3, 64 << 10, 0};
     static const char part[] = "--b\r\nContent-Disposition: form-data; name=f; filename=same.bin\r\n\r\nx\r\n";
     CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, &few) == 0);
     for (int k = 0; k < 3; k++)
@@ -456,7 +495,7 @@ int main(void) {
     CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) != 0);
     CHECK(bh_multipart_status(mp) == 413);
     bh_multipart_free(mp);
-    bh_multipart_limits_t small = {1 << 20, 1000, 100};
+    bh_multipart_limits_t small = {1 << 20, 1000, 100, 0};
     CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, &small) == 0);
     CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) == 0);
     CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) != 0);
@@ -471,6 +510,7 @@ int main(void) {
   bh_req_free(req);
   big_tests();
   CHECK(dir_empty(tmp));
+  memory_or_disk(tmp);
   printf("multipart: %zu splits OK\n", n);
   printf("OK\n");
   return 0;
