@@ -54,6 +54,8 @@ def finish_args(args):
     args.server_cpu = args.server_cpu or None
     args.client_cpu = args.client_cpu or None
     args.bentoml_venv = args.bentoml_venv.resolve()
+    if "bentoml" in args.servers:
+        _run.ensure_bentoml_venv(args.bentoml_venv, False)
     args.threads = 1
     if args.client_cpu is not None:
         os.sched_setaffinity(0, {int(c) for c in str(args.client_cpu).split(",")})

@@ -46,6 +46,8 @@ FASTDEPS = STATE / "bentoml-fastdeps"  # pip install --target: uvloop, httptools
 LOGS = STATE / "logs"
 RESULTS = BENCH / "results"
 BENTOML_SPEC = "bentoml>=1.4,<1.5"
+# what bench/services/*.py import beside BentoML (payload.py: PIL)
+SERVICE_DEPS = ["pillow"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -692,12 +694,17 @@ def ensure_bentoml_venv(venv: Path, fastdeps: bool) -> dict:
         log(f"creating {venv} and installing '{BENTOML_SPEC}' (once; ~30 s with a warm pip cache) ...")
         t = time.monotonic()
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        p = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", BENTOML_SPEC],
+        p = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", BENTOML_SPEC, *SERVICE_DEPS],
                            capture_output=True, text=True)
         if p.returncode != 0:
             raise BenchError(f"pip install {BENTOML_SPEC} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
         info["install_s"] = round(time.monotonic() - t, 1)
         log(f"  installed in {info['install_s']} s")
+    elif subprocess.run([str(venv / "bin" / "python"), "-c", "import PIL"], capture_output=True).returncode != 0:
+        log(f"installing {' '.join(SERVICE_DEPS)} into {venv} (the bench services import them) ...")
+        p = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *SERVICE_DEPS], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise BenchError(f"pip install {SERVICE_DEPS} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     if fastdeps and not ((FASTDEPS / "uvloop").exists() and (FASTDEPS / "httptools").exists()):
         log(f"installing uvloop + httptools into {FASTDEPS.relative_to(ROOT)} (for bentoml-lean) ...")
         p = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--target", str(FASTDEPS),
