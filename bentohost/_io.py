@@ -131,6 +131,7 @@ class InputSpec:
         "list_fields",
         "str_fields",
         "tensor_field",
+        "json_rows",
         "root_info",
         "root_ct",
         "fields",
@@ -156,6 +157,8 @@ class InputSpec:
         self.list_fields: frozenset[str] = frozenset()
         self.str_fields: frozenset[str] = frozenset()
         self.tensor_field: tuple[str, TypeKind] | None = None
+        #: (field or None for a root array, dtype kind, itemsize, dtype) when C reads the JSON array
+        self.json_rows: tuple[str | None, str, int, str] | None = None
         self.root_info: TypeKind | None = None
         self.root_ct: str | None = None
         #: parameter name -> original annotation (for schemas and multipart)
@@ -173,6 +176,10 @@ class InputSpec:
         Raises pydantic ``ValidationError`` on bad input (malformed JSON included).
         """
         kind = self.kind
+        if self.json_rows is not None and body:
+            decoded = self._decode_json_rows(body)
+            if decoded is not None:
+                return decoded
         if kind == "object":
             m = self.model.model_validate_json(body or b"{}")  # type: ignore[union-attr]
             if self.simple:
@@ -186,6 +193,24 @@ class InputSpec:
             if kind == "raw" or kind == "root_image":
                 return (model.model_validate(body).root,), {}  # type: ignore[attr-defined]
             return (model.model_validate_json(body).root,), {}  # type: ignore[attr-defined]
+        except ValidationError as e:
+            raise RootInputError(e, self.root_loc) from None
+
+    def _decode_json_rows(self, body: bytes) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """The one array input read from the JSON body by C (csrc/python/json_rows.c), then
+        validated as the JSON's list would be; None when C leaves the body to Python."""
+        field, dkind, itemsize, dtype = self.json_rows  # type: ignore[misc]
+        assert _json_rows is not None and self.model is not None
+        rows = _json_rows(body, field, dkind, itemsize)
+        if rows is None:
+            return None
+        import numpy as np
+
+        arr = np.frombuffer(rows[0], dtype=dtype).reshape(rows[1])
+        if field is not None:
+            return (), dict(self.model.model_validate({field: arr}).__dict__)
+        try:
+            return (self.model.model_validate(arr).root,), {}  # type: ignore[attr-defined]
         except ValidationError as e:
             raise RootInputError(e, self.root_loc) from None
 
@@ -421,6 +446,8 @@ def build_input(
         spec = InputSpec(model, kind)
         spec.root_loc = () if is_model else ("root",)
         spec.root_info = info
+        if kind == "root_tensor":
+            spec.json_rows = _json_rows_plan(None, info)
         spec.root_ct = content_type_of(ann) or info.content_type
         spec.fields = {p.name: ann}
         return spec
@@ -464,6 +491,21 @@ def _describe_fields(spec: InputSpec, annotations: dict[str, Any]) -> None:
         info = classify(ann)
         if info.kind == "tensor":
             spec.tensor_field = (name, info)
+            spec.json_rows = _json_rows_plan(name, info)
+
+
+# Numeric dtypes whose JSON numbers C reads exactly as json + numpy do (csrc/traffic/rows.c).
+_C_JSON_DTYPES = {"float32": ("f", 4), "float64": ("f", 8), "int8": ("i", 1), "int16": ("i", 2), "int32": ("i", 4),
+                  "int64": ("i", 8), "uint8": ("u", 1), "uint16": ("u", 2), "uint32": ("u", 4), "uint64": ("u", 8)}
+
+
+def _json_rows_plan(field: str | None, info: TypeKind) -> tuple[str | None, str, int, str] | None:
+    """How C reads this array input from JSON, or None: no worker module, a dtype it does
+    not read, or BENTOHOST_PYTHON_ROWS=1 (Python's json for every array, for comparisons)."""
+    if _json_rows is None or info.dtype not in _C_JSON_DTYPES or os.environ.get("BENTOHOST_PYTHON_ROWS") == "1":
+        return None
+    kind, itemsize = _C_JSON_DTYPES[info.dtype]
+    return field, kind, itemsize, info.dtype
 
 
 def _make_model(factory: Callable[[ConfigDict], type[BaseModel]]) -> type[BaseModel]:
@@ -515,6 +557,12 @@ _dumps = _make_dumps()
 # In a worker numpy answers are written from the array's buffer (csrc/python/json_array.c);
 # outside one (tools, in-process tests), or with BENTOHOST_PYTHON_JSON=1, json.dumps of tolist().
 _ndarray_json: Callable[[Any], bytes | None] | None = None
+# and JSON arrays for numpy inputs are read by C (csrc/python/json_rows.c)
+_json_rows: Callable[[Any, str | None, str, int], Any] | None = None
+try:
+    from _bentohost import json_rows as _json_rows
+except ImportError:
+    pass
 if os.environ.get("BENTOHOST_PYTHON_JSON") != "1":
     try:
         from _bentohost import ndarray_json as _ndarray_json

@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-I%s" % CSRC]
-SOURCES = [CSRC / "traffic/rows.c", CSRC / "traffic/json_items.c"]
+SOURCES = [CSRC / "traffic/rows.c", CSRC / "traffic/json_items.c", CSRC / "common/decimal.c"]
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not found")
 
@@ -210,3 +210,72 @@ def test_float32_values_are_numpys(rows_server):
     got = r.json()
     assert got[:3] == [float(v) for v in want[:3]] and got[4] == float(want[4])
     assert struct.pack("<f", got[3]) == struct.pack("<f", -0.0)
+
+
+# ----------------------------------------------------------------- inputs of plain APIs
+
+
+@pytest.fixture(scope="module")
+def input_servers(module_server_factory):
+    """The same service with C reading JSON arrays, and with Python's json (as before)."""
+    return (module_server_factory("array_inputs.py:ArrayInputs"),
+            module_server_factory("array_inputs.py:ArrayInputs", env={"BENTOHOST_PYTHON_ROWS": "1"}))
+
+
+INPUT_BODIES = [
+    ("/f32", '{"x": [0.1, -2.5, 1e-46, 3.5e38, 16777217, -0.0]}'),
+    ("/f32", '{"x": [[1, 2], [3, 4]]}'),
+    ("/f32", ' { "x" :\n[1.5 ,2] } '),
+    ("/f32", '{"x": [1, 2], "y": 3}'),  # another key: Python's answer
+    ("/f32", '{"x": [[1, 2], [3]]}'),  # ragged
+    ("/f32", '{"x": []}'),
+    ("/f32", '{"x": [NaN, 1]}'),
+    ("/f32", '{"x": [1, "2"]}'),
+    ("/f32", '{"x": 5}'),
+    ("/f32", '{"x": [1, 2'),
+    ("/f32", '{}'),
+    ("/f32", '{"x": [12345678901234567890123, 1]}'),
+    ("/f64_pairs", '{"x": [1, 2, 3, 4]}'),  # reshaped to the declared shape
+    ("/f64_pairs", '{"x": [[0.30000000000000004, 1e308], [4.9e-324, -1e-400]]}'),
+    ("/f64_pairs", '{"x": [1, 2, 3]}'),  # cannot be reshaped: 400
+    ("/i16", '{"x": [-32768, 32767, 0, -0]}'),
+    ("/i16", '{"x": [32768]}'),  # out of range
+    ("/i16", '{"x": [1.5]}'),  # a fraction for an integer dtype
+    ("/root_u8", '[0, 255, 7]'),
+    ("/root_u8", '[256]'),
+    ("/root_u8", '[-1]'),
+]
+
+
+@pytest.mark.parametrize("path,body", INPUT_BODIES)
+def test_json_array_inputs_are_answered_as_pythons_json_answers_them(input_servers, path, body):
+    c_server, py_server = input_servers
+    headers = {"Content-Type": "application/json"}
+    got = c_server.post(path, data=body.encode(), headers=headers)
+    want = py_server.post(path, data=body.encode(), headers=headers)
+    assert got.status_code == want.status_code, (body, got.text, want.text)
+    if want.status_code != 200:
+        assert got.json() == want.json(), body
+        return
+    g, w = got.json(), want.json()
+    assert w["from_c"] is False
+    assert {k: v for k, v in g.items() if k != "from_c"} == {k: v for k, v in w.items() if k != "from_c"}, body
+
+
+def test_json_array_inputs_are_read_by_c(input_servers):
+    c_server, _ = input_servers
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal(100_000).astype(np.float32)
+    body = json.dumps({"x": [float(v) for v in values]}).encode()  # big enough to release the GIL
+    r = c_server.post("/f32", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["from_c"] is True and answer["writable"] is True
+    assert bytes.fromhex(answer["hex"]) == values.tobytes()
+    tokens = random_tokens(3000, 5)
+    r = c_server.post("/f32", data=('{"x": [' + ", ".join(tokens) + "]}").encode(),
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    with np.errstate(over="ignore"):
+        want = np.asarray([json.loads(t) for t in tokens], dtype=np.float32)
+    assert bytes.fromhex(r.json()["hex"]) == want.tobytes()

@@ -73,7 +73,8 @@ def _run_flavour(build_dir, name, sources, flavour):
 @pytest.mark.parametrize("flavour", ["O2", "asan"])
 def test_batcher(build_dir, flavour):
     _run_flavour(build_dir, "test_batch", ["traffic/batch.c", "traffic/batch_join.c",
-                                           "traffic/json_items.c", "traffic/rows.c", *TRAFFIC], flavour)
+                                           "traffic/json_items.c", "traffic/rows.c", "common/decimal.c", *TRAFFIC],
+                  flavour)
 
 
 def test_metrics_render_parses(shm_bin):

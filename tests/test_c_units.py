@@ -120,6 +120,22 @@ def test_py_float_matches_python_repr(build_dir):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("sanitized", [False, True], ids=["release", "asan"])
+def test_decimal_to_double_is_strtods(build_dir, sanitized):
+    """JSON numbers read without strtod are strtod's doubles: random decimals of up to
+    19 digits at every exponent, doubles' 16- and 17-digit forms, and decimals a hair
+    off the midpoint between two doubles, where the fast path must give up instead
+    (tests/c/test_decimal.c)."""
+    extra = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"] if sanitized else ["-O2"]
+    exe = build_dir / ("test_decimal" + ("_asan" if sanitized else ""))
+    _run(["gcc", *CFLAGS, *extra, "-I%s" % CSRC, str(TESTS_C / "test_decimal.c"), str(CSRC / "common" / "decimal.c"),
+          "-lm", "-o", str(exe)])
+    count = 20000 if sanitized else 500000
+    r = subprocess.run([str(exe), str(count), str(int(time.time()))], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().endswith("OK")
+
+
 def _embed_flags():
     """Compile and link flags of this interpreter's libpython (python3-config --embed)."""
     include = sysconfig.get_paths()["include"]

@@ -378,6 +378,8 @@ static PyMethodDef module_methods[] = {
     {"take_wait", bh_py_take_wait, METH_NOARGS, "Pending entries, waiting for one; None at shutdown."},
     {"ndarray_json", bh_py_ndarray_json, METH_O,
      "json.dumps(a.tolist()) as bytes from the array's buffer, or None for one it does not write."},
+    {"json_rows", bh_py_json_rows, METH_VARARGS,
+     "json_rows(body, field, kind, itemsize): (buffer, shape, counts) of the JSON body's array, or None."},
     {"complete", (PyCFunction)(void (*)(void))py_complete, METH_FASTCALL,
      "Answer a request: complete(handle, status, content_type, body, headers=None)."},
     {"stream_start", (PyCFunction)(void (*)(void))py_stream_start, METH_FASTCALL,

@@ -36,6 +36,8 @@ PyObject *bh_py_take_wait(PyObject *self, PyObject *unused);
 
 /* json_array.c */
 PyObject *bh_py_ndarray_json(PyObject *self, PyObject *arg);
+/* json_rows.c */
+PyObject *bh_py_json_rows(PyObject *self, PyObject *args);
 
 /* calls.c */
 PyObject *bh_response_tuple(bh_req_t *carrier, int code);

@@ -3,9 +3,9 @@
  * costs its length and no more. */
 #include "traffic/rows.h"
 #include "traffic/internal.h"
+#include "common/decimal.h"
 
 #include <errno.h>
-#include <float.h>
 #include <locale.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,16 +30,25 @@ typedef struct json_num {
 /* The digits from s[i] on, while they last, into x (past 19 significant ones
  * only their place counts); returns the index after them. */
 static size_t read_digits(const char *s, size_t i, size_t len, json_num_t *x, int after_point) {
-  for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-    if (x->w != 0 || s[i] != '0')
-      x->digits++;
-    if (x->digits <= 19)
-      x->w = x->w * 10 + (uint64_t)(s[i] - '0');
-    else if (!after_point)
-      x->e++; /* a digit too many for w: dropped, its place kept */
-    if (after_point && x->digits <= 19)
-      x->e--;
+  uint64_t w = x->w;
+  int digits = x->digits, e = x->e; /* in registers: this loop runs for every digit */
+
+  for (; i < len; i++) {
+    unsigned d = (unsigned)(unsigned char)s[i] - '0';
+    if (d > 9)
+      break;
+    if (digits < 19) {
+      w = w * 10 + d;
+      digits += w != 0; /* leading zeros are not significant */
+      e -= after_point;
+    } else {
+      digits++;
+      e += !after_point;
+    }
   }
+  x->w = w;
+  x->digits = digits;
+  x->e = e;
   return i;
 }
 
@@ -120,21 +129,6 @@ static int store_integer(const bh_api_t *api, const json_num_t *num, void *out) 
   }
 }
 
-/* Clinger's fast path: a decimal of at most 15 significant digits w (exact as a
- * double) times 10**e with |e| <= 22 (also exact) is one correctly rounded
- * multiplication or division, the same double strtod gives. 0 and *out when
- * it applies; -1 leaves the number to strtod. */
-static int exact_small_decimal(const json_num_t *x, double *out) {
-  static const double powers[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-  if (x->digits > 15 || x->e < -22 || x->e > 22 || FLT_EVAL_METHOD != 0) /* x87 would round twice */
-    return -1;
-  double d = (double)x->w;
-  d = x->e < 0 ? d / powers[-x->e] : d * powers[x->e];
-  *out = x->neg ? -d : d;
-  return 0;
-}
-
 int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
   json_num_t x;
   char tok[MAX_TOKEN + 1];
@@ -147,7 +141,10 @@ int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
   if (x.integral && x.digits > MAX_INT_DIGITS)
     return -EINVAL; /* a long integer: Python converts its exact int */
   double d;
-  if (exact_small_decimal(&x, &d) != 0) {
+  if (x.digits <= 19 && bh_decimal_to_double(x.w, x.e, &d) == 0) {
+    if (x.neg)
+      d = -d;
+  } else {
     memcpy(tok, s, len);
     tok[len] = '\0';
     locale_t c = c_locale();

@@ -7,20 +7,14 @@
 
 #include "common/fmt.h"
 
+#include "xorshift.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t state;
-
-static uint64_t next_random(void) { /* xorshift64 */
-  state ^= state << 13;
-  state ^= state >> 7;
-  state ^= state << 17;
-  return state;
-}
 
 static double from_bits(uint64_t bits) {
   double d;
@@ -70,7 +64,8 @@ static double family_value(int family, long i) {
 
 int main(int argc, char **argv) {
   long count = argc > 1 ? atol(argv[1]) : 100000;
-  state = argc > 2 ? strtoull(argv[2], NULL, 10) | 1 : 88172645463325252u;
+  if (argc > 2)
+    xorshift_state = strtoull(argv[2], NULL, 10) | 1;
   long bad = 0, compared = 0;
   char ours[BH_PY_FLOAT_MAX + 8];
 
