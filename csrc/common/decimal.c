@@ -13,6 +13,7 @@
 #include "common/decimal.h"
 #include "common/pow5_table.h"
 
+#include <errno.h>
 #include <float.h>
 #include <string.h>
 
@@ -72,7 +73,7 @@ static uint64_t round_prefix(uint64_t t, int rest) {
   return m;
 }
 
-/* m (2**52 <= m <= 2**53) times 2**e2 as a double, or -1 outside the normal range. */
+/* m (2**52 <= m <= 2**53) times 2**e2 as a double, or -ERANGE outside the normal range. */
 static int make_double(uint64_t m, int e2, double *out) {
   if (m == UINT64_C(1) << 53) {
     m >>= 1;
@@ -80,7 +81,7 @@ static int make_double(uint64_t m, int e2, double *out) {
   }
   int biased = e2 + 52 + 1023;
   if (biased < 1 || biased > 2046)
-    return -1;
+    return -ERANGE;
   uint64_t bits = (uint64_t)biased << 52 | (m & ((UINT64_C(1) << 52) - 1));
   memcpy(out, &bits, sizeof(bits));
   return 0;
@@ -106,7 +107,7 @@ int bh_decimal_to_double(uint64_t w, int e, double *out) {
 
   if (e >= 0) {
     if (e >= BH_POW5_COUNT)
-      return -1;
+      return -ERANGE;
     /* 5**e = BH_POW5[e] * 2**(bits - 125), truncated unless it fits */
     p = mul_64_125(wn, BH_POW5[e]);
     e2 = e + pow5_bits(e) - BH_POW5_BITS - shift;
@@ -116,7 +117,7 @@ int bh_decimal_to_double(uint64_t w, int e, double *out) {
   } else {
     int q = -e;
     if (q >= BH_POW5_INV_COUNT)
-      return -1;
+      return -ERANGE;
     /* 5**-q = BH_POW5_INV[q] * 2**-(bits - 1 + 125), rounded up */
     p = mul_64_125(wn, BH_POW5_INV[q]);
     e2 = -q - (pow5_bits(q) - 1 + BH_POW5_BITS) - shift;
@@ -126,13 +127,13 @@ int bh_decimal_to_double(uint64_t w, int e, double *out) {
   }
   int top = bit_length(lo);
   if (top != bit_length(hi) || top < 187)
-    return -1;
+    return -ERANGE;
   int rest_lo, rest_hi;
   uint64_t t = top54(lo, top, &rest_lo);
   if (t != top54(hi, top, &rest_hi))
-    return -1; /* the interval holds a boundary between two prefixes */
+    return -ERANGE; /* the interval holds a boundary between two prefixes */
   if (!exact && (t & 1) && !rest_lo)
-    return -1; /* its lower end sits exactly on a tie */
+    return -ERANGE; /* its lower end sits exactly on a tie */
   uint64_t m = exact ? round_prefix(t, rest_lo) : (t & 1) ? (t >> 1) + 1 : t >> 1;
   return make_double(m, e2 + top - 53, out);
 }

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 /* w * 10**e correctly rounded (round half to even) into *out, for any w that
- * fits 64 bits: 0, or -1 when this cannot decide (a result outside the
+ * fits 64 bits: 0, or -ERANGE when this cannot decide (a result outside the
  * normal range, a decimal too close to halfway between two doubles for the
  * tables' precision, an exponent beyond them). */
 int bh_decimal_to_double(uint64_t w, int e, double *out);
