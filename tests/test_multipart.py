@@ -114,25 +114,32 @@ def _shm_has_room() -> bool:
     return st.f_bavail * st.f_frsize >= 256 << 20 and os.access("/dev/shm", os.W_OK)
 
 
-def test_small_upload_is_kept_in_memory_unless_tmpdir_says_otherwise(server_factory):
-    """Without TMPDIR, the files of a small body of known length are written to /dev/shm
-    (no filesystem blocks to allocate for a file that lives one request); a chunked body,
-    whose size nobody knows, goes to /tmp; either is gone once answered."""
-    srv = server_factory("upload_place.py:UploadPlace", env={"TMPDIR": ""})
-    r = srv.post("/where", files={"f": ("a.bin", b"m" * 4096, "application/octet-stream")})
+def test_small_uploads_are_kept_in_memory_when_asked(server_factory, tmp_path):
+    """With BENTOHOST_UPLOADS_IN_MEMORY=1 the files of a small body of known length are
+    written to /dev/shm (no filesystem blocks to allocate for a file that lives one
+    request); a chunked body, whose size nobody knows, goes to TMPDIR, as every upload
+    does without the variable; either is gone once answered."""
+    on = server_factory("upload_place.py:UploadPlace", env={"TMPDIR": str(tmp_path), "BENTOHOST_UPLOADS_IN_MEMORY": "1"})
+    off = server_factory("upload_place.py:UploadPlace", env={"TMPDIR": str(tmp_path)})
+    small_file = {"f": ("a.bin", b"m" * 4096, "application/octet-stream")}
+    r = on.post("/where", files=small_file)
     assert r.status_code == 200, r.text
     small = r.json()
     assert small["size"] == 4096
-    assert small["path"].startswith("/dev/shm/bentohost-req-" if _shm_has_room() else "/tmp/bentohost-req-"), small
+    assert small["path"].startswith("/dev/shm/bentohost-req-" if _shm_has_room() else f"{tmp_path}/bentohost-req-"), small
+    r = off.post("/where", files=small_file)
+    assert r.status_code == 200, r.text
+    default = r.json()
+    assert default["path"].startswith(f"{tmp_path}/bentohost-req-"), default
 
     boundary = "placeboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"c.bin\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n").encode() + b"c" * 4096 + f"\r\n--{boundary}--\r\n".encode()
-    r = srv.post("/where", data=iter([body[:100], body[100:]]),
-                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    r = on.post("/where", data=iter([body[:100], body[100:]]),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert r.status_code == 200, r.text
     chunked = r.json()
-    assert chunked["path"].startswith("/tmp/bentohost-req-") and chunked["size"] == 4096, chunked
-    for path in (small["path"], chunked["path"]):
+    assert chunked["path"].startswith(f"{tmp_path}/bentohost-req-") and chunked["size"] == 4096, chunked
+    for path in (small["path"], default["path"], chunked["path"]):
         request_dir = Path(path).parent.parent
         wait_for(lambda: not request_dir.exists(), 5, what=f"{request_dir} removed")

@@ -2,7 +2,7 @@
  * while a request body arrives: file parts go straight to files in a
  * per-request temp dir, plain fields stay in memory, the body is never
  * buffered whole. The temp dir is in TMPDIR (else /tmp), or in memory
- * (/dev/shm) for a small body when TMPDIR is not set and there is room. Independent of libuv and llhttp so that it can be unit
+ * (/dev/shm) for a small body with BENTOHOST_UPLOADS_IN_MEMORY=1 and room. Independent of libuv and llhttp so that it can be unit
  * tested on its own (tests/c/test_multipart.c). */
 #ifndef BH_SERVER_MULTIPART_H
 #define BH_SERVER_MULTIPART_H

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <locale.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -92,11 +93,17 @@ static int json_number(const char *s, size_t len, json_num_t *x) {
   return i == len;
 }
 
+static locale_t c_loc;
+
+static void make_c_locale(void) {
+  c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+}
+
+/* Made once: the I/O thread and Python threads (python/json_rows.c) read numbers. */
 static locale_t c_locale(void) {
-  static locale_t loc;
-  if (loc == (locale_t)0)
-    loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-  return loc;
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, make_c_locale);
+  return c_loc;
 }
 
 static int store_integer(const bh_api_t *api, const json_num_t *num, void *out) {
