@@ -494,18 +494,18 @@ def _describe_fields(spec: InputSpec, annotations: dict[str, Any]) -> None:
             spec.json_rows = _json_rows_plan(name, info)
 
 
-# Numeric dtypes whose JSON numbers C reads exactly as json + numpy do (csrc/traffic/rows.c).
-_C_JSON_DTYPES = {"float32": ("f", 4), "float64": ("f", 8), "int8": ("i", 1), "int16": ("i", 2), "int32": ("i", 4),
-                  "int64": ("i", 8), "uint8": ("u", 1), "uint16": ("u", 2), "uint32": ("u", 4), "uint64": ("u", 8)}
-
-
 def _json_rows_plan(field: str | None, info: TypeKind) -> tuple[str | None, str, int, str] | None:
-    """How C reads this array input from JSON, or None: no worker module, a dtype it does
-    not read, or BENTOHOST_PYTHON_ROWS=1 (Python's json for every array, for comparisons)."""
-    if _json_rows is None or info.dtype not in _C_JSON_DTYPES or os.environ.get("BENTOHOST_PYTHON_ROWS") == "1":
+    """How C reads this array input from JSON, or None: no worker module, a dtype the
+    batch decoder does not read (bentohost/_rows.py), or BENTOHOST_PYTHON_ROWS=1
+    (Python's json for every array, for comparisons)."""
+    from ._rows import DTYPES  # _rows imports this module
+
+    if _json_rows is None or info.dtype not in DTYPES or os.environ.get("BENTOHOST_PYTHON_ROWS") == "1":
         return None
-    kind, itemsize = _C_JSON_DTYPES[info.dtype]
-    return field, kind, itemsize, info.dtype
+    import numpy as np
+
+    dt = np.dtype(info.dtype)
+    return field, dt.kind, dt.itemsize, info.dtype
 
 
 def _make_model(factory: Callable[[ConfigDict], type[BaseModel]]) -> type[BaseModel]:

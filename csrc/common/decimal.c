@@ -23,9 +23,6 @@ typedef struct u192 {
   uint64_t w[3]; /* least significant first */
 } u192_t;
 
-static inline int pow5_bits(int e) {
-  return (int)((((uint32_t)e * 1217359) >> 19) + 1);
-}
 
 static u192_t mul_64_125(uint64_t a, const uint64_t m[2]) {
   u128 low = (u128)a * m[0], high = (u128)a * m[1];
@@ -110,8 +107,8 @@ int bh_decimal_to_double(uint64_t w, int e, double *out) {
       return -ERANGE;
     /* 5**e = BH_POW5[e] * 2**(bits - 125), truncated unless it fits */
     p = mul_64_125(wn, BH_POW5[e]);
-    e2 = e + pow5_bits(e) - BH_POW5_BITS - shift;
-    exact = pow5_bits(e) <= BH_POW5_BITS;
+    e2 = e + bh_pow5_bits(e) - BH_POW5_BITS - shift;
+    exact = bh_pow5_bits(e) <= BH_POW5_BITS;
     lo = p;
     hi = exact ? p : add_64(p, wn - 1);
   } else {
@@ -120,7 +117,7 @@ int bh_decimal_to_double(uint64_t w, int e, double *out) {
       return -ERANGE;
     /* 5**-q = BH_POW5_INV[q] * 2**-(bits - 1 + 125), rounded up */
     p = mul_64_125(wn, BH_POW5_INV[q]);
-    e2 = -q - (pow5_bits(q) - 1 + BH_POW5_BITS) - shift;
+    e2 = -q - (bh_pow5_bits(q) - 1 + BH_POW5_BITS) - shift;
     exact = 0;
     lo = sub_64(p, wn);
     hi = p;

@@ -8,6 +8,11 @@
 #define BH_POW5_COUNT 326
 #define BH_POW5_INV_COUNT 292
 
+/* The bit length of 5**e (e >= 0), the form checked by csrc/common/pow5_table.py. */
+static inline int bh_pow5_bits(int e) {
+  return (int)((((uint32_t)e * 1217359) >> 19) + 1);
+}
+
 static const uint64_t BH_POW5[BH_POW5_COUNT][2] = {
   {0x0000000000000000u, 0x1000000000000000u},
   {0x0000000000000000u, 0x1400000000000000u},

@@ -41,6 +41,10 @@ def main() -> None:
     print(f"#define BH_POW5_BITS {BITS}")
     print(f"#define BH_POW5_COUNT {POW5_COUNT}")
     print(f"#define BH_POW5_INV_COUNT {POW5_INV_COUNT}\n")
+    print("/* The bit length of 5**e (e >= 0), the form checked by csrc/common/pow5_table.py. */")
+    print("static inline int bh_pow5_bits(int e) {")
+    print("  return (int)((((uint32_t)e * 1217359) >> 19) + 1);")
+    print("}\n")
     print("static const uint64_t BH_POW5[BH_POW5_COUNT][2] = {")
     for i in range(POW5_COUNT):
         p = 5**i

@@ -24,7 +24,7 @@
 
 typedef unsigned __int128 u128;
 
-/* floor(e * log10(2)), floor(e * log10(5)) and the bit length of 5**e, for
+/* floor(e * log10(2)) and floor(e * log10(5)), for
  * the exponents a double needs. */
 static inline int log10_pow2(int e) {
   return (int)(((uint32_t)e * 78913) >> 18);
@@ -34,9 +34,6 @@ static inline int log10_pow5(int e) {
   return (int)(((uint32_t)e * 732923) >> 20);
 }
 
-static inline int pow5_bits(int e) {
-  return (int)((((uint32_t)e * 1217359) >> 19) + 1);
-}
 
 /* floor(m * mul / 2**shift) for a 125-bit mul; shift is above 64. */
 static inline uint64_t mul_shift(uint64_t m, const uint64_t mul[2], int shift) {
@@ -92,13 +89,13 @@ bh_decimal_t bh_shortest(double v) {
   if (e2 >= 0) {
     q = log10_pow2(e2) - (e2 > 3);
     mul = BH_POW5_INV[q];
-    shift = -e2 + q + BH_POW5_BITS + pow5_bits(q) - 1;
+    shift = -e2 + q + BH_POW5_BITS + bh_pow5_bits(q) - 1;
     e10 = q;
   } else {
     q = log10_pow5(-e2) - (-e2 > 1);
     int i = -e2 - q;
     mul = BH_POW5[i];
-    shift = q - (pow5_bits(i) - BH_POW5_BITS);
+    shift = q - (bh_pow5_bits(i) - BH_POW5_BITS);
     e10 = q + e2;
   }
   uint64_t vr = mul_shift(mv, mul, shift);
