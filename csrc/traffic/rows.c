@@ -28,13 +28,51 @@ typedef struct json_num {
   int integral; /* no fraction, no exponent */
 } json_num_t;
 
-/* The digits from s[i] on, while they last, into x (past 19 significant ones
- * only their place counts); returns the index after them. */
-static size_t read_digits(const char *s, size_t i, size_t len, json_num_t *x, int after_point) {
-  uint64_t w = x->w;
-  int digits = x->digits, e = x->e; /* in registers: this loop runs for every digit */
+static const uint64_t POW10[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
 
-  for (; i < len; i++) {
+/* How many of the 8 bytes at s (the first in the lowest byte) are digits before the
+ * first that is not, and in *value the number those digits make. */
+static unsigned eight_digits(const char *s, uint64_t *value) {
+  uint64_t v;
+  memcpy(&v, s, 8);
+  uint64_t x = v ^ UINT64_C(0x3030303030303030); /* a digit byte becomes 0..9 */
+  uint64_t not_digit = (x & UINT64_C(0xF0F0F0F0F0F0F0F0)) |
+                       (((x & UINT64_C(0x0F0F0F0F0F0F0F0F)) + UINT64_C(0x0606060606060606)) &
+                        UINT64_C(0x1010101010101010));
+  unsigned k = not_digit ? (unsigned)__builtin_ctzll(not_digit) / 8 : 8;
+  *value = 0;
+  if (k == 0)
+    return 0;
+  /* the k digits moved to the top bytes, zeros before them, then summed pairwise */
+  x = (k < 8 ? x & ((UINT64_C(1) << (8 * k)) - 1) : x) << (8 * (8 - k));
+  x = x * 10 + (x >> 8);
+  x = (((x & UINT64_C(0x000000FF000000FF)) * (100 + (UINT64_C(1000000) << 32))) +
+       (((x >> 16) & UINT64_C(0x000000FF000000FF)) * (1 + (UINT64_C(10000) << 32)))) >>
+      32;
+  *value = x & 0xFFFFFFFF;
+  return k;
+}
+
+/* The digits from s[i] on, while they last, into x (past 19 significant ones
+ * only their place counts); returns the index after them. Once a significant
+ * digit is in, they are taken eight bytes at a time while 19 digits hold them. */
+static size_t read_digits(const char *s, size_t i, size_t len, json_num_t *x, int after_point) {
+  uint64_t w = x->w, chunk = 0;
+  int digits = x->digits, e = x->e;
+
+  for (;;) {
+    if (w != 0 && digits <= 19 - 8 && len - i >= 8) {
+      unsigned k = eight_digits(s + i, &chunk);
+      w = w * POW10[k] + chunk;
+      digits += (int)k;
+      e -= after_point ? (int)k : 0;
+      i += k;
+      if (k == 8)
+        continue;
+      break; /* the byte after them is not a digit */
+    }
+    if (i >= len)
+      break;
     unsigned d = (unsigned)(unsigned char)s[i] - '0';
     if (d > 9)
       break;
@@ -46,6 +84,7 @@ static size_t read_digits(const char *s, size_t i, size_t len, json_num_t *x, in
       digits++;
       e += !after_point;
     }
+    i++;
   }
   x->w = w;
   x->digits = digits;
@@ -53,8 +92,9 @@ static size_t read_digits(const char *s, size_t i, size_t len, json_num_t *x, in
   return i;
 }
 
-/* JSON's number grammar over the whole of s[0..len), read into *x. */
-static int json_number(const char *s, size_t len, json_num_t *x) {
+/* The JSON number that starts s[0..len), read into *x; returns its length, 0
+ * when s does not start with one (the caller checks what follows it). */
+static size_t json_number(const char *s, size_t len, json_num_t *x) {
   size_t i = 0, j;
   memset(x, 0, sizeof(*x));
   x->integral = 1;
@@ -90,7 +130,7 @@ static int json_number(const char *s, size_t len, json_num_t *x) {
       return 0;
     x->e += eneg ? -v : v;
   }
-  return i == len;
+  return i;
 }
 
 static locale_t c_loc;
@@ -136,20 +176,20 @@ static int store_integer(const bh_api_t *api, const json_num_t *num, void *out) 
   }
 }
 
-int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
-  json_num_t x;
+/* The number x, whose text is s[0..len), as the API's dtype into out. */
+static int store_number(const bh_api_t *api, const json_num_t *x, const char *s, size_t len, void *out) {
   char tok[MAX_TOKEN + 1];
-  if (len == 0 || len > MAX_TOKEN || !json_number(s, len, &x))
+  if (len > MAX_TOKEN)
     return -EINVAL;
   if (api->rows_kind != 'f')
-    return x.integral ? store_integer(api, &x, out) : -EINVAL;
+    return x->integral ? store_integer(api, x, out) : -EINVAL;
   /* Python's float() of the text, then numpy's cast: strtod is correctly rounded
    * the same way, overflow to infinity and underflow to zero included. */
-  if (x.integral && x.digits > MAX_INT_DIGITS)
+  if (x->integral && x->digits > MAX_INT_DIGITS)
     return -EINVAL; /* a long integer: Python converts its exact int */
   double d;
-  if (x.digits <= 19 && bh_decimal_to_double(x.w, x.e, &d) == 0) {
-    if (x.neg)
+  if (x->digits <= 19 && bh_decimal_to_double(x->w, x->e, &d) == 0) {
+    if (x->neg)
       d = -d;
   } else {
     memcpy(tok, s, len);
@@ -158,13 +198,20 @@ int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
     /* without a C locale object (out of memory), the process's: Python never sets LC_NUMERIC */
     d = c != (locale_t)0 ? strtod_l(tok, NULL, c) : strtod(tok, NULL);
   }
-  if (x.integral && d == 0)
+  if (x->integral && d == 0)
     d = 0.0; /* json reads "-0" as the int 0, which has no sign */
   if (api->rows_size == 4)
     *(float *)out = (float)d;
   else
     *(double *)out = d;
   return 0;
+}
+
+int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
+  json_num_t x;
+  if (len == 0 || len > MAX_TOKEN || json_number(s, len, &x) != len)
+    return -EINVAL;
+  return store_number(api, &x, s, len, out);
 }
 
 /* ---------------------------------------------------------------- members */
@@ -227,6 +274,8 @@ static int add_member(acc_t *a, const int64_t *dims, int ndim, size_t elems, uin
 }
 
 static size_t skip_ws(const char *s, size_t i, size_t n) {
+  if (i < n && (unsigned char)s[i] > ' ')
+    return i; /* no whitespace: the common case, without a call */
   return bh_json_skip_ws(s, i, n);
 }
 
@@ -250,14 +299,18 @@ static int parse_array(acc_t *a, const char *s, size_t i, size_t n, size_t *end,
         break;
       if (s[i] == ']')
         return -EINVAL; /* empty, or a trailing comma: numpy's shapes are Python's call */
-      size_t t = i;
-      while (t < n && s[t] != ',' && s[t] != ']' && s[t] != ' ' && s[t] != '\t' && s[t] != '\n' && s[t] != '\r')
-        t++;
+      json_num_t x;
+      size_t t = i + json_number(s + i, n - i, &x);
+      /* a number is followed by the end of its array, a comma or whitespace: what
+       * would be more of its token ("1x", "01", "1.5.2") is not JSON */
+      if (t == i || (t < n && s[t] != ',' && s[t] != ']' && s[t] != ' ' && s[t] != '\t' && s[t] != '\n' &&
+                     s[t] != '\r'))
+        return -EINVAL;
       if (leaf < 0)
         leaf = depth;
       if (depth != leaf || reserve(a, size) != 0)
         return -EINVAL;
-      if (bh_rows_number(a->api, s + i, t - i, a->data + a->len) != 0)
+      if (store_number(a->api, &x, s + i, t - i, a->data + a->len) != 0)
         return -EINVAL;
       a->len += size;
       (*elems)++;
