@@ -148,3 +148,24 @@ def test_workers_flag_overrides_decorator(server_factory):
     srv = server_factory("bentoml_style.py:Summarizer", "--workers", "1")
     assert len(srv.worker_pids()) == 1
     assert srv.whoami()["worker_index"] == 1
+
+
+def _policies(pid: int) -> set[int]:
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_worker_threads_run_batch_scheduling_unless_told_not_to(server_factory):
+    """A worker's I/O thread and Python threads run SCHED_BATCH, so that on a shared CPU a
+    hand-off does not preempt the thread running (csrc/worker/worker.c); the supervisor
+    keeps the normal policy, and BENTOHOST_SCHED_NORMAL=1 keeps it for workers too."""
+    srv = server_factory("basic.py:Basic", "--workers", "1")
+    (pid,) = srv.wait_all_workers(1).values()
+    assert srv.post("/echo", json_body={"text": "hi"}).status_code == 200
+    assert _policies(pid) == {os.SCHED_BATCH}
+    assert len(os.listdir(f"/proc/{pid}/task")) >= 2  # the I/O thread and Python's
+    assert _policies(srv.pid) == {os.SCHED_OTHER}
+
+    normal = server_factory("basic.py:Basic", "--workers", "1", env={"BENTOHOST_SCHED_NORMAL": "1"})
+    (pid,) = normal.wait_all_workers(1).values()
+    assert normal.post("/echo", json_body={"text": "hi"}).status_code == 200
+    assert _policies(pid) == {os.SCHED_OTHER}

@@ -289,12 +289,14 @@ static PyObject *entries_list(bh_in_t *entries, size_t n) {
   return list;
 }
 
-/* Up to TAKE_BATCH entries: 0 with none pending, -1 at shutdown. */
-static Py_ssize_t take_now(bh_worker_t *w, bh_in_t *entries) {
+/* Up to TAKE_BATCH entries: 0 with none pending, -1 at shutdown. The eventfd
+ * is emptied first when the caller was woken by it (woken). */
+static Py_ssize_t take_now(bh_worker_t *w, bh_in_t *entries, int woken) {
   bh_bridge_t *b = w->bridge;
   if (w->shm)
     bh_shm_heartbeat(w->shm, w->slot);
-  bh_bridge_clear_eventfd(b);
+  if (woken)
+    bh_bridge_clear_eventfd(b);
   size_t n = bh_bridge_take(b, entries, TAKE_BATCH);
   if (n == 0 && atomic_load(&b->shutdown))
     return -1;
@@ -307,7 +309,7 @@ PyObject *bh_py_take(PyObject *self, PyObject *unused) {
   if (bh_module_require_io() != 0)
     return NULL;
   bh_in_t entries[TAKE_BATCH];
-  Py_ssize_t n = take_now(bh_module_worker(), entries);
+  Py_ssize_t n = take_now(bh_module_worker(), entries, 1);
   if (n < 0)
     Py_RETURN_NONE;
   return entries_list(entries, (size_t)n);
@@ -324,8 +326,11 @@ PyObject *bh_py_take_wait(PyObject *self, PyObject *unused) {
     return NULL;
   bh_worker_t *w = bh_module_worker();
   bh_in_t entries[TAKE_BATCH];
-  for (;;) {
-    Py_ssize_t n = take_now(w, entries);
+  /* The eventfd is read only after poll() said it was written: a thread that finds
+   * requests waiting (the busy case) makes no system call to take them. A write
+   * left over from a race in bh_bridge_take() costs one spurious turn of this loop. */
+  for (int woken = 0;; woken = 1) {
+    Py_ssize_t n = take_now(w, entries, woken);
     if (n < 0)
       Py_RETURN_NONE;
     if (n > 0)
