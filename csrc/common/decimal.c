@@ -23,7 +23,6 @@ typedef struct u192 {
   uint64_t w[3]; /* least significant first */
 } u192_t;
 
-
 static u192_t mul_64_125(uint64_t a, const uint64_t m[2]) {
   u128 low = (u128)a * m[0], high = (u128)a * m[1];
   u128 mid = (low >> 64) + (uint64_t)high;

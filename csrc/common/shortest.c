@@ -34,7 +34,6 @@ static inline int log10_pow5(int e) {
   return (int)(((uint32_t)e * 732923) >> 20);
 }
 
-
 /* floor(m * mul / 2**shift) for a 125-bit mul; shift is above 64. */
 static inline uint64_t mul_shift(uint64_t m, const uint64_t mul[2], int shift) {
   u128 low = (u128)m * mul[0];

@@ -209,9 +209,9 @@ static int store_number(const bh_api_t *api, const json_num_t *x, const char *s,
 
 int bh_rows_number(const bh_api_t *api, const char *s, size_t len, void *out) {
   json_num_t x;
-  if (len == 0 || len > MAX_TOKEN || json_number(s, len, &x) != len)
+  if (len == 0 || json_number(s, len, &x) != len)
     return -EINVAL;
-  return store_number(api, &x, s, len, out);
+  return store_number(api, &x, s, len, out); /* which refuses a token too long */
 }
 
 /* ---------------------------------------------------------------- members */
@@ -303,8 +303,7 @@ static int parse_array(acc_t *a, const char *s, size_t i, size_t n, size_t *end,
       size_t t = i + json_number(s + i, n - i, &x);
       /* a number is followed by the end of its array, a comma or whitespace: what
        * would be more of its token ("1x", "01", "1.5.2") is not JSON */
-      if (t == i || (t < n && s[t] != ',' && s[t] != ']' && s[t] != ' ' && s[t] != '\t' && s[t] != '\n' &&
-                     s[t] != '\r'))
+      if (t == i || (t < n && s[t] != ',' && s[t] != ']' && skip_ws(s, t, n) == t))
         return -EINVAL;
       if (leaf < 0)
         leaf = depth;
