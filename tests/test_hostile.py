@@ -380,9 +380,10 @@ def test_same_filename_parts_are_stored_by_index(hostile):
     out = r.json()
     assert out["contents"] == [str(i) for i in range(20)]
     assert out["distinct_paths"] == 20
-    # <temp dir>/<part index>/<the upload's own name>: unique at the first try
+    # <temp dir>/<the upload's own name>, then <temp dir>/.<part index>/<name>: no search
     assert out["names"] == ["same.bin"] * 20
-    assert out["folders"] == [str(i) for i in range(20)]
+    assert out["folders"][0].startswith("bentohost-req-")
+    assert out["folders"][1:] == [f".{i}" for i in range(1, 20)]
 
 
 # --------------------------------------------------------------------------- 2. multipart limits

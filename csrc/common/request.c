@@ -1,7 +1,7 @@
 /* A request's memory: freeing one (and its temp dir), and building Python's
  * messages about it in one allocation. */
 #include "common/request.h"
-#include "common/fs.h"
+#include "common/spool.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +15,11 @@ void bh_req_free(bh_req_t *req) {
   free(req->body);
   free(req->content_type);
   free(req->head);
+  if (req->temp_dir != NULL) {
+    /* What is left is removed recursively: Python may have added files. */
+    bh_spool_release(req->temp_dir, req->parts, req->nparts);
+    free(req->temp_dir);
+  }
   for (i = 0; i < req->nparts; i++) {
     bh_part_t *p = &req->parts[i];
     free(p->name);
@@ -28,11 +33,6 @@ void bh_req_free(bh_req_t *req) {
     free(req->rows->data);
     free(req->rows->counts);
     free(req->rows);
-  }
-  /* Recursively: Python may have added files of its own. */
-  if (req->temp_dir != NULL) {
-    bh_rmtree(req->temp_dir);
-    free(req->temp_dir);
   }
   free(req);
 }

@@ -15,6 +15,7 @@ typedef struct bh_part {
   char *filename;      /* NULL for plain fields */
   char *content_type;  /* NULL if the part had none */
   char *path;          /* file parts: where the content was written */
+  uint64_t ino;        /* file parts: its inode, to know it again (common/spool.h) */
   char *data;          /* plain fields: the value */
   size_t len;          /* bytes of content (file or data) */
 } bh_part_t;
@@ -52,7 +53,7 @@ typedef struct bh_req {
   char *head;            /* raw request line + header lines, as received */
   size_t head_len;
   char client[64];       /* "ip:port" of the peer */
-  char *temp_dir;        /* per-request directory, removed after the response */
+  char *temp_dir;        /* per-request directory, removed (or spooled) after the response */
   bh_part_t *parts;      /* multipart parts (body is then NULL) */
   size_t nparts;
 

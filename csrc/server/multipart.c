@@ -9,14 +9,16 @@
  * split of the input into feeds gives the same result.
  *
  * File parts (those whose Content-Disposition has a filename) are written
- * with write(2) to files in a temp dir made on the first file part; the I/O
- * thread does this directly because they are local files. Their content goes
+ * with write(2) to files in a temp dir made on the first file part (dir and
+ * files come from common/spool.c, reused from earlier requests when it can);
+ * the I/O thread does this directly because they are local files. Their content goes
  * through one FBUF_CAP buffer per parser and is written only when the buffer
  * is full and at the part's end: a part of up to FBUF_CAP bytes costs one
  * write, a 1 MiB one 16, however the body was split and however many CRs it
  * holds (held-back delimiter bytes that turn out to be content are copied into
  * the buffer, never written on their own). */
 #include "server/multipart.h"
+#include "common/spool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +52,7 @@ struct bh_multipart {
   bh_part_t cur;     /* the part being read */
   int in_part;
   int fd;
+  int fd_reused;     /* fd is an earlier request's file: truncate it at the end */
   size_t dcap;
   char *fbuf;        /* file content not yet written to fd (FBUF_CAP bytes) */
   size_t flen;
@@ -218,15 +221,14 @@ static int files_in_memory(const bh_multipart_t *mp) {
 
 /* The request's temp dir, made on its first file part. */
 static int make_temp_dir(bh_multipart_t *mp) {
-  char tmpl[4096];
+  char path[4096];
+  int err;
 
-  snprintf(tmpl, sizeof(tmpl), "%s/bentohost-req-XXXXXX", MEMORY_DIR);
-  if (!files_in_memory(mp) || mkdtemp(tmpl) == NULL) {
-    snprintf(tmpl, sizeof(tmpl), "%s/bentohost-req-XXXXXX", tmpdir() != NULL ? tmpdir() : "/tmp");
-    if (mkdtemp(tmpl) == NULL)
-      return mp_fail(mp, 500, "cannot create a temp dir: %s", strerror(errno));
+  if (!files_in_memory(mp) || bh_spool_dir(MEMORY_DIR, path, sizeof(path)) != 0) {
+    if ((err = bh_spool_dir(tmpdir() != NULL ? tmpdir() : "/tmp", path, sizeof(path))) != 0)
+      return mp_fail(mp, 500, "cannot create a temp dir: %s", strerror(-err));
   }
-  if ((mp->temp_dir = strdup(tmpl)) == NULL)
+  if ((mp->temp_dir = strdup(path)) == NULL)
     return mp_fail(mp, 500, "out of memory", NULL);
   return 0;
 }
@@ -256,11 +258,13 @@ static void sanitize(const char *in, char *out, size_t cap) {
     out[0] = '_';
 }
 
-/* Each file part gets a folder named by its index holding the file under its
- * own (sanitized) name: unique at the first try whatever names the client
- * sends, and Python still sees the upload's name and extension. */
+/* A file part is "<temp dir>/<its sanitized name>": Python sees the upload's
+ * name and extension. A name already taken in this request goes into a
+ * folder of its own named by the part's index, ".<index>": sanitized names
+ * never start with '.', so the folders never meet the files. */
 static int part_open_file(bh_multipart_t *mp) {
   char name[MAX_FILENAME + 8], path[4096];
+  int fd;
 
   if (mp->temp_dir == NULL && make_temp_dir(mp) != 0)
     return -EINVAL;
@@ -268,13 +272,18 @@ static int part_open_file(bh_multipart_t *mp) {
     return mp_fail(mp, 500, "out of memory", NULL);
   mp->flen = 0;
   sanitize(mp->cur.filename, name, sizeof(name));
-  snprintf(path, sizeof(path), "%s/%zu", mp->temp_dir, mp->nparts);
-  if (mkdir(path, 0700) != 0)
-    return mp_fail(mp, 500, "cannot create a folder: %s", strerror(errno));
+  snprintf(path, sizeof(path), "%s", mp->temp_dir);
+  fd = bh_spool_file(path, name, &mp->fd_reused, &mp->cur.ino);
+  if (fd == -EEXIST) {
+    snprintf(path + strlen(path), sizeof(path) - strlen(path), "/.%zu", mp->nparts);
+    if (mkdir(path, 0700) != 0)
+      return mp_fail(mp, 500, "cannot create a folder: %s", strerror(errno));
+    fd = bh_spool_file(path, name, &mp->fd_reused, &mp->cur.ino);
+  }
+  if (fd < 0)
+    return mp_fail(mp, 500, "cannot create a file: %s", strerror(-fd));
+  mp->fd = fd;
   snprintf(path + strlen(path), sizeof(path) - strlen(path), "/%s", name);
-  mp->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (mp->fd < 0)
-    return mp_fail(mp, 500, "cannot create a file: %s", strerror(errno));
   if ((mp->cur.path = strdup(path)) == NULL)
     return mp_fail(mp, 500, "out of memory", NULL);
   return 0;
@@ -343,6 +352,12 @@ static int part_end(bh_multipart_t *mp) {
   if (mp->fd >= 0) {
     if (fbuf_flush(mp))
       return -EINVAL;
+    /* a reused file was longer: none of its old bytes may be seen */
+    if (mp->fd_reused && ftruncate(mp->fd, (off_t)mp->cur.len) != 0) {
+      close(mp->fd);
+      mp->fd = -1;
+      return mp_fail(mp, 500, "cannot write a file: %s", strerror(errno));
+    }
     if (close(mp->fd) != 0 && errno != EINTR) {
       mp->fd = -1;
       return mp_fail(mp, 500, "cannot write a file: %s", strerror(errno));
@@ -632,15 +647,16 @@ void bh_multipart_free(bh_multipart_t *mp) {
     return;
   if (mp->fd >= 0)
     close(mp->fd);
+  if (mp->temp_dir != NULL) {
+    /* the part being written, if any, is not among them: it is removed */
+    bh_spool_release(mp->temp_dir, mp->parts, mp->nparts);
+    free(mp->temp_dir);
+  }
   free(mp->fbuf);
   part_clear(&mp->cur);
   for (i = 0; i < mp->nparts; i++)
     part_clear(&mp->parts[i]);
   free(mp->parts);
   free(mp->hbuf);
-  if (mp->temp_dir != NULL) {
-    bh_rmtree(mp->temp_dir);
-    free(mp->temp_dir);
-  }
   free(mp);
 }

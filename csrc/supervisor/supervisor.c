@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/context.h"
 #include "common/log.h"
+#include "common/spool.h"
 #include "common/status.h"
 #include "traffic/shm.h"
 #include "worker/worker.h"
@@ -486,8 +487,10 @@ static void on_worker_exit(sup_t *s, pid_t pid, int status) {
 static void reap(sup_t *s) {
   int status;
   pid_t pid;
-  while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    bh_spool_remove_worker(pid);
     on_worker_exit(s, pid, status);
+  }
 }
 
 static void on_signal(sup_t *s) {
@@ -626,6 +629,12 @@ int bh_supervisor_run(const bh_options_t *opts) {
     }
   } else if (bh_sup_rundir_create(&s) != 0) {
     bh_log("error: cannot create the runtime directory: %s", strerror(errno));
+    return 1;
+  }
+  /* Workers keep uploads' dirs and files for reuse (common/spool.h); their
+   * spool dirs are removed here when they exit, a crash included. */
+  if (bh_spool_tag_workers() != 0) {
+    bh_log("error: cannot set the workers' spool tag: %s", strerror(errno));
     return 1;
   }
   if (grow_workers(&s, 1) != 0)

@@ -2,6 +2,7 @@
  * model, runs the Python host on this (the main) thread and exits with its code. */
 #include "worker/worker.h"
 #include "common/log.h"
+#include "common/spool.h"
 #include "python/pyhost.h"
 #include "server/io.h"
 
@@ -86,6 +87,7 @@ int bh_worker_main(bh_worker_t *w) {
   int code = bh_pyhost_run(w);
   if (code == 0 && w->io_started)
     bh_io_join(w);
+  bh_spool_cleanup();
   fflush(stdout);
   fflush(stderr);
   _exit(code);

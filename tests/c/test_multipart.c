@@ -1,17 +1,21 @@
 /* Unit test of the multipart/form-data parser (csrc/multipart.c): the same
  * body fed split at every byte boundary, byte by byte and in random pieces
  * must give the same parts; truncated and malformed bodies must fail; temp
- * dirs must never be left behind. Run with TMPDIR set to an empty directory.
- * Exits 0 on success. */
+ * dirs must never be left behind; dirs and files reused from earlier requests
+ * (common/spool.c) never show their old bytes nor one still held. Run with
+ * TMPDIR set to an empty directory. Exits 0 on success. */
 #include "server/multipart.h"
+#include "common/spool.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -113,15 +117,14 @@ static void check_parts(const bh_req_t *req) {
   CHECK(strcmp(req->parts[1].content_type, "image/png") == 0);
   CHECK(req->parts[1].data == NULL && req->parts[1].len == file1_len);
   CHECK(strncmp(req->parts[1].path, req->temp_dir, strlen(req->temp_dir)) == 0);
-  /* stored as <temp dir>/<part index>/<sanitized name> */
-  CHECK(strcmp(req->parts[1].path + strlen(req->temp_dir), "/1/pa_ss_wd.png") == 0);
+  /* stored as <temp dir>/<sanitized name> */
+  CHECK(strcmp(req->parts[1].path + strlen(req->temp_dir), "/pa_ss_wd.png") == 0);
   data = read_file(req->parts[1].path, &len);
   CHECK(len == file1_len && memcmp(data, file1, len) == 0);
   free(data);
 
-  /* the sanitised name collides: still unique */
   CHECK(strcmp(req->parts[2].filename, "pass wd.png") == 0);
-  CHECK(strcmp(req->parts[2].path, req->parts[1].path) != 0);
+  CHECK(strcmp(req->parts[2].path + strlen(req->temp_dir), "/pass_wd.png") == 0);
   CHECK(req->parts[2].content_type == NULL);
   data = read_file(req->parts[2].path, &len);
   CHECK(len == 6 && memcmp(data, "second", 6) == 0 && req->parts[2].len == 6);
@@ -164,16 +167,23 @@ static bh_req_t *parse_split(const size_t *cuts, size_t ncuts, size_t upto, int 
   return req;
 }
 
-static int dir_empty(const char *path) {
+/* Whether path holds nothing but (with spool_too) this process's spool dir,
+ * which lives as long as the process. */
+static int dir_empty_but(const char *path, int spool_too) {
   DIR *d = opendir(path);
   struct dirent *e;
   int n = 0;
   CHECK(d != NULL);
   while ((e = readdir(d)) != NULL)
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+        !(spool_too && strncmp(e->d_name, "bentohost-spool-", 16) == 0))
       n++;
   closedir(d);
   return n == 0;
+}
+
+static int dir_empty(const char *path) {
+  return dir_empty_but(path, 1);
 }
 
 static void fail_case(const char *ctype, const char *b, const char *reason) {
@@ -371,6 +381,82 @@ static void memory_or_disk(const char *tmp) {
   CHECK(unsetenv("BENTOHOST_UPLOADS_IN_MEMORY") == 0);
 }
 
+static uint64_t inode_of(const char *path) {
+  struct stat st;
+  CHECK(stat(path, &st) == 0);
+  return (uint64_t)st.st_ino;
+}
+
+static int has_inode(const bh_req_t *req, uint64_t ino) {
+  for (size_t i = 0; i < req->nparts; i++)
+    if (req->parts[i].path != NULL && inode_of(req->parts[i].path) == ino)
+      return 1;
+  return 0;
+}
+
+/* The files of one request are the next one's, under a new dir, truncated to
+ * their new content (check_parts reads them back), unless someone still has
+ * them: an open reader, a mapping, a second link. */
+static void spool_tests(const char *tmp) {
+  size_t none[1] = {0}, len;
+  char old_dir[4096], keep[4096];
+  bh_req_t *req = parse_split(none, 0, body_len, 1), *next;
+  uint64_t a = inode_of(req->parts[1].path), b = inode_of(req->parts[2].path);
+  int fd;
+  char *data;
+
+  snprintf(old_dir, sizeof(old_dir), "%s", req->temp_dir);
+  bh_req_free(req);
+  CHECK(access(old_dir, F_OK) != 0);
+  next = parse_split(none, 0, body_len, 1);
+  check_parts(next);
+  CHECK(strcmp(next->temp_dir, old_dir) != 0);
+  CHECK(has_inode(next, a) && has_inode(next, b));
+
+  /* held by a reader: it keeps its bytes and is not handed out again */
+  fd = open(next->parts[1].path, O_RDONLY);
+  CHECK(fd >= 0);
+  a = inode_of(next->parts[1].path);
+  bh_req_free(next);
+  req = parse_split(none, 0, body_len, 1);
+  check_parts(req);
+  CHECK(!has_inode(req, a));
+  {
+    char got[sizeof(file1)];
+    CHECK(pread(fd, got, sizeof(got), 0) == (ssize_t)file1_len && memcmp(got, file1, file1_len) == 0);
+  }
+  close(fd);
+
+  /* mapped, its fd closed */
+  fd = open(req->parts[1].path, O_RDONLY);
+  a = inode_of(req->parts[1].path);
+  void *map = mmap(NULL, file1_len, PROT_READ, MAP_SHARED, fd, 0);
+  CHECK(map != MAP_FAILED);
+  close(fd);
+  bh_req_free(req);
+  next = parse_split(none, 0, body_len, 1);
+  check_parts(next);
+  CHECK(!has_inode(next, a));
+  CHECK(memcmp(map, file1, file1_len) == 0);
+  munmap(map, file1_len);
+
+  /* linked elsewhere */
+  snprintf(keep, sizeof(keep), "%s/kept.png", tmp);
+  CHECK(link(next->parts[1].path, keep) == 0);
+  a = inode_of(keep);
+  bh_req_free(next);
+  for (int i = 0; i < 3; i++) {
+    req = parse_split(none, 0, body_len, 1);
+    check_parts(req);
+    CHECK(!has_inode(req, a));
+    bh_req_free(req);
+  }
+  data = read_file(keep, &len);
+  CHECK(len == file1_len && memcmp(data, file1, len) == 0);
+  free(data);
+  CHECK(unlink(keep) == 0);
+}
+
 int main(void) {
   const char *tmp = getenv("TMPDIR");
   size_t cuts[3], k, j, n = 0;
@@ -494,6 +580,24 @@ int main(void) {
     CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) != 0);
     CHECK(bh_multipart_status(mp) == 413);
     bh_multipart_free(mp);
+    /* one name thrice: the first is the dir's, the others in folders of their own */
+    {
+      static const char tail[] = "--b--\r\n";
+      static const char *const want[] = {"/same.bin", "/.1/same.bin", "/.2/same.bin"};
+      bh_req_t r3;
+      memset(&r3, 0, sizeof(r3));
+      CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, limits(1 << 20)) == 0);
+      for (int k = 0; k < 3; k++)
+        CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) == 0);
+      CHECK(bh_multipart_feed(mp, tail, sizeof(tail) - 1) == 0);
+      CHECK(bh_multipart_finish(mp, &r3) == 0 && r3.nparts == 3);
+      for (int k = 0; k < 3; k++)
+        CHECK(strcmp(r3.parts[k].path + strlen(r3.temp_dir), want[k]) == 0 && r3.parts[k].len == 1);
+      bh_multipart_free(mp);
+      bh_req_t *moved = calloc(1, sizeof(*moved));
+      *moved = r3;
+      bh_req_free(moved);
+    }
     bh_multipart_limits_t small = {1 << 20, 1000, 100, 0};
     CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, &small) == 0);
     CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) == 0);
@@ -510,6 +614,10 @@ int main(void) {
   big_tests();
   CHECK(dir_empty(tmp));
   memory_or_disk(tmp);
+  spool_tests(tmp);
+  CHECK(dir_empty(tmp));
+  bh_spool_cleanup();
+  CHECK(dir_empty_but(tmp, 0));
   printf("multipart: %zu splits OK\n", n);
   printf("OK\n");
   return 0;

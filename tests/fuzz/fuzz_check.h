@@ -21,18 +21,56 @@
     abort();                                                                 \
   } while (0)
 
-/* Entries of a directory other than . and .. (the fuzzers' TMPDIR must end empty). */
-static inline int fuzz_dir_entries(const char *dir) {
+/* A worker's spool dir (common/spool.c) holds only what a later request may
+ * reuse: empty dirs "d<n>" and regular files "f<n>", a bounded number. */
+static inline void fuzz_check_spool(const char *spool) {
+  DIR *d = opendir(spool);
+  struct dirent *e;
+  char path[4096];
+  struct stat st;
+  int n = 0;
+  if (d == NULL)
+    FAIL("spool dir %s unreadable", spool);
+  while ((e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", spool, e->d_name);
+    if (lstat(path, &st) != 0 || (e->d_name[0] != 'd' && e->d_name[0] != 'f') ||
+        (e->d_name[0] == 'd') != !!S_ISDIR(st.st_mode) || (e->d_name[0] == 'f' && !S_ISREG(st.st_mode)))
+      FAIL("unexpected %s in the spool", path);
+    if (S_ISDIR(st.st_mode) && st.st_nlink != 2)
+      FAIL("spooled dir %s is not empty", path);
+    if (++n > 64)
+      FAIL("spool %s holds more than it may", spool);
+  }
+  closedir(d);
+}
+
+/* Entries of a directory other than . and .. and (with spool_ok) the spool
+ * dirs, which are checked: the fuzzers' TMPDIR must end with nothing else. */
+static inline int fuzz_dir_count(const char *dir, int spool_ok) {
   DIR *d = opendir(dir);
   struct dirent *e;
+  char path[4096];
   int n = 0;
   if (d == NULL)
     FAIL("TMPDIR %s vanished", dir);
-  while ((e = readdir(d)) != NULL)
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-      n++;
+  while ((e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+      continue;
+    if (spool_ok && strncmp(e->d_name, "bentohost-spool-", 16) == 0) {
+      snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+      fuzz_check_spool(path);
+      continue;
+    }
+    n++;
+  }
   closedir(d);
   return n;
+}
+
+static inline int fuzz_dir_entries(const char *dir) {
+  return fuzz_dir_count(dir, 1);
 }
 
 static inline uint64_t fuzz_hash(const void *p, size_t n) {
@@ -44,7 +82,19 @@ static inline uint64_t fuzz_hash(const void *p, size_t n) {
   return h ^ (h >> 29);
 }
 
-/* path lies under dir and no component of the rest is empty, hidden, "." or "..". */
+/* A component ".<digits>": the folder multipart.c makes for a part whose
+ * name is already taken in its request. */
+static inline int fuzz_index_folder(const char *p, const char *slash) {
+  if (*p != '.' || slash == NULL || slash == p + 1)
+    return 0;
+  for (p++; p < slash; p++)
+    if (*p < '0' || *p > '9')
+      return 0;
+  return 1;
+}
+
+/* path lies under dir and no component of the rest is empty, hidden, "." or
+ * "..", but for index folders. */
 static inline int fuzz_path_under(const char *path, const char *dir) {
   size_t n = strlen(dir);
   const char *p;
@@ -52,7 +102,7 @@ static inline int fuzz_path_under(const char *path, const char *dir) {
     return 0;
   for (p = path + n + 1;;) {
     const char *slash = strchr(p, '/');
-    if (*p == '\0' || *p == '/' || *p == '.')
+    if (*p == '\0' || *p == '/' || (*p == '.' && !fuzz_index_folder(p, slash)))
       return 0;
     if (slash == NULL)
       return 1;

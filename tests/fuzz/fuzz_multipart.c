@@ -16,10 +16,12 @@
  *     are NUL-terminated (fuzz_check.h);
  *   - the field, part-count and part-header limits (sometimes tiny here)
  *     fail with 413 the same way at any split;
- *   - after bh_multipart_free + bh_req_free nothing is left under TMPDIR and
- *     no file descriptor is left open. */
+ *   - after bh_multipart_free + bh_req_free nothing is left under TMPDIR but
+ *     the spool's reusable dirs and files (common/spool.c), and once the
+ *     spool is cleaned up, nothing at all and no file descriptor open. */
 #include "common/fs.h"
 #include "common/request.h"
+#include "common/spool.h"
 #include "server/multipart.h"
 #include "fuzz_check.h"
 
@@ -212,6 +214,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   if (fuzz_dir_entries(tmp_dir) != 0)
     FAIL("something is left in TMPDIR %s after the request was freed", tmp_dir);
+  /* the spool's own fds and files go with it, and nothing else may remain */
+  bh_spool_cleanup();
+  if (fuzz_dir_count(tmp_dir, 0) != 0)
+    FAIL("something is left in TMPDIR %s after the spool was cleaned up", tmp_dir);
   if ((fd = next_fd()) != fd_before)
     FAIL("a file descriptor was left open (next fd %d, was %d)", fd, fd_before);
   return 0;

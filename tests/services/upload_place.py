@@ -1,4 +1,5 @@
 """Where an uploaded file lives while its request runs (tests/test_multipart.py)."""
+import os
 from pathlib import Path
 
 import bentohost
@@ -8,4 +9,4 @@ import bentohost
 class UploadPlace:
     @bentohost.api
     def where(self, f: Path) -> dict:
-        return {"path": str(f), "size": f.stat().st_size}
+        return {"path": str(f), "size": f.stat().st_size, "pid": os.getpid()}
