@@ -12,9 +12,11 @@
  * with write(2) to files in a temp dir made on the first file part (dir and
  * files come from common/spool.c, reused from earlier requests when it can);
  * the I/O thread does this directly because they are local files. Their content goes
- * through one FBUF_CAP buffer per parser and is written only when the buffer
- * is full and at the part's end: a part of up to FBUF_CAP bytes costs one
- * write, a 1 MiB one 16, however the body was split and however many CRs it
+ * through one FBUF_CAP buffer per parser: a piece that fits is copied into
+ * it, and once the buffer and a piece make FBUF_CAP bytes or more, both go out
+ * in one writev, the piece uncopied. So every write but a part's last carries
+ * at least FBUF_CAP bytes: a part of up to FBUF_CAP bytes costs one write, a
+ * 1 MiB one at most 17, however the body was split and however many CRs it
  * holds (held-back delimiter bytes that turn out to be content are copied into
  * the buffer, never written on their own). */
 #include "server/multipart.h"
@@ -29,6 +31,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define MAX_BOUNDARY 200
@@ -289,16 +292,30 @@ static int part_open_file(bh_multipart_t *mp) {
   return 0;
 }
 
-static int write_all(bh_multipart_t *mp, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(mp->fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return mp_fail(mp, 500, "cannot write a file: %s", strerror(errno));
+/* Writes a then b (either may be empty), going on after short writes. */
+static int write_pair(bh_multipart_t *mp, const char *a, size_t alen, const char *b, size_t blen) {
+  struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+  struct iovec *v = iov;
+  int left = 2;
+
+  while (left > 0) {
+    if (v->iov_len == 0) {
+      v++, left--;
+      continue;
     }
-    p += w;
-    n -= (size_t)w;
+    ssize_t w = writev(mp->fd, v, left);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return mp_fail(mp, 500, "cannot write a file: %s", w < 0 ? strerror(errno) : "no progress");
+    for (size_t done = (size_t)w; done > 0;) {
+      size_t d = done < v->iov_len ? done : v->iov_len;
+      v->iov_base = (char *)v->iov_base + d;
+      v->iov_len -= d;
+      done -= d;
+      if (v->iov_len == 0)
+        v++, left--;
+    }
   }
   return 0;
 }
@@ -307,7 +324,7 @@ static int write_all(bh_multipart_t *mp, const char *p, size_t n) {
 static int fbuf_flush(bh_multipart_t *mp) {
   size_t n = mp->flen;
   mp->flen = 0;
-  return n > 0 ? write_all(mp, mp->fbuf, n) : 0;
+  return n > 0 ? write_pair(mp, mp->fbuf, n, NULL, 0) : 0;
 }
 
 /* Content of the current part: buffered for a file, kept for a field. */
@@ -315,21 +332,19 @@ static int emit(bh_multipart_t *mp, const char *p, size_t n) {
   if (mp->state == S_PREAMBLE || n == 0)
     return 0;
   if (mp->fd >= 0) {
+    size_t held = mp->flen;
     mp->cur.len += n;
-    while (n > 0) {
-      size_t take;
-      if (mp->flen == 0 && n >= FBUF_CAP) /* a big piece: no copy */
-        return write_all(mp, p, n);
-      take = FBUF_CAP - mp->flen < n ? FBUF_CAP - mp->flen : n;
-      memcpy(mp->fbuf + mp->flen, p, take);
-      mp->flen += take;
-      p += take;
-      n -= take;
-      if (mp->flen == FBUF_CAP && fbuf_flush(mp))
-        return -EINVAL;
+    if (held + n < FBUF_CAP) {
+      memcpy(mp->fbuf + held, p, n);
+      mp->flen += n;
+      return 0;
     }
-    return 0;
+    /* a buffer-full or more: what is held and this piece in one call, the
+     * piece not copied (a 64 KiB read of the socket is never copied here) */
+    mp->flen = 0;
+    return write_pair(mp, mp->fbuf, held, p, n);
   }
+
   if (mp->mem + n > mp->limits.max_mem)
     return mp_fail(mp, 413, "fields too large", NULL);
   if (mp->cur.len + n + 1 > mp->dcap) {
