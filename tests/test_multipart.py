@@ -108,10 +108,11 @@ def test_zz_nothing_left_in_tmpdir(srv, tmp_env):
     wait_for(lambda: not _request_leftovers(tmp_env), 5, what="request dirs removed")
     spools = list(tmp_env.iterdir())
     assert len(spools) <= 1, spools
-    for spool in spools:  # only what a later request may reuse: empty dirs, whole files
+    for spool in spools:  # only what a later request may reuse: dirs with at most one file, files
         for entry in spool.iterdir():
             assert entry.name[0] in "df" and entry.name[1:].isdigit(), entry
-            assert not entry.is_dir() or not any(entry.iterdir()), entry
+            inside = list(entry.iterdir()) if entry.is_dir() else []
+            assert len(inside) <= 1 and all(p.is_file() for p in inside), (entry, inside)
 
 
 def _shm_has_room() -> bool:

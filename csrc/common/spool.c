@@ -44,6 +44,15 @@ typedef struct kept_file {
   unsigned id;
 } kept_file_t;
 
+/* A kept dir, empty or holding the one file its request uploaded (fd >= 0):
+ * the usual request comes back with a single rename of its dir each way. */
+typedef struct kept_dir {
+  unsigned id;
+  int fd;
+  uint64_t size, ino;
+  char name[BH_SPOOL_NAME_MAX];
+} kept_dir_t;
+
 typedef struct spool {
   char base[1024];
   char dir[1200];
@@ -51,7 +60,7 @@ typedef struct spool {
   int leases;  /* the file system grants leases: files can be kept */
   pid_t pid;   /* the process it belongs to (not a child forked by Python) */
   dev_t dev;
-  unsigned dirs[SPOOL_DIRS];
+  kept_dir_t dirs[SPOOL_DIRS];
   size_t ndirs;
   kept_file_t files[SPOOL_FILES];
   size_t nfiles;
@@ -141,31 +150,58 @@ static void give_up_unless_taken(spool_t *sp, int err) {
     sp->state = -1;
 }
 
-int bh_spool_dir(const char *base, char *out, size_t cap) {
+int bh_spool_dir(const char *base, char *out, size_t cap, bh_spool_held_t *held) {
   char from[1300];
 
+  held->fd = -1;
   pthread_mutex_lock(&lock);
   spool_t *sp = spool_for(base, strlen(base), 1);
   while (sp != NULL && sp->state == 1 && sp->ndirs > 0) {
-    kept_path(sp, 'd', sp->dirs[--sp->ndirs], from, sizeof(from));
+    kept_dir_t d = sp->dirs[--sp->ndirs];
+    sp->bytes -= d.fd >= 0 ? d.size : 0;
+    kept_path(sp, 'd', d.id, from, sizeof(from));
     for (int i = 0; i < NAME_TRIES; i++) {
       random_name(base, out, cap);
       if (renameat2(AT_FDCWD, from, AT_FDCWD, out, RENAME_NOREPLACE) == 0) {
         pthread_mutex_unlock(&lock);
+        if (d.fd >= 0)
+          *held = (bh_spool_held_t){.fd = d.fd, .ino = d.ino};
+        memcpy(held->name, d.name, sizeof(held->name));
         return 0;
       }
       if (errno != EEXIST)
         break;
     }
     give_up_unless_taken(sp, errno);
-    rmdir(from);
+    if (d.fd >= 0)
+      close(d.fd);
+    bh_rmtree(from);
   }
   pthread_mutex_unlock(&lock);
   snprintf(out, cap, "%s/bentohost-req-XXXXXX", base);
   return mkdtemp(out) != NULL ? 0 : -errno;
 }
 
-int bh_spool_file(const char *dir, const char *name, int *reused, uint64_t *ino) {
+/* The file a dir came back with, given the name its new upload needs. */
+static int take_held(const char *dir, const char *name, bh_spool_held_t *held, uint64_t *ino) {
+  char from[4096], to[4096];
+  int fd = held->fd;
+
+  held->fd = -1;
+  snprintf(from, sizeof(from), "%s/%s", dir, held->name);
+  if (strcmp(held->name, name) != 0) {
+    snprintf(to, sizeof(to), "%s/%s", dir, name);
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) != 0) {
+      close(fd);
+      unlink(from);
+      return -1;
+    }
+  }
+  *ino = held->ino;
+  return fd;
+}
+
+int bh_spool_file(const char *dir, const char *name, bh_spool_held_t *held, int *reused, uint64_t *ino) {
   char path[4096], from[1300];
   struct stat st;
   int fd;
@@ -173,6 +209,10 @@ int bh_spool_file(const char *dir, const char *name, int *reused, uint64_t *ino)
   if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
     return -ENAMETOOLONG;
   *reused = 0;
+  if (held != NULL && held->fd >= 0 && (fd = take_held(dir, name, held, ino)) >= 0) {
+    *reused = 1;
+    return fd;
+  }
   pthread_mutex_lock(&lock);
   spool_t *sp = spool_for(dir, base_len(dir), 0);
   if (sp != NULL && sp->nfiles > 0) {
@@ -226,6 +266,21 @@ static int may_keep(spool_t *sp, int fd, uint64_t ino, struct stat *st) {
   return 1;
 }
 
+/* The file at path, already where no one can open it anew: its fd when it
+ * may be kept (see may_keep), else -1 and it is unlinked. */
+static int keepable(spool_t *sp, const char *path, uint64_t ino, struct stat *st) {
+  int fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd >= 0 && may_keep(sp, fd, ino, st))
+    return fd;
+  if (fd >= 0)
+    close(fd);
+  unlink(path);
+  return -1;
+}
+
+/* A file kept on its own, for a later request's second file or one whose
+ * dir could not be kept. path is where it is now (in the request's dir, or
+ * in a kept dir in the spool). */
 static void keep_file(spool_t *sp, const char *path, uint64_t ino) {
   char to[1300];
   struct stat st;
@@ -240,52 +295,74 @@ static void keep_file(spool_t *sp, const char *path, uint64_t ino) {
     give_up_unless_taken(sp, errno);
     return;
   }
-  fd = open(to, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0 || !may_keep(sp, fd, ino, &st)) {
-    if (fd >= 0)
-      close(fd);
-    unlink(to);
+  if ((fd = keepable(sp, to, ino, &st)) < 0)
     return;
-  }
   sp->files[sp->nfiles++] = (kept_file_t){.fd = fd, .size = (uint64_t)st.st_size, .ino = ino, .id = id};
   sp->bytes += (uint64_t)st.st_size;
 }
 
-/* Whether the dir holds nothing; at most a few entries are read. */
-static int dir_empty(const char *path) {
+/* Entries of a dir, counting to at most 3. */
+static int dir_entries(const char *path) {
   DIR *d = opendir(path);
   struct dirent *e;
-  int seen = 0;
+  int n = 0;
 
   if (d == NULL)
-    return 0;
-  while (seen < 3 && (e = readdir(d)) != NULL)
-    seen++;
+    return 3;
+  while (n < 3 && (e = readdir(d)) != NULL)
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+      n++;
   closedir(d);
-  return seen == 2;
+  return n;
 }
 
-/* 0 when the dir went into the spool (and is empty there). */
-static int keep_dir(spool_t *sp, const char *dir) {
-  char to[1300];
+/* The request's dir into the spool with one rename, and its files kept:
+ * the first one directly in it stays there, others are kept on their own.
+ * 0 when the dir is kept; otherwise (something else is in it, no room) it
+ * is removed from the spool, and -1 when it could not be moved at all. */
+static int keep_dir(spool_t *sp, const char *dir, const bh_part_t *parts, size_t nparts) {
+  char to[1300], path[4400];
   struct stat st;
-  unsigned id;
+  size_t dlen = strlen(dir);
+  kept_dir_t d = {.fd = -1};
 
   if (sp->ndirs == SPOOL_DIRS || lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_dev != sp->dev ||
       st.st_uid != geteuid() || (st.st_mode & 07777) != 0700)
     return -1;
-  id = sp->next_id++;
-  kept_path(sp, 'd', id, to, sizeof(to));
+  d.id = sp->next_id++;
+  kept_path(sp, 'd', d.id, to, sizeof(to));
   if (renameat2(AT_FDCWD, dir, AT_FDCWD, to, RENAME_NOREPLACE) != 0) {
     give_up_unless_taken(sp, errno);
     return -1;
   }
-  /* checked where no one can add to it by its path any more */
-  if (!dir_empty(to)) {
-    bh_rmtree(to);
+  /* from here on no one can open its files by their paths */
+  for (size_t i = 0; i < nparts && sp->state == 1; i++) {
+    const char *p = parts[i].path, *rest;
+    if (p == NULL || strncmp(p, dir, dlen) != 0 || p[dlen] != '/')
+      continue;
+    rest = p + dlen + 1;
+    snprintf(path, sizeof(path), "%s/%s", to, rest);
+    if (d.fd < 0 && sp->leases && strchr(rest, '/') == NULL && strlen(rest) < sizeof(d.name)) {
+      if ((d.fd = keepable(sp, path, parts[i].ino, &st)) >= 0) {
+        d.size = (uint64_t)st.st_size;
+        d.ino = parts[i].ino;
+        snprintf(d.name, sizeof(d.name), "%s", rest);
+      }
+    } else {
+      keep_file(sp, path, parts[i].ino);
+    }
+  }
+  if (sp->state == 1 && dir_entries(to) == (d.fd >= 0 ? 1 : 0)) {
+    sp->dirs[sp->ndirs++] = d;
+    sp->bytes += d.fd >= 0 ? d.size : 0;
     return 0;
   }
-  sp->dirs[sp->ndirs++] = id;
+  if (d.fd >= 0) {
+    close(d.fd);
+    snprintf(path, sizeof(path), "%s/%s", to, d.name);
+    keep_file(sp, path, d.ino);
+  }
+  bh_rmtree(to);
   return 0;
 }
 
@@ -294,13 +371,10 @@ void bh_spool_release(const char *dir, const bh_part_t *parts, size_t nparts) {
 
   pthread_mutex_lock(&lock);
   spool_t *sp = spool_for(dir, base_len(dir), 0);
-  if (sp != NULL) {
+  if (sp != NULL && (kept = keep_dir(sp, dir, parts, nparts)) != 0)
     for (size_t i = 0; i < nparts && sp->state == 1; i++)
       if (parts[i].path != NULL)
         keep_file(sp, parts[i].path, parts[i].ino);
-    if (sp->state == 1)
-      kept = keep_dir(sp, dir);
-  }
   pthread_mutex_unlock(&lock);
   if (kept != 0)
     bh_rmtree(dir);
@@ -314,6 +388,9 @@ void bh_spool_cleanup(void) {
       continue;
     for (size_t k = 0; k < sp->nfiles; k++)
       close(sp->files[k].fd);
+    for (size_t k = 0; k < sp->ndirs; k++)
+      if (sp->dirs[k].fd >= 0)
+        close(sp->dirs[k].fd);
     if (sp->dir[0] != '\0' && access(sp->dir, F_OK) == 0)
       bh_rmtree(sp->dir);
     memset(sp, 0, sizeof(*sp));

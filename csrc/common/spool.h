@@ -17,19 +17,32 @@
 
 #include "common/request.h"
 
-/* A fresh, empty, private (0700) dir "<base>/bentohost-req-XXXXXX"; its path
- * in out. 0 or a negative errno. */
-int bh_spool_dir(const char *base, char *out, size_t cap);
+#define BH_SPOOL_NAME_MAX 160
+
+/* The file a reused dir comes back with (fd -1: none), for the request's
+ * first file part. */
+typedef struct bh_spool_held {
+  int fd;
+  uint64_t ino;
+  char name[BH_SPOOL_NAME_MAX];
+} bh_spool_held_t;
+
+/* A fresh, private (0700) dir "<base>/bentohost-req-XXXXXX"; its path in out.
+ * It is empty but for the file in *held, which the first bh_spool_file() in
+ * it takes. 0 or a negative errno. */
+int bh_spool_dir(const char *base, char *out, size_t cap, bh_spool_held_t *held);
 
 /* Creates "<dir>/<name>" for writing, or gives an earlier request's file that
- * name (*reused is then 1: the caller writes from offset 0 and truncates to
- * what it wrote). Returns the fd (O_WRONLY, O_CLOEXEC), -EEXIST when the name
- * is taken, or another negative errno. *ino is the file's inode. */
-int bh_spool_file(const char *dir, const char *name, int *reused, uint64_t *ino);
+ * name: *held's when it has one (held may be NULL), else a kept one. *reused
+ * is then 1: the caller writes from offset 0 and truncates to what it wrote.
+ * Returns the fd (O_WRONLY, O_CLOEXEC), -EEXIST when the name is taken, or
+ * another negative errno. *ino is the file's inode. */
+int bh_spool_file(const char *dir, const char *name, bh_spool_held_t *held, int *reused, uint64_t *ino);
 
-/* A request is done with its dir: the files of its parts go back to the
- * spool when no one else holds them, then the dir when it is empty; whatever
- * is left (files Python added, files still open) is removed. */
+/* A request is done with its dir: the dir goes back to the spool, with the
+ * first of its files that no one else holds still in it, and its other such
+ * files on their own; whatever is left (files Python added, files still open)
+ * is removed, and the dir too when anything was. */
 void bh_spool_release(const char *dir, const bh_part_t *parts, size_t nparts);
 
 /* Removes this process's spool dirs (at exit). */

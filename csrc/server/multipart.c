@@ -20,6 +20,7 @@
  * holds (held-back delimiter bytes that turn out to be content are copied into
  * the buffer, never written on their own). */
 #include "server/multipart.h"
+#include "common/fs.h"
 #include "common/spool.h"
 
 #include <errno.h>
@@ -56,6 +57,7 @@ struct bh_multipart {
   int in_part;
   int fd;
   int fd_reused;     /* fd is an earlier request's file: truncate it at the end */
+  bh_spool_held_t held; /* the file the temp dir came back with, until a part takes it */
   size_t dcap;
   char *fbuf;        /* file content not yet written to fd (FBUF_CAP bytes) */
   size_t flen;
@@ -163,6 +165,7 @@ int bh_multipart_new(bh_multipart_t **out, const char *ctype, size_t len,
   if (mp == NULL)
     return -ENOMEM;
   mp->fd = -1;
+  mp->held.fd = -1;
   mp->limits = *limits;
   mp->state = S_PREAMBLE;
   if (!param_get(ctype, len, "boundary", b, sizeof(b), &blen) || blen == 0)
@@ -227,12 +230,14 @@ static int make_temp_dir(bh_multipart_t *mp) {
   char path[4096];
   int err;
 
-  if (!files_in_memory(mp) || bh_spool_dir(MEMORY_DIR, path, sizeof(path)) != 0) {
-    if ((err = bh_spool_dir(tmpdir() != NULL ? tmpdir() : "/tmp", path, sizeof(path))) != 0)
+  if (!files_in_memory(mp) || bh_spool_dir(MEMORY_DIR, path, sizeof(path), &mp->held) != 0) {
+    if ((err = bh_spool_dir(tmpdir() != NULL ? tmpdir() : "/tmp", path, sizeof(path), &mp->held)) != 0)
       return mp_fail(mp, 500, "cannot create a temp dir: %s", strerror(-err));
   }
-  if ((mp->temp_dir = strdup(path)) == NULL)
+  if ((mp->temp_dir = strdup(path)) == NULL) {
+    bh_rmtree(path);
     return mp_fail(mp, 500, "out of memory", NULL);
+  }
   return 0;
 }
 
@@ -276,12 +281,12 @@ static int part_open_file(bh_multipart_t *mp) {
   mp->flen = 0;
   sanitize(mp->cur.filename, name, sizeof(name));
   snprintf(path, sizeof(path), "%s", mp->temp_dir);
-  fd = bh_spool_file(path, name, &mp->fd_reused, &mp->cur.ino);
+  fd = bh_spool_file(path, name, &mp->held, &mp->fd_reused, &mp->cur.ino);
   if (fd == -EEXIST) {
     snprintf(path + strlen(path), sizeof(path) - strlen(path), "/.%zu", mp->nparts);
     if (mkdir(path, 0700) != 0)
       return mp_fail(mp, 500, "cannot create a folder: %s", strerror(errno));
-    fd = bh_spool_file(path, name, &mp->fd_reused, &mp->cur.ino);
+    fd = bh_spool_file(path, name, NULL, &mp->fd_reused, &mp->cur.ino);
   }
   if (fd < 0)
     return mp_fail(mp, 500, "cannot create a file: %s", strerror(-fd));
@@ -662,6 +667,8 @@ void bh_multipart_free(bh_multipart_t *mp) {
     return;
   if (mp->fd >= 0)
     close(mp->fd);
+  if (mp->held.fd >= 0) /* the first file part failed before it took it */
+    close(mp->held.fd);
   if (mp->temp_dir != NULL) {
     /* the part being written, if any, is not among them: it is removed */
     bh_spool_release(mp->temp_dir, mp->parts, mp->nparts);

@@ -481,6 +481,36 @@ static void spool_tests(const char *tmp) {
   CHECK(len == file1_len && memcmp(data, file1, len) == 0);
   free(data);
   CHECK(unlink(keep) == 0);
+
+  /* a dir comes back with its file, which takes the next upload's name */
+  {
+    static const char one[] = "--b\r\nContent-Disposition: form-data; name=f; filename=one.bin\r\n\r\n"
+                              "a longer first upload\r\n--b--\r\n";
+    static const char two[] = "--b\r\nContent-Disposition: form-data; name=f; filename=two.bin\r\n\r\n"
+                              "short\r\n--b--\r\n";
+    const char *bodies[2] = {one, two};
+    uint64_t first = 0;
+    for (int k = 0; k < 2; k++) {
+      bh_multipart_t *mp;
+      bh_req_t *r = calloc(1, sizeof(*r));
+      CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, limits(1 << 20)) == 0);
+      CHECK(bh_multipart_feed(mp, bodies[k], strlen(bodies[k])) == 0);
+      CHECK(bh_multipart_finish(mp, r) == 0 && r->nparts == 1);
+      bh_multipart_free(mp);
+      CHECK(strcmp(r->parts[0].path + strlen(r->temp_dir), k ? "/two.bin" : "/one.bin") == 0);
+      data = read_file(r->parts[0].path, &len);
+      CHECK(len == (k ? 5u : 21u) && memcmp(data, k ? "short" : "a longer first upload", len) == 0);
+      free(data);
+      if (k == 0)
+        first = inode_of(r->parts[0].path);
+      else {
+        char gone[4096];
+        snprintf(gone, sizeof(gone), "%s/one.bin", r->temp_dir);
+        CHECK(inode_of(r->parts[0].path) == first && access(gone, F_OK) != 0);
+      }
+      bh_req_free(r);
+    }
+  }
 }
 
 int main(void) {
