@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from ._cors import cors_for_host
+from ._io import build_input
 from ._overrides import apply as apply_overrides
 from ._rows import rows_spec
 from ._placement import (CPU_AFFINITY_ENV, GPU_PER_WORKER_ENV, WORKERS_OVERRIDE_ENV, ServicePlan,
@@ -158,6 +159,17 @@ def _batch_location(m: Any) -> tuple[str | None, bool]:
     return None, False
 
 
+def _image_inputs(m: Any) -> dict[str, Any]:
+    """The PIL image inputs, whose uploads C holds in memory when the body is small
+    (csrc/server/multipart.c): the image is decoded in memory anyway, and BentoML
+    opens it from the upload's file object, not a path."""
+    spec = build_input(m.func, m.input_spec, m.ctx_param)
+    if spec.kind == "root_image":
+        return {"image_root": True}
+    names = sorted(n for n, k in spec.field_kinds.items() if k == "image")
+    return {"image_fields": names} if names else {}
+
+
 def effective_config(svc: Service[Any]) -> dict[str, Any]:
     """The decorator's config under BENTOML_CONFIG's and BENTOML_CONFIG_OVERRIDES' (read and
     checked by the supervisor in C, csrc/common/yamlconf.c, and handed to every worker as
@@ -191,6 +203,7 @@ def service_config(svc: Service[Any]) -> dict[str, Any]:
                 "max_batch_size": m.max_batch_size,
                 "max_latency_ms": m.max_latency_ms,
                 "rows": rows_spec(m),
+                **_image_inputs(m),
             }
         )
     for tr in task_routes(svc):

@@ -75,7 +75,7 @@ def _build(out, main, extra_flags=(), with_http=True):
             objs.append(str(o))
         srcs = [str(CSRC / s) for s in HOST_SOURCES] + [str(TESTS_C / s) for s in STUB_SOURCES]
     else:
-        srcs = [str(CSRC / s) for s in CORE_SOURCES + ["server/multipart.c"]]
+        srcs = [str(CSRC / s) for s in CORE_SOURCES + ["server/multipart.c", "server/part_header.c"]]
     _run(["gcc", *CFLAGS, "-O2", *extra_flags, *inc, str(main), *srcs, *objs, "-luv", "-lm",
           *(["-lssl", "-lcrypto", "-lcjson"] if with_http else []), "-o", str(out)])
     return out

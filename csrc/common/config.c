@@ -21,6 +21,26 @@ static int bool_field(const cJSON *obj, const char *key) {
   return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
 }
 
+/* An array of strings (anything else in it skipped) into *out; -ENOMEM. */
+static int parse_names(const cJSON *arr, char ***out, size_t *n) {
+  const cJSON *item;
+  int cap = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : 0;
+
+  *n = 0;
+  if (cap == 0)
+    return 0;
+  if ((*out = calloc((size_t)cap, sizeof(char *))) == NULL)
+    return -ENOMEM;
+  cJSON_ArrayForEach(item, arr) {
+    if (!cJSON_IsString(item))
+      continue;
+    if (((*out)[*n] = strdup(item->valuestring)) == NULL)
+      return -ENOMEM;
+    (*n)++;
+  }
+  return 0;
+}
+
 static int method_field(const cJSON *obj) {
   const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, "method");
   if (!cJSON_IsString(item))
@@ -42,6 +62,9 @@ void bh_config_free(bh_service_config_t *cfg) {
     free(cfg->apis[i].name);
     free(cfg->apis[i].route);
     free(cfg->apis[i].batch_field);
+    for (size_t k = 0; k < cfg->apis[i].nimage_fields; k++)
+      free(cfg->apis[i].image_fields[k]);
+    free(cfg->apis[i].image_fields);
   }
   free(cfg->apis);
   free(cfg->name);
@@ -202,6 +225,10 @@ static int parse_service(bh_service_config_t *cfg, const cJSON *root) {
     if (api->max_batch_size < 1)
       api->max_batch_size = 1;
     parse_rows(api, cJSON_GetObjectItemCaseSensitive(item, "rows"));
+    api->image_root = bool_field(item, "image_root");
+    if (parse_names(cJSON_GetObjectItemCaseSensitive(item, "image_fields"), &api->image_fields,
+                    &api->nimage_fields) != 0)
+      goto nomem;
     api->max_latency_s = number_field(item, "max_latency_ms", 60000.0) / 1000.0;
     if (api->max_latency_s <= 0)
       api->max_latency_s = 60.0;

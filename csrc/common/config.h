@@ -33,6 +33,12 @@ typedef struct bh_api {
   int rows_size;
   int rows_nshape;
   long long rows_shape[BH_API_MAX_SHAPE];
+  /* the input's PIL image fields: their uploads are held in memory when the
+   * body is small (server/multipart.c), as the decoded image will be anyway;
+   * image_root: the input is one root image, which any file part can be */
+  char **image_fields;
+  size_t nimage_fields;
+  int image_root;
 } bh_api_t;
 
 typedef struct bh_service_config {

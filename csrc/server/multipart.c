@@ -22,6 +22,7 @@
 #include "server/multipart.h"
 #include "common/fs.h"
 #include "common/spool.h"
+#include "server/part_header.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +38,6 @@
 
 #define MAX_BOUNDARY 200
 #define MAX_PART_HEADERS (16 * 1024)
-#define MAX_FILENAME 128
 #define FBUF_CAP (64 * 1024)
 
 enum { S_PREAMBLE, S_AFTER_DELIM, S_HEADERS, S_BODY, S_EPILOGUE, S_ERROR };
@@ -55,6 +55,7 @@ struct bh_multipart {
 
   bh_part_t cur;     /* the part being read */
   int in_part;
+  int cur_in_memory; /* a file part held in memory (limits.memory_fields) */
   int fd;
   int fd_reused;     /* fd is an earlier request's file: truncate it at the end */
   bh_spool_held_t held; /* the file the temp dir came back with, until a part takes it */
@@ -65,7 +66,8 @@ struct bh_multipart {
   bh_part_t *parts;
   size_t nparts, pcap;
   char *temp_dir;
-  uint64_t mem;
+  uint64_t mem;      /* plain fields' bytes */
+  uint64_t fed;      /* body bytes consumed */
   bh_multipart_limits_t limits;
 
   int status;
@@ -92,69 +94,6 @@ int bh_multipart_match(const char *ctype, size_t len) {
   return len == n || ctype[n] == ';' || ctype[n] == ' ' || ctype[n] == '\t';
 }
 
-/* Finds parameter `key` in "a/b; k=v; k2="v 2"" and unquotes it into out. */
-static int param_get(const char *s, size_t len, const char *key, char *out,
-                     size_t cap, size_t *outlen) {
-  size_t klen = strlen(key), i = 0;
-
-  /* skip the media type / disposition type */
-  while (i < len && s[i] != ';')
-    i++;
-  while (i < len) {
-    size_t ks, ke, o = 0;
-    i++; /* ';' */
-    while (i < len && (s[i] == ' ' || s[i] == '\t'))
-      i++;
-    ks = i;
-    while (i < len && s[i] != '=' && s[i] != ';')
-      i++;
-    ke = i;
-    while (ke > ks && (s[ke - 1] == ' ' || s[ke - 1] == '\t'))
-      ke--;
-    if (i >= len || s[i] == ';')
-      continue;
-    i++; /* '=' */
-    while (i < len && (s[i] == ' ' || s[i] == '\t'))
-      i++;
-    {
-      int match = ke - ks == klen && strncasecmp(s + ks, key, klen) == 0;
-      if (i < len && s[i] == '"') {
-        i++;
-        while (i < len && s[i] != '"') {
-          char ch = s[i];
-          /* only \" and \\ are escapes: a browser on Windows may send a
-           * path with bare backslashes */
-          if (ch == '\\' && i + 1 < len && (s[i + 1] == '"' || s[i + 1] == '\\'))
-            ch = s[++i];
-          if (match && o + 1 < cap)
-            out[o++] = ch;
-          i++;
-        }
-        if (i < len)
-          i++;
-        while (i < len && s[i] != ';')
-          i++;
-      } else {
-        size_t vs = i, ve;
-        while (i < len && s[i] != ';')
-          i++;
-        ve = i;
-        while (ve > vs && (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
-          ve--;
-        if (match)
-          for (; vs < ve && o + 1 < cap; vs++)
-            out[o++] = s[vs];
-      }
-      if (match) {
-        out[o] = '\0';
-        *outlen = o;
-        return 1;
-      }
-    }
-  }
-  return 0;
-}
-
 int bh_multipart_new(bh_multipart_t **out, const char *ctype, size_t len,
                      const bh_multipart_limits_t *limits) {
   bh_multipart_t *mp = calloc(1, sizeof(*mp));
@@ -168,7 +107,7 @@ int bh_multipart_new(bh_multipart_t **out, const char *ctype, size_t len,
   mp->held.fd = -1;
   mp->limits = *limits;
   mp->state = S_PREAMBLE;
-  if (!param_get(ctype, len, "boundary", b, sizeof(b), &blen) || blen == 0)
+  if (!bh_part_param(ctype, len, "boundary", b, sizeof(b), &blen) || blen == 0)
     return mp_fail(mp, 400, "missing boundary", NULL);
   if (blen > MAX_BOUNDARY)
     return mp_fail(mp, 400, "boundary too long", NULL);
@@ -241,37 +180,12 @@ static int make_temp_dir(bh_multipart_t *mp) {
   return 0;
 }
 
-/* A name safe in any directory: the basename, with anything but letters,
- * digits, '.', '-' and '_' replaced, never hidden, never empty. */
-static void sanitize(const char *in, char *out, size_t cap) {
-  const char *base = in, *s;
-  size_t n, o = 0;
-
-  for (s = in; *s; s++)
-    if (*s == '/' || *s == '\\')
-      base = s + 1;
-  n = strlen(base);
-  if (n > MAX_FILENAME) /* keep the end: the extension matters */
-    base += n - MAX_FILENAME;
-  for (s = base; *s && o + 1 < cap; s++) {
-    unsigned char ch = (unsigned char)*s;
-    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-             (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
-    out[o++] = ok ? (char)ch : '_';
-  }
-  out[o] = '\0';
-  if (o == 0)
-    snprintf(out, cap, "upload");
-  else if (out[0] == '.')
-    out[0] = '_';
-}
-
 /* A file part is "<temp dir>/<its sanitized name>": Python sees the upload's
  * name and extension. A name already taken in this request goes into a
  * folder of its own named by the part's index, ".<index>": sanitized names
  * never start with '.', so the folders never meet the files. */
 static int part_open_file(bh_multipart_t *mp) {
-  char name[MAX_FILENAME + 8], path[4096];
+  char name[BH_PART_NAME_MAX + 8], path[4096];
   int fd;
 
   if (mp->temp_dir == NULL && make_temp_dir(mp) != 0)
@@ -279,7 +193,7 @@ static int part_open_file(bh_multipart_t *mp) {
   if (mp->fbuf == NULL && (mp->fbuf = malloc(FBUF_CAP)) == NULL)
     return mp_fail(mp, 500, "out of memory", NULL);
   mp->flen = 0;
-  sanitize(mp->cur.filename, name, sizeof(name));
+  bh_part_filename(mp->cur.filename, name, sizeof(name));
   snprintf(path, sizeof(path), "%s", mp->temp_dir);
   fd = bh_spool_file(path, name, &mp->held, &mp->fd_reused, &mp->cur.ino);
   if (fd == -EEXIST) {
@@ -350,7 +264,8 @@ static int emit(bh_multipart_t *mp, const char *p, size_t n) {
     return write_pair(mp, mp->fbuf, held, p, n);
   }
 
-  if (mp->mem + n > mp->limits.max_mem)
+  /* a file held in memory is bounded by the body's known length instead */
+  if (!mp->cur_in_memory && mp->mem + n > mp->limits.max_mem)
     return mp_fail(mp, 413, "fields too large", NULL);
   if (mp->cur.len + n + 1 > mp->dcap) {
     size_t ncap = mp->dcap ? mp->dcap : 64;
@@ -364,7 +279,7 @@ static int emit(bh_multipart_t *mp, const char *p, size_t n) {
   }
   memcpy(mp->cur.data + mp->cur.len, p, n);
   mp->cur.len += n;
-  mp->mem += n;
+  mp->mem += mp->cur_in_memory ? 0 : n;
   return 0;
 }
 
@@ -401,6 +316,7 @@ static int part_end(bh_multipart_t *mp) {
   mp->parts[mp->nparts++] = mp->cur;
   memset(&mp->cur, 0, sizeof(mp->cur));
   mp->in_part = 0;
+  mp->cur_in_memory = 0;
   mp->dcap = 0;
   return 0;
 }
@@ -433,11 +349,11 @@ static int header_line(bh_multipart_t *mp, const char *s, size_t len) {
     free(mp->cur.name);
     free(mp->cur.filename);
     mp->cur.name = mp->cur.filename = NULL;
-    if (param_get(v, vlen, "name", buf, vlen + 1, &n))
+    if (bh_part_param(v, vlen, "name", buf, vlen + 1, &n))
       mp->cur.name = strndup(buf, n);
     else
       mp->cur.name = strdup("");
-    if (param_get(v, vlen, "filename", buf, vlen + 1, &n))
+    if (bh_part_param(v, vlen, "filename", buf, vlen + 1, &n))
       mp->cur.filename = strndup(buf, n);
     free(buf);
     if (mp->cur.name == NULL)
@@ -451,12 +367,43 @@ static int header_line(bh_multipart_t *mp, const char *s, size_t len) {
   return 0;
 }
 
+/* Whether the file part just begun is kept in memory: the service asked for
+ * it (an image, decoded in memory anyway) and the whole body is small. */
+static int held_in_memory(const bh_multipart_t *mp) {
+  const bh_multipart_limits_t *l = &mp->limits;
+
+  if (l->body_len == 0 || l->body_len > BH_MULTIPART_MEMORY_MAX)
+    return 0;
+  if (l->memory_any)
+    return 1;
+  for (size_t i = 0; i < l->nmemory_fields; i++)
+    if (strcmp(l->memory_fields[i], mp->cur.name) == 0)
+      return 1;
+  return 0;
+}
+
+/* Room for the rest of the body at once: the content is copied once, never
+ * moved by a growing buffer. */
+static int reserve_in_memory(bh_multipart_t *mp) {
+  uint64_t rest = mp->limits.body_len > mp->fed ? mp->limits.body_len - mp->fed : 0;
+  char *nd;
+
+  mp->cur_in_memory = 1;
+  if ((nd = realloc(mp->cur.data, (size_t)rest + 1)) == NULL)
+    return mp_fail(mp, 500, "out of memory", NULL);
+  mp->cur.data = nd;
+  mp->dcap = (size_t)rest + 1;
+  return 0;
+}
+
 static int headers_done(bh_multipart_t *mp) {
   if (mp->in_part != 2)
     return mp_fail(mp, 400, "part without Content-Disposition", NULL);
   if (mp->nparts >= mp->limits.max_parts)
     return mp_fail(mp, 413, "more parts than --max-multipart-parts allows", NULL);
   mp->state = S_BODY;
+  if (mp->cur.filename != NULL && held_in_memory(mp))
+    return reserve_in_memory(mp);
   if (mp->cur.filename != NULL)
     return part_open_file(mp);
   return 0;
@@ -633,6 +580,7 @@ int bh_multipart_feed(bh_multipart_t *mp, const char *data, size_t len) {
     }
     data += used;
     len -= used;
+    mp->fed += used;
   }
   return mp->state == S_ERROR ? -EINVAL : 0;
 }

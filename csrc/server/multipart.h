@@ -20,7 +20,15 @@ typedef struct bh_multipart_limits {
   size_t max_parts;          /* --max-multipart-parts */
   size_t max_header_bytes;   /* --max-multipart-header-size, all parts together */
   uint64_t body_len;         /* the request's Content-Length, 0 when unknown (chunked) */
+  /* File parts kept in memory, not written (bh_part_t data, no path), when
+   * body_len is known and at most BH_MULTIPART_MEMORY_MAX: those named in
+   * memory_fields, or every one with memory_any. */
+  char *const *memory_fields;
+  size_t nmemory_fields;
+  int memory_any;
 } bh_multipart_limits_t;
+
+#define BH_MULTIPART_MEMORY_MAX ((uint64_t)16 << 20)
 
 /* Whether a Content-Type's media type is multipart/form-data. */
 int bh_multipart_match(const char *ctype, size_t len);

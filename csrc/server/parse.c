@@ -329,7 +329,9 @@ static int on_headers_complete(llhttp_t *p) {
   c->body_total = chunked ? 0 : p->content_length;
   if (multipart) {
     bh_multipart_limits_t limits = {w->opts->max_body_size, (size_t)w->opts->max_parts,
-                                     (size_t)w->opts->max_part_headers, c->body_total};
+                                     (size_t)w->opts->max_part_headers, c->body_total,
+                                     api ? api->image_fields : NULL, api ? api->nimage_fields : 0,
+                                     api ? api->image_root : 0};
     int r = bh_multipart_new(&c->mp, c->ctype, c->ctype_len, &limits);
     if (r == -ENOMEM)
       return -1;

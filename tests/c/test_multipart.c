@@ -26,6 +26,11 @@
 /* The Content-Length the parser is told of (0: unknown, as when chunked). */
 static uint64_t known_len;
 
+/* The file parts the service wants in memory (its image fields). */
+static char *const *mem_fields;
+static size_t nmem_fields;
+static int mem_any;
+
 /* The host's defaults, with max_mem as given. */
 static const bh_multipart_limits_t *limits(uint64_t max_mem) {
   static bh_multipart_limits_t l;
@@ -33,6 +38,9 @@ static const bh_multipart_limits_t *limits(uint64_t max_mem) {
   l.body_len = known_len;
   l.max_parts = 1000;
   l.max_header_bytes = 64 << 10;
+  l.memory_fields = mem_fields;
+  l.nmemory_fields = nmem_fields;
+  l.memory_any = mem_any;
   return &l;
 }
 
@@ -407,6 +415,68 @@ static void memory_or_disk(const char *tmp) {
   CHECK(unsetenv("BENTOHOST_UPLOADS_IN_MEMORY") == 0);
 }
 
+/* The parts of the body parsed whole and split in two at every byte, with
+ * the file parts of field "up" wanted in memory and the body's length as
+ * given: in memory (data, no path, no temp dir) only when that is known and
+ * at most BH_MULTIPART_MEMORY_MAX. */
+static void memory_parts_case(uint64_t len, int any, int want_memory) {
+  static char *const up[] = {"other", "up"};
+  size_t cut[1];
+  bh_req_t *req;
+
+  mem_fields = any ? NULL : up;
+  nmem_fields = any ? 0 : 2;
+  mem_any = any;
+  known_len = len;
+  for (cut[0] = 0; cut[0] <= body_len; cut[0] += want_memory ? 1 : 97) {
+    req = parse_split(cut, 1, body_len, 1);
+    CHECK(req->nparts == 4);
+    CHECK((req->temp_dir == NULL) == want_memory);
+    for (size_t i = 1; i <= 2; i++) {
+      const bh_part_t *p = &req->parts[i];
+      const char *want = i == 1 ? file1 : "second";
+      size_t want_len = i == 1 ? file1_len : 6;
+      CHECK(p->filename != NULL && p->len == want_len);
+      if (want_memory) {
+        CHECK(p->path == NULL && p->data != NULL && memcmp(p->data, want, want_len) == 0);
+        CHECK(p->data[want_len] == '\0');
+      } else {
+        CHECK(p->path != NULL && p->data == NULL);
+      }
+    }
+    CHECK(strcmp(req->parts[0].data, "{\"a\": 1}") == 0);
+    bh_req_free(req);
+  }
+  mem_fields = NULL;
+  nmem_fields = 0;
+  mem_any = 0;
+  known_len = 0;
+}
+
+static void memory_parts_tests(void) {
+  bh_multipart_t *mp;
+  bh_req_t *req = calloc(1, sizeof(*req));
+  static char *const up[] = {"up"};
+
+  memory_parts_case(body_len, 0, 1);
+  memory_parts_case(body_len, 1, 1);
+  memory_parts_case(0, 0, 0);                            /* chunked: length unknown */
+  memory_parts_case(BH_MULTIPART_MEMORY_MAX + 1, 0, 0);  /* too big to hold */
+  /* a file held in memory does not count against the plain fields' limit */
+  mem_fields = up;
+  nmem_fields = 1;
+  known_len = body_len;
+  CHECK(bh_multipart_new(&mp, CTYPE, strlen(CTYPE), limits(64)) == 0);
+  CHECK(bh_multipart_feed(mp, body, body_len) == 0);
+  CHECK(bh_multipart_finish(mp, req) == 0);
+  CHECK(req->nparts == 4 && req->parts[1].path == NULL && req->parts[1].len == file1_len);
+  bh_multipart_free(mp);
+  bh_req_free(req);
+  mem_fields = NULL;
+  nmem_fields = 0;
+  known_len = 0;
+}
+
 static uint64_t inode_of(const char *path) {
   struct stat st;
   CHECK(stat(path, &st) == 0);
@@ -628,7 +698,7 @@ int main(void) {
   /* parts and their headers are bounded, whatever the file names say */
   {
     bh_multipart_t *mp;
-    bh_multipart_limits_t few = {1 << 20, 3, 64 << 10, 0};
+    bh_multipart_limits_t few = {.max_mem = 1 << 20, .max_parts = 3, .max_header_bytes = 64 << 10};
     static const char part[] = "--b\r\nContent-Disposition: form-data; name=f; filename=same.bin\r\n\r\nx\r\n";
     CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, &few) == 0);
     for (int k = 0; k < 3; k++)
@@ -654,7 +724,7 @@ int main(void) {
       *moved = r3;
       bh_req_free(moved);
     }
-    bh_multipart_limits_t small = {1 << 20, 1000, 100, 0};
+    bh_multipart_limits_t small = {.max_mem = 1 << 20, .max_parts = 1000, .max_header_bytes = 100};
     CHECK(bh_multipart_new(&mp, "multipart/form-data; boundary=b", 31, &small) == 0);
     CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) == 0);
     CHECK(bh_multipart_feed(mp, part, sizeof(part) - 1) != 0);
@@ -670,6 +740,7 @@ int main(void) {
   big_tests();
   CHECK(dir_empty(tmp));
   memory_or_disk(tmp);
+  memory_parts_tests();
   spool_tests(tmp);
   CHECK(dir_empty(tmp));
   bh_spool_cleanup();

@@ -123,7 +123,7 @@ static void parse(outcome_t *o, const char *ctype, size_t clen, const char *body
       FAIL("failure without a reason");
     snprintf(o->err, sizeof(o->err), "%s", e);
   } else {
-    fuzz_check_parts(o->req, tmp_dir);
+    fuzz_check_parts(o->req, tmp_dir, limits->memory_any || limits->nmemory_fields > 0);
   }
 }
 
@@ -173,7 +173,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *in = (const char *)data, *nl, *body;
   size_t clen, blen, ncuts = 0, i, *cuts;
   uint64_t h = fuzz_hash(data, size);
-  bh_multipart_limits_t limits = {(uint64_t)1 << 20, 1000, (size_t)1 << 20}; /* the defaults */
+  static char *const image_fields[] = {"file", "image", "f"};
+  bh_multipart_limits_t limits = {.max_mem = (uint64_t)1 << 20, .max_parts = 1000,
+                                  .max_header_bytes = (size_t)1 << 20}; /* the defaults */
   outcome_t whole, split;
   int fd, fd_before = next_fd();
 
@@ -188,6 +190,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     limits.max_parts = (size_t)((h >> 12) % 4);
   if (((h >> 14) & 7) == 0)
     limits.max_header_bytes = (size_t)((h >> 17) % 400);
+  /* sometimes the body's length known, and file parts wanted in memory (a
+   * service's image fields, or its one root image) */
+  if (((h >> 20) & 3) == 0) {
+    limits.body_len = blen;
+    limits.memory_any = (h >> 22) & 1;
+    limits.memory_fields = limits.memory_any ? NULL : image_fields;
+    limits.nmemory_fields = limits.memory_any ? 0 : 3;
+  }
 
   cuts = malloc((blen + 8) * sizeof(*cuts));
   if ((h >> 8) % 8 == 0 && blen <= 2048) {

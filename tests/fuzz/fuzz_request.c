@@ -143,7 +143,7 @@ static void check_req(const bh_req_t *req) {
   }
   if (req->nparts > 0 && req->body != NULL)
     FAIL("multipart request with a body");
-  fuzz_check_parts(req, tmp_dir);
+  fuzz_check_parts(req, tmp_dir, 0);
 }
 
 static void answer_stream(bh_req_t *req, uint64_t h) {
