@@ -306,7 +306,9 @@ def save(args, name: str, title: str, setup: str, table: str, notes: list[str], 
           f" · bentohost {info.get('git_commit') or '(uncommitted)'}{' (dirty)' if info.get('git_dirty') else ''}\n\n"
           f"Setup: {setup}\n\n{table}\n\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     (args.out / f"{name}.md").write_text(md)
-    log(f"\nwrote {(args.out / (name + '.json')).relative_to(ROOT)} and {(args.out / (name + '.md')).relative_to(ROOT)}")
+    shown = [p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+             for p in (args.out.resolve() / f"{name}.json", args.out.resolve() / f"{name}.md")]
+    log(f"\nwrote {shown[0]} and {shown[1]}")
 
 
 def fmt(v, spec="{:,.0f}") -> str:
