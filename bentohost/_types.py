@@ -48,11 +48,13 @@ except AttributeError:  # pragma: no cover
 
 
 class Upload:
-    """A file part of a multipart request (already on disk when ``path`` is set)."""
+    """A file part of a multipart request: on disk when ``path`` is set, else its
+    content (bytes, or a memoryview of what the host read when it was big)."""
 
     __slots__ = ("path", "filename", "content_type", "data")
 
-    def __init__(self, path: str | None, filename: str | None, content_type: str | None, data: bytes | None) -> None:
+    def __init__(self, path: str | None, filename: str | None, content_type: str | None,
+                 data: bytes | memoryview | None) -> None:
         self.path = path
         self.filename = filename
         self.content_type = content_type
@@ -60,13 +62,53 @@ class Upload:
 
     def read(self) -> bytes:
         if self.data is not None:
-            return self.data
+            return self.data if isinstance(self.data, bytes) else bytes(self.data)
         assert self.path is not None
         with open(self.path, "rb") as f:
             return f.read()
 
     def __repr__(self) -> str:
         return f"<Upload {self.filename!r} {self.content_type!r} path={self.path!r}>"
+
+    def open(self) -> io.BufferedIOBase:
+        """A binary file of the content, read in place (no copy of a big upload up front)."""
+        if self.path is not None:
+            return open(self.path, "rb")  # noqa: SIM115 - the caller (PIL) owns it
+        if isinstance(self.data, memoryview):
+            return io.BufferedReader(_ViewReader(self.data))
+        return io.BytesIO(self.data or b"")
+
+
+class _ViewReader(io.RawIOBase):
+    """A seekable raw file over a memoryview: BytesIO would copy the whole view first."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view.cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        start = min(self._pos, len(self._view))
+        n = min(len(b), len(self._view) - start)
+        b[:n] = self._view[start:start + n]
+        self._pos = start + n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def validation_error(loc: tuple[Any, ...], message: str, title: str = "Input") -> ValidationError:
@@ -304,7 +346,7 @@ def _image_validator(info: TypeKind) -> Callable[[Any], Any]:
         if isinstance(value, Image.Image):
             return value
         if isinstance(value, Upload):
-            src: Any = value.path if value.path is not None else io.BytesIO(value.data or b"")
+            src: Any = value.path if value.path is not None else value.open()
         elif isinstance(value, (bytes, bytearray, memoryview)):
             src = io.BytesIO(value)
         elif isinstance(value, PurePath):

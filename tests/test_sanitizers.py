@@ -26,6 +26,7 @@ SUITES = [
     "tests/test_errors.py",
     "tests/test_streaming.py",
     "tests/test_multipart.py",
+    "tests/test_upload_memory.py",
     "tests/test_context.py",
     "tests/test_batching.py",
     "tests/test_timeout.py",

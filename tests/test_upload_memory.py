@@ -57,6 +57,43 @@ def test_image_only_request_writes_no_file(srv, tmp_env):
     assert files_under(tmp_env) == before
 
 
+def noise_png(size=(300, 300), seed=1) -> tuple[bytes, int]:
+    """A PNG of random pixels (over the 64 KiB from which the host hands it over
+    uncopied) and the sum of its grey levels."""
+    import random
+
+    rnd = random.Random(seed)
+    img = PIL.frombytes("RGB", size, bytes(rnd.randrange(256) for _ in range(size[0] * size[1] * 3)))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue(), sum(img.convert("L").tobytes())
+
+
+def test_big_image_read_in_place(srv):
+    data, grey = noise_png()
+    assert len(data) > 64 << 10
+    r = srv.post("/reader", files={"img": ("n.png", data, "image/png")})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["size"] == [300, 300] and got["filename"] == "" and got["sum"] == grey
+    assert got["reader"] == "BufferedReader"
+
+
+def test_image_kept_past_its_request_is_still_whole(srv):
+    sent = [noise_png((200 + i, 150), seed=i) for i in range(3)]
+    for data, _ in sent:
+        r = srv.post("/keep", files={"img": ("k.png", data, "image/png")})
+        assert r.status_code == 200 and r.text == "PNG", r.text
+    # other requests in between reuse the memory the first ones were read into
+    for _ in range(5):
+        assert srv.post("/only", files={"img": ("o.png", noise_png(seed=9)[0], "image/png")}).status_code == 200
+    r = srv.post("/load_kept", json_body={})
+    assert r.status_code == 200, r.text
+    want = [PIL.open(io.BytesIO(d)) for d, _ in sent]
+    assert [g["size"] for g in r.json()] == [list(w.size) for w in want]
+    assert [g["pixel"] for g in r.json()] == [list(w.convert("RGB").getpixel((0, 0))) for w in want]
+
+
 def test_list_of_images(srv):
     files = [("imgs", (f"{i}.png", png((i + 1, 1), (i, i, i)), "image/png")) for i in range(3)]
     r = srv.post("/many", files=files)

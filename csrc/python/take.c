@@ -13,6 +13,8 @@
 #include <string.h>
 
 #define TAKE_BATCH 256
+/* A file part held in memory from this size on is moved, not copied. */
+#define PART_TAKE_MIN (64 << 10)
 
 static PyObject *bytes_or_none(const char *data, size_t len) {
   if (data == NULL)
@@ -74,16 +76,27 @@ static PyObject *take_body(bh_req_t *req) {
   return body;
 }
 
-static PyObject *parts_list(const bh_req_t *req) {
+/* A part's content: a field's as bytes (it is text or JSON); a file held in
+ * memory (an image's, server/multipart.c) moved into Python without a copy
+ * when it is big, as the image is read from it and nothing else. */
+static PyObject *part_data(bh_part_t *p) {
+  if (p->path != NULL)
+    return Py_NewRef(Py_None);
+  if (p->filename != NULL)
+    return bh_body_take(&p->data, p->len, PART_TAKE_MIN);
+  return bytes_or_none(p->data ? p->data : "", p->len);
+}
+
+static PyObject *parts_list(bh_req_t *req) {
   PyObject *list = PyList_New((Py_ssize_t)req->nparts);
   if (list == NULL)
     return NULL;
   for (size_t i = 0; i < req->nparts; i++) {
-    const bh_part_t *p = &req->parts[i];
+    bh_part_t *p = &req->parts[i];
     PyObject *name = NULL, *filename = NULL, *ctype = NULL, *path = NULL, *data = NULL, *item = NULL;
     if ((name = str_or_none(p->name)) == NULL || (filename = str_or_none(p->filename)) == NULL ||
         (ctype = str_or_none(p->content_type)) == NULL || (path = str_or_none(p->path)) == NULL ||
-        (data = bytes_or_none(p->path ? NULL : (p->data ? p->data : ""), p->len)) == NULL)
+        (data = part_data(p)) == NULL)
       goto fail_part;
     item = PyTuple_Pack(5, name, filename, ctype, path, data);
   fail_part:

@@ -9,6 +9,8 @@ import PIL.Image
 
 import bentohost
 
+KEPT: list[PIL.Image.Image] = []
+
 
 def describe(img: PIL.Image.Image) -> dict:
     img.load()
@@ -26,6 +28,22 @@ class UploadMemory:
     @bentohost.api
     def only(self, img: PIL.Image.Image) -> dict:
         return describe(img)
+
+    @bentohost.api
+    def reader(self, img: PIL.Image.Image) -> dict:
+        kind = type(img.fp).__name__  # before load(): what PIL reads the upload from
+        return {**describe(img), "reader": kind, "sum": sum(img.convert("L").tobytes())}
+
+    @bentohost.api
+    def keep(self, img: PIL.Image.Image) -> str:
+        KEPT.append(img)  # not loaded: PIL reads it after the request has gone
+        return img.format
+
+    @bentohost.api
+    def load_kept(self) -> list[dict]:
+        got = [describe(i) for i in KEPT]
+        KEPT.clear()
+        return got
 
     @bentohost.api
     def many(self, imgs: list[PIL.Image.Image]) -> list[dict]:
