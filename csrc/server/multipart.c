@@ -39,6 +39,7 @@
 #define MAX_BOUNDARY 200
 #define MAX_PART_HEADERS (16 * 1024)
 #define FBUF_CAP (64 * 1024)
+#define SHRINK_SLACK (64 * 1024)
 
 enum { S_PREAMBLE, S_AFTER_DELIM, S_HEADERS, S_BODY, S_EPILOGUE, S_ERROR };
 
@@ -304,6 +305,13 @@ static int part_end(bh_multipart_t *mp) {
     mp->cur.data[0] = '\0';
   } else {
     mp->cur.data[mp->cur.len] = '\0';
+    /* an in-memory file had room for the whole rest of the body: give back
+     * what it did not use before the next part reserves its own */
+    if (mp->cur_in_memory && mp->dcap > mp->cur.len + 1 + SHRINK_SLACK) {
+      char *nd = realloc(mp->cur.data, mp->cur.len + 1);
+      if (nd != NULL)
+        mp->cur.data = nd;
+    }
   }
   if (mp->nparts == mp->pcap) {
     size_t ncap = mp->pcap ? mp->pcap * 2 : 4;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +331,30 @@ static void parse_big(const size_t *cuts, size_t ncuts) {
   bh_req_free(req);
 }
 
+/* big with every file part wanted in memory: the same content, no write,
+ * and no part keeping the room it reserved for the rest of the body. */
+static void parse_big_in_memory(void) {
+  bh_multipart_t *mp;
+  bh_req_t *req = calloc(1, sizeof(*req));
+
+  mem_any = 1;
+  known_len = big_len;
+  nwrites = 0;
+  CHECK(bh_multipart_new(&mp, BCTYPE, strlen(BCTYPE), limits(1 << 20)) == 0);
+  CHECK(bh_multipart_feed(mp, big, big_len) == 0);
+  CHECK(bh_multipart_finish(mp, req) == 0);
+  bh_multipart_free(mp);
+  CHECK(req->nparts == 4 && req->temp_dir == NULL && nwrites == 0);
+  for (size_t k = 0; k < 4; k++) {
+    const bh_part_t *p = &req->parts[k];
+    CHECK(p->path == NULL && p->len == bfile_len[k] && memcmp(p->data, bfile[k], p->len) == 0);
+    CHECK(malloc_usable_size(p->data) <= p->len + 1 + (64 << 10) + 4096);
+  }
+  bh_req_free(req);
+  mem_any = 0;
+  known_len = 0;
+}
+
 static void big_tests(void) {
   size_t *cuts, k, j, n;
   unsigned seed = 5;
@@ -337,6 +362,7 @@ static void big_tests(void) {
   build_big();
   cuts = malloc((big_len + 1) * sizeof(size_t));
   parse_big(NULL, 0);
+  parse_big_in_memory();
   /* byte by byte: exactly ceil(len / FBUF) writes per part */
   for (k = 0; k < big_len; k++)
     cuts[k] = k;
