@@ -75,7 +75,7 @@ def _build(out, main, extra_flags=(), with_http=True):
             objs.append(str(o))
         srcs = [str(CSRC / s) for s in HOST_SOURCES] + [str(TESTS_C / s) for s in STUB_SOURCES]
     else:
-        srcs = [str(CSRC / s) for s in CORE_SOURCES + ["server/multipart.c", "server/part_header.c"]]
+        srcs = [str(CSRC / s) for s in CORE_SOURCES + ["server/multipart.c", "server/part_header.c", "server/scan.c"]]
     _run(["gcc", *CFLAGS, "-O2", *extra_flags, *inc, str(main), *srcs, *objs, "-luv", "-lm",
           *(["-lssl", "-lcrypto", "-lcjson"] if with_http else []), "-o", str(out)])
     return out
@@ -723,6 +723,21 @@ def test_multipart_parser_unit(build_dir, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().endswith("OK")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("loop", ["best", "sse2"])
+def test_scan_pair_unit(build_dir, loop):
+    """The delimiter scan against a byte-by-byte reference, in each of its loops on x86-64
+    (the CPU's best, and SSE2 alone) and in the generic one elsewhere."""
+    flags = ["-g", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    if loop == "sse2":
+        flags.append("-DBH_SCAN_SSE2_ONLY")
+    exe = build_dir / ("test_scan_" + loop)
+    _run(["gcc", *CFLAGS, *flags, "-I%s" % CSRC, str(TESTS_C / "test_scan.c"), str(CSRC / "server" / "scan.c"),
+          "-o", str(exe)])
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().endswith("comparisons OK")
 
 
 def test_request_metadata_and_extra_headers(harness):

@@ -5,8 +5,10 @@
  * case. The boundary cannot contain CR (RFC 2046 bchars), so the delimiter's
  * only CR is its first byte: when a partial match fails, none of the held
  * bytes can start another match, and they are plain content. That makes the
- * matcher a memchr for CR plus a counter, with no look-behind buffer, and any
- * split of the input into feeds gives the same result.
+ * matcher a scan for a CR with the delimiter's last byte at the right distance
+ * (server/scan.c), a memchr for a CR in the last bytes that a delimiter cut by
+ * the end of the feed could start from, and a counter, with no look-behind
+ * buffer; any split of the input into feeds gives the same result.
  *
  * File parts (those whose Content-Disposition has a filename) are written
  * with write(2) to files in a temp dir made on the first file part (dir and
@@ -23,6 +25,7 @@
 #include "common/fs.h"
 #include "common/spool.h"
 #include "server/part_header.h"
+#include "server/scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -494,9 +497,16 @@ static size_t feed_content(bh_multipart_t *mp, const char *p, size_t n) {
 
   {
     size_t start = i; /* start of the content run not yet emitted */
+    size_t k = mp->dlen - 1; /* the delimiter's last byte, from its CR */
     while (i < n) {
-      const char *cr = memchr(p + i, '\r', n - i);
+      const char *cr = NULL;
       size_t c, m;
+      if (n - i > k)
+        cr = bh_scan_pair(p + i, n - i - k, '\r', k, mp->delim[k]);
+      if (cr == NULL) { /* no whole delimiter: only one cut by the end is left */
+        size_t tail = n - i > k ? n - k : i;
+        cr = memchr(p + tail, '\r', n - tail);
+      }
       if (cr == NULL)
         break;
       c = (size_t)(cr - p);
