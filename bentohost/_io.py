@@ -241,7 +241,7 @@ class InputSpec:
             raise RootInputError(e, self.root_loc) from None
 
     def _decode_other(
-        self, body: bytes | None, content_type: str | None, meta: Any, scope: Any
+        self, body: bytes | memoryview | None, content_type: str | None, meta: Any, scope: Any
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         mt = content_type.split(";", 1)[0].strip().lower() if content_type else APPLICATION_JSON
         if mt == PICKLE:
@@ -267,7 +267,9 @@ class InputSpec:
             if self.tensor_field is not None:
                 name, info = self.tensor_field
                 return (), {name: self._fast_array(body, info, mt, (name,))}
-        return self.decode(body)
+        if body.__class__ is memoryview:  # a big octet-stream body, uncopied: bytes from here on
+            body = bytes(body)
+        return self.decode(body)  # type: ignore[arg-type]
 
     # -- python mode (the decoded payload of an ``application/vnd.bentoml+pickle`` request)
 
@@ -313,14 +315,14 @@ class InputSpec:
         return value
 
     @staticmethod
-    def _fast_array(body: bytes, info: TypeKind, mt: str, loc: tuple[Any, ...]) -> Any:
+    def _fast_array(body: bytes | memoryview, info: TypeKind, mt: str, loc: tuple[Any, ...]) -> Any:
         try:
             return load_npy_or_raw(body, info.dtype, info.shape, mt)
         except ValueError as e:
             raise validation_error(loc, str(e)) from None
 
     @staticmethod
-    def _write_temp(data: bytes, content_type: str | None, filename: str | None, scope: Any) -> Any:
+    def _write_temp(data: bytes | memoryview, content_type: str | None, filename: str | None, scope: Any) -> Any:
         from pathlib import Path
 
         suffix = ""

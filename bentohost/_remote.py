@@ -340,10 +340,12 @@ def _output_adapter(annotation: Any) -> TypeAdapter[Any] | None:
         return None  # a type pydantic cannot validate: the unpickled object is returned as is
 
 
-def _decode_body(body: bytes, headers: dict[str, str]) -> Any:
+def _decode_body(body: bytes | memoryview, headers: dict[str, str]) -> Any:
     ctype = headers.get("content-type", "")
     if _pickle.is_pickle(ctype):
         return _pickle.decode(body, headers.get(_pickle.BUFFER_LENGTHS))
+    if body.__class__ is memoryview:  # a big body the host handed over uncopied
+        body = bytes(body)
     mt = ctype.split(";", 1)[0].strip().lower()
     if mt == APPLICATION_JSON or mt.endswith("+json"):
         return json.loads(body)
@@ -353,9 +355,9 @@ def _decode_body(body: bytes, headers: dict[str, str]) -> Any:
     return body
 
 
-def _error_message(body: bytes) -> str:
+def _error_message(body: bytes | memoryview) -> str:
     """The dependency's error text: the ``error`` of ``{"error": ...}`` or ``[{"error": ...}]``."""
-    text = body.decode("utf-8", "replace")
+    text = bytes(body).decode("utf-8", "replace")
     try:
         data = json.loads(text)
     except ValueError:

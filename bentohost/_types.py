@@ -445,6 +445,16 @@ def contains_kind(ann: Any, kinds: frozenset[str]) -> bool:
 # --------------------------------------------------------------------------- numpy fast path
 
 
+def _npy_head(body: Any) -> io.BytesIO:
+    """A reader of the .npy header: of the whole body when it is bytes (BytesIO shares
+    them), else of the header's bytes only (BytesIO would copy a whole memoryview)."""
+    if isinstance(body, bytes):
+        return io.BytesIO(body)
+    width = 2 if bytes(body[6:7]) == b"\x01" else 4  # header length field: v1 u16, v2/v3 u32
+    end = 8 + width + int.from_bytes(bytes(body[8 : 8 + width]), "little")
+    return io.BytesIO(bytes(body[:end]))
+
+
 def load_npy_or_raw(body: Any, dtype: str | None, shape: tuple[int, ...] | None, content_type: str) -> Any:
     """An ndarray over ``body`` without copying it (read-only when ``body`` is ``bytes``).
 
@@ -458,7 +468,7 @@ def load_npy_or_raw(body: Any, dtype: str | None, shape: tuple[int, ...] | None,
     if content_type == "application/x-npy" or bytes(body[:6]) == b"\x93NUMPY":
         from numpy.lib import format as npy
 
-        bio = io.BytesIO(body)
+        bio = _npy_head(body)
         try:
             version = npy.read_magic(bio)
             if version == (1, 0):

@@ -129,6 +129,30 @@ def test_numpy_npy_body(srv):
     assert r.json()["shape"] == [2, 2]
 
 
+def test_big_octet_and_npy_bodies(srv):
+    """Bodies of 64 KiB and more reach Python uncopied (a view of the host's buffer): the
+    array is still read-only, as over bytes; a bytes, file or JSON API still gets bytes."""
+    big = np.arange(300_000, dtype=np.int16)
+    r = srv.post("/ndarray_root", data=big.tobytes(), headers={"Content-Type": "application/octet-stream"})
+    assert r.json() == {"dtype": "int16", "shape": [300_000], "sum": int(big.sum()), "writeable": False}
+    buf = io.BytesIO()
+    np.save(buf, big.reshape(1000, 300))
+    r = srv.post("/ndarray_root", data=buf.getvalue(), headers={"Content-Type": "application/x-npy; charset=x"})
+    assert r.json() == {"dtype": "int16", "shape": [1000, 300], "sum": int(big.sum()), "writeable": False}
+    r = srv.post("/ndarray_root", data=buf.getvalue()[:1000], headers={"Content-Type": "application/x-npy"})
+    assert r.status_code == 400
+    raw = bytes(range(256)) * 1024
+    r = srv.post("/bytes_root", data=raw, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 200 and r.content == raw.upper()
+    r = srv.post("/file_root", data=raw, headers={"Content-Type": "application/octet-stream"})
+    assert r.json() == {"size": len(raw), "in_tmp": True}
+    r = srv.post("/array", data=np.ones(70_000, dtype=np.float32).tobytes(),
+                 headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 400  # wrong shape: validation, not a crash
+    r = srv.post("/person", data=b"{" + b" " * 70_000 + b"}", headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 400
+
+
 def test_dataframes(srv):
     r = srv.post("/frame_records", json_body={"df": [{"a": 1, "b": 2}, {"a": 3, "b": 4}]})
     assert r.status_code == 200, r.text

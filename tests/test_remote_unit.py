@@ -796,3 +796,18 @@ def test_service_graph_name_conflict_and_url() -> None:
         farther = bentohost.depends(url="http://elsewhere:3001")
 
     assert service_graph(WithUrl) == [WithUrl, Leaf]
+
+
+def test_decode_body_of_an_uncopied_response():
+    """A dependency's body of 64 KiB or more reaches Python as a view of the host's buffer
+    (csrc/python/calls.c): JSON, text, raw bytes and error bodies decode from it too."""
+    values = list(range(20_000))
+    big = json.dumps(values).encode()
+    assert len(big) > 64 * 1024
+    assert _remote._decode_body(memoryview(big), {"content-type": "application/json"}) == values
+    text = "é" * 40_000
+    got = _remote._decode_body(memoryview(text.encode()), {"content-type": "text/plain; charset=utf-8"})
+    assert got == text
+    raw = _remote._decode_body(memoryview(b"\x00" * 70_000), {"content-type": "application/octet-stream"})
+    assert raw.__class__ is bytes and raw == b"\x00" * 70_000
+    assert _remote._error_message(memoryview(b'{"error": "bad input"}')) == "bad input"

@@ -13,11 +13,12 @@ typedef struct {
   PyObject_HEAD
   char *data;
   Py_ssize_t len;
+  int readonly;
 } body_t;
 
 static int body_getbuffer(PyObject *self, Py_buffer *view, int flags) {
   body_t *b = (body_t *)self;
-  return PyBuffer_FillInfo(view, self, b->data, b->len, 0, flags);
+  return PyBuffer_FillInfo(view, self, b->data, b->len, b->readonly, flags);
 }
 
 static void body_dealloc(PyObject *self) {
@@ -43,7 +44,7 @@ static PyType_Spec body_spec = {
 
 static PyObject *body_type;
 
-PyObject *bh_body_take(char **data, size_t len, size_t min) {
+PyObject *bh_body_take(char **data, size_t len, size_t min, int writable) {
   body_t *b;
   PyObject *view;
 
@@ -56,6 +57,7 @@ PyObject *bh_body_take(char **data, size_t len, size_t min) {
     return NULL;
   b->data = *data;
   b->len = (Py_ssize_t)len;
+  b->readonly = !writable;
   *data = NULL; /* Python owns it now */
   view = PyMemoryView_FromObject((PyObject *)b);
   Py_DECREF(b);
@@ -80,7 +82,7 @@ PyObject *bh_rows_tuple(bh_rows_t *rows) {
       goto fail;
     PyList_SET_ITEM(counts, (Py_ssize_t)k, c);
   }
-  if ((data = bh_body_take(&rows->data, rows->len, 0)) == NULL)
+  if ((data = bh_body_take(&rows->data, rows->len, 0, 1)) == NULL)
     goto fail;
   tuple = PyTuple_Pack(3, data, shape, counts);
 fail:

@@ -12,7 +12,7 @@
  * its stream broke off), -4 for a streamed call's bytes (headers in the
  * first only); the carrier is freed here. */
 PyObject *bh_response_tuple(bh_req_t *carrier, int code) {
-  PyObject *body = bh_body_take(&carrier->body, carrier->body_len, BH_BODY_ZERO_COPY_MIN), *t = NULL;
+  PyObject *body = bh_body_take(&carrier->body, carrier->body_len, BH_BODY_ZERO_COPY_MIN, 1), *t = NULL;
   if (body != NULL)
     t = Py_BuildValue("(Kiiy#N)", (unsigned long long)carrier->call_id, code, carrier->call_status,
                       carrier->head ? carrier->head : "",
@@ -225,7 +225,7 @@ PyObject *bh_py_call_wait(PyObject *self, PyObject *const *args, Py_ssize_t narg
       return NULL;
     return Py_BuildValue("(iyy)", rc, "", "");
   }
-  PyObject *body = bh_body_take(&carrier->body, carrier->body_len, BH_BODY_ZERO_COPY_MIN);
+  PyObject *body = bh_body_take(&carrier->body, carrier->body_len, BH_BODY_ZERO_COPY_MIN, 1);
   result = body == NULL ? NULL
                         : Py_BuildValue("(iy#N)", carrier->call_status, carrier->head ? carrier->head : "",
                                         (Py_ssize_t)(carrier->head ? carrier->head_len : 0), body);

@@ -44,10 +44,11 @@ PyObject *bh_response_tuple(bh_req_t *carrier, int code);
 
 /* Bodies at least this big go to Python without a copy (python/buffer.c). */
 #define BH_BODY_ZERO_COPY_MIN (64 * 1024)
-/* *data (malloc'd, len bytes) as a Python object: a writable memoryview that
- * takes the block over (*data becomes NULL) when it is at least min bytes,
- * else a bytes copy (*data stays the caller's). NULL with a Python error set. */
-PyObject *bh_body_take(char **data, size_t len, size_t min);
+/* *data (malloc'd, len bytes) as a Python object: a memoryview (writable or
+ * not) that takes the block over (*data becomes NULL) when it is at least min
+ * bytes, else a bytes copy (*data stays the caller's). NULL with a Python
+ * error set. */
+PyObject *bh_body_take(char **data, size_t len, size_t min, int writable);
 /* A batch's input decoded by C (traffic/rows.c) as (buffer, shape, counts), the
  * buffer taken over from rows without a copy; NULL with a Python error set. */
 PyObject *bh_rows_tuple(bh_rows_t *rows);
