@@ -153,6 +153,34 @@ def test_big_octet_and_npy_bodies(srv):
     assert r.status_code == 400
 
 
+def test_big_bodies_pipelined_and_in_pieces(srv):
+    """A Content-Length body is read straight into its buffer, but only its rest: a request
+    pipelined behind it is still parsed as one; a body bigger than the first reservation
+    (1 MiB) and one sent in uneven pieces arrive whole."""
+    import time
+
+    big = np.random.default_rng(5).bytes(3 << 20)
+
+    def req(body: bytes) -> bytes:
+        return (b"POST /bytes_root HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+    with srv.conn() as c:
+        c.send(req(big) + req(b"tail"))
+        first, second = c.read_response(), c.read_response()
+        assert first.status == 200 and first.body == big.upper()
+        assert second.status == 200 and second.body == b"TAIL"
+        data = req(big[:300_001]) + req(b"x" * 20_000)
+        at = 0
+        for size in (7, 100, 16 << 10, 1, 70_000, 3, 50_000):
+            c.send(data[at:at + size])
+            at += size
+            time.sleep(0.01)
+        c.send(data[at:])
+        first, second = c.read_response(), c.read_response()
+        assert first.body == big[:300_001].upper() and second.body == b"X" * 20_000
+
+
 def test_dataframes(srv):
     r = srv.post("/frame_records", json_body={"df": [{"a": 1, "b": 2}, {"a": 3, "b": 4}]})
     assert r.status_code == 200, r.text

@@ -452,8 +452,9 @@ void bh_conn_after_response(bh_conn_t *c, int close) {
 }
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)h;
   (void)suggested;
+  if (bh_conn_body_buffer(h->data, buf) == 0)
+    return;
   *buf = uv_buf_init(read_buf, sizeof(read_buf));
 }
 

@@ -222,6 +222,7 @@ extern const llhttp_settings_t bh_parser_settings;
 /* 1 when a message completed (*consumed bytes were parsed), 0 when all of data
  * was parsed, -1 on a protocol error (c->err_status says which). */
 int bh_conn_execute(bh_conn_t *c, const char *data, size_t len, size_t *consumed);
+int bh_conn_body_buffer(const bh_conn_t *c, uv_buf_t *buf); /* 0: read the body in place */
 
 /* ---------------------------------------------------------------- respond.c */
 

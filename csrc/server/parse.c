@@ -13,6 +13,8 @@
 
 #define BODY_INITIAL_MAX ((size_t)1 << 20)
 #define CHUNKED_INITIAL 16384
+/* Below this, a body's rest is read through the read buffer like a head. */
+#define BODY_DIRECT_MIN ((size_t)16 << 10)
 #define PICKLE_CT "application/vnd.bentoml+pickle"
 
 /* A refusal: the status to answer and the reason it is counted under. */
@@ -391,6 +393,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
       bh_log("multipart upload failed: %s", bh_multipart_error(c->mp));
     return -1;
   }
+  /* read in place (bh_conn_body_buffer): at is inside the body's own block */
+  if (req->body_len < c->body_cap && at == req->body + req->body_len) {
+    req->body_len += len;
+    return 0;
+  }
   need = req->body_len + len;
   if (need > c->body_cap) {
     /* glibc moves large blocks with mremap, so doubling stays cheap */
@@ -446,6 +453,30 @@ const llhttp_settings_t bh_parser_settings = {
 };
 
 /* ---------------------------------------------------------------- request flow */
+
+/* Where the socket's next bytes can go: straight into the body's buffer when
+ * they can only be body (no more than the rest of a Content-Length body that
+ * is kept in memory as is), so that on_body has nothing to copy; the body's
+ * 1 MiB memcpy out of the read buffer was a sixth of the I/O thread's time on
+ * a 1 MiB octet-stream upload. 0, or -1: use the shared read buffer. */
+int bh_conn_body_buffer(const bh_conn_t *c, uv_buf_t *buf) {
+  const bh_req_t *req = c->req;
+  uint64_t left;
+  size_t room;
+
+  if (req == NULL || req->body == NULL || c->tls != NULL || c->mp != NULL || c->busy || c->closing ||
+      c->lingering || !c->in_message || c->in_head || c->discard_body || c->reject_status != 0 ||
+      c->err_status != 0 || c->body_total == 0 || c->body_seen >= c->body_total)
+    return -1;
+  left = c->body_total - c->body_seen;
+  room = c->body_cap - req->body_len;
+  if (room > left)
+    room = (size_t)left;
+  if (room < BODY_DIRECT_MIN)
+    return -1;
+  *buf = uv_buf_init(req->body + req->body_len, (unsigned int)(room < UINT32_MAX ? room : UINT32_MAX));
+  return 0;
+}
 
 /* Returns 1 when a message completed (consumed bytes were parsed), 0 when all
  * of data was parsed, -1 on a protocol error. */
