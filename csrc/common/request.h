@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 
 /* A multipart/form-data part, parsed by C. File parts are streamed to a file in
  * the request's temp_dir; other parts are kept in memory. */
@@ -80,6 +82,14 @@ typedef struct bh_req {
 
 /* Frees the request, its parts and its temp dir (recursively). */
 void bh_req_free(bh_req_t *req);
+/* Whether a Content-Type value's media type is want (case-insensitive; what
+ * follows may only be parameters). NULL is no type. */
+static inline int bh_media_type_is(const char *ctype, const char *want) {
+  size_t n = strlen(want);
+  if (ctype == NULL || strncasecmp(ctype, want, n) != 0)
+    return 0;
+  return ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ' || ctype[n] == '\t';
+}
 
 /* Back to the I/O thread: what Python says about a request. One allocation
  * holds the message and its strings (content_type, headers and data point into

@@ -57,14 +57,6 @@ static PyObject *content_type_str(const char *s) {
   return obj;
 }
 
-/* Whether the content type's media type is want (parameters after ';'). */
-static int media_type_is(const char *ct, const char *want) {
-  size_t n = strlen(want);
-  if (ct == NULL || strncasecmp(ct, want, n) != 0)
-    return 0;
-  return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t';
-}
-
 /* Moves the body into a bytes object: C does not need its copy any more. A
  * pickle (a call from the graph, arrays out of band) is handed over without a
  * copy and writable (python/buffer.c). A big raw or .npy array is handed over
@@ -79,8 +71,8 @@ static PyObject *take_body(bh_req_t *req) {
     return Py_NewRef(Py_None);
   if (req->content_type != NULL && strncasecmp(req->content_type, pickle_ct, sizeof(pickle_ct) - 1) == 0)
     return bh_body_take(&req->body, req->body_len, 1, 1); /* arrays writable, as the caller's */
-  if (media_type_is(req->content_type, "application/octet-stream") ||
-      media_type_is(req->content_type, "application/x-npy"))
+  if (bh_media_type_is(req->content_type, "application/octet-stream") ||
+      bh_media_type_is(req->content_type, "application/x-npy"))
     return bh_body_take(&req->body, req->body_len, BH_BODY_ZERO_COPY_MIN, 0);
   body = PyBytes_FromStringAndSize(req->body ? req->body : "", (Py_ssize_t)req->body_len);
   if (body != NULL) {

@@ -376,13 +376,8 @@ static int json_member(acc_t *a, const bh_req_t *m, uint32_t *rows) {
   return add_member(a, dims, ndim, elems, rows);
 }
 
-static int ctype_is(const char *ctype, const char *want) {
-  size_t n = strlen(want);
-  return ctype != NULL && strncasecmp(ctype, want, n) == 0 && (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
-}
-
 static int is_npy(const bh_req_t *m) {
-  return ctype_is(m->content_type, "application/x-npy") ||
+  return bh_media_type_is(m->content_type, "application/x-npy") ||
          (m->body_len >= 6 && memcmp(m->body, "\x93NUMPY", 6) == 0);
 }
 
@@ -482,7 +477,7 @@ uint32_t bh_rows_count_binary(const bh_api_t *api, const bh_req_t *req) {
   int64_t dims[BH_ROWS_MAX_DIMS];
   int ndim;
   if (api->rows_kind == 0 || req->body == NULL ||
-      !(is_npy(req) || ctype_is(req->content_type, "application/octet-stream")) ||
+      !(is_npy(req) || bh_media_type_is(req->content_type, "application/octet-stream")) ||
       binary_layout(api, req, &off, &elems, dims, &ndim) != 0 || ndim < 1)
     return 0;
   if (api->rows_nshape > 0) {
@@ -513,9 +508,9 @@ int bh_rows_build(const bh_api_t *api, bh_req_t *first, bh_rows_t *out) {
   for (bh_req_t *m = first; m != NULL && err == 0; m = m->batch_next, k++) {
     if (m->body == NULL || m->nparts > 0)
       err = -EINVAL;
-    else if (m->content_type == NULL || ctype_is(m->content_type, "application/json"))
+    else if (m->content_type == NULL || bh_media_type_is(m->content_type, "application/json"))
       err = json_member(&a, m, &out->counts[k]);
-    else if (is_npy(m) || ctype_is(m->content_type, "application/octet-stream"))
+    else if (is_npy(m) || bh_media_type_is(m->content_type, "application/octet-stream"))
       err = binary_member(&a, m, &out->counts[k]);
     else
       err = -EINVAL;
